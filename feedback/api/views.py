@@ -1,0 +1,132 @@
+"""The REST API: validate → call a service or selector → serialize. No business rules here."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, permissions, status
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from config.api_errors import ApplicationError
+from feedback import importing, selectors, services
+from feedback.api import serializers as s
+from feedback.models import Judgement, Project
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="A retry with the same key returns the first result and stores nothing twice.",
+)
+FORBIDDEN_ADMIN_ONLY = "Only the project's admins may do this."
+
+
+def _require_project_admin(request, project: Project) -> None:
+    if not selectors.is_project_admin(user=request.user, project=project):
+        raise ApplicationError(FORBIDDEN_ADMIN_ONLY, status_code=status.HTTP_403_FORBIDDEN)
+
+
+class ProjectListCreateApi(generics.ListCreateAPIView):
+    serializer_class = s.ProjectSerializer
+    filterset_fields = ["slug"]
+
+    def get_queryset(self):
+        return selectors.projects_for_user(user=self.request.user).order_by("id")
+
+    def perform_create(self, serializer):
+        if not (self.request.user.is_staff and self.request.user.has_perm("feedback.add_project")):
+            raise ApplicationError("Only staff with the add_project permission may create projects.", status_code=403)
+        serializer.instance = services.create_project(**serializer.validated_data)
+
+
+class ProjectDetailApi(APIView):
+    @extend_schema(responses=s.ProjectSerializer)
+    def get(self, request, project_ref):
+        project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
+        return Response(s.ProjectSerializer(project).data)
+
+
+class NextTaskApi(APIView):
+    @extend_schema(request=None, responses={200: s.NextTaskOutputSerializer, 204: OpenApiResponse(description="Nothing left for you.")})
+    def post(self, request, project_ref):
+        project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
+        assignment = services.next_task(project=project, annotator=request.user)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        assignment.completions = selectors.labelled_completions(assignment=assignment)
+        return Response(s.NextTaskOutputSerializer(assignment).data)
+
+
+class JudgementCreateApi(APIView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "submit"
+
+    @extend_schema(request=s.JudgementInputSerializer, parameters=[IDEMPOTENCY_HEADER],
+                   responses={201: s.JudgementOutputSerializer, 200: s.JudgementOutputSerializer})
+    def post(self, request, task_id):
+        task = selectors.task_for_annotator(user=request.user, task_id=task_id)
+        serializer = s.JudgementInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        judgement, created = services.submit_judgement(
+            task=task, annotator=request.user, idempotency_key=request.headers.get("Idempotency-Key", "")[:128],
+            **serializer.validated_data,
+        )
+        return Response(s.JudgementOutputSerializer(judgement).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class TaskSkipApi(APIView):
+    @extend_schema(request=None, responses={204: OpenApiResponse(description="Skipped.")})
+    def post(self, request, task_id):
+        task = selectors.task_for_annotator(user=request.user, task_id=task_id)
+        services.skip_task(task=task, annotator=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MyJudgementListApi(generics.ListAPIView):
+    """The caller's own judgements; nobody sees other annotators' judgements here."""
+
+    serializer_class = s.JudgementOutputSerializer
+    filterset_fields = ["task", "task__project"]
+
+    def get_queryset(self):
+        return Judgement.objects.filter(annotator=self.request.user).order_by("-id")
+
+
+class ProjectStatsApi(APIView):
+    @extend_schema(responses=s.ProjectStatsSerializer)
+    def get(self, request, project_ref):
+        project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
+        if not selectors.can_review(user=request.user, project=project):
+            raise ApplicationError("Only reviewers and admins may see project statistics.", status_code=403)
+        return Response(s.ProjectStatsSerializer(selectors.project_stats(project=project)).data)
+
+
+class ProjectImportApi(APIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(request=s.ImportInputSerializer, responses={201: s.ImportOutputSerializer})
+    def post(self, request, project_ref):
+        project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
+        _require_project_admin(request, project)
+        serializer = s.ImportInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data.get("file")
+        if upload is not None:
+            fmt = serializer.validated_data.get("format") or importing.detect_format(upload.name)
+            rows = importing.read_rows(upload.file, fmt)
+        else:
+            rows = importing.read_rows_from_objects(serializer.validated_data["rows"])
+        result = services.import_prompts(project=project, rows=rows)
+        return Response(s.ImportOutputSerializer(result.as_dict()).data, status=status.HTTP_201_CREATED)
+
+
+class ThrottledObtainAuthToken(ObtainAuthToken):
+    """POST username and password, get the API token. Throttled, and locked out by django-axes."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+    permission_classes = [permissions.AllowAny]

@@ -1,0 +1,288 @@
+"""Reading prompt files (JSONL, CSV, Parquet) into validated rows, before anything is written.
+
+Every problem is reported with its line (JSONL/CSV: the line in the file; Parquet: the row number
+starting at 1) and its field, and nothing is imported while any row is bad.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Iterator
+
+from django.core.exceptions import ValidationError
+
+MAX_ERRORS_REPORTED = 20
+MAX_PROMPT_CHARS = 100_000
+MAX_COMPLETION_CHARS = 100_000
+MAX_EXTERNAL_ID_CHARS = 200
+MAX_MODEL_NAME_CHARS = 200
+ROLES = {"system", "user", "assistant", "tool"}
+FORMATS = ("jsonl", "csv", "parquet")
+
+
+@dataclass(frozen=True)
+class CompletionRow:
+    text: str
+    model: str
+
+    @property
+    def content_hash(self) -> str:
+        return _sha256({"text": self.text, "model": self.model})
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    line: int
+    external_id: str
+    text: str
+    messages: list | None
+    metadata: dict = field(default_factory=dict)
+    completions: tuple[CompletionRow, ...] = ()
+
+    @property
+    def content_hash(self) -> str:
+        return _sha256(self.messages if self.messages is not None else self.text)
+
+
+def _sha256(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class RowError(Exception):
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field_name = field_name
+        self.message = message
+
+
+def _clean_text(value, field_name: str, limit: int, *, required: bool = True) -> str:
+    if value is None or (isinstance(value, float) and value != value):  # None or NaN from pandas/pyarrow
+        value = ""
+    if not isinstance(value, str):
+        raise RowError(field_name, f"must be a string, got {type(value).__name__}")
+    if "\x00" in value:
+        raise RowError(field_name, "must not contain NUL characters")
+    if required and not value.strip():
+        raise RowError(field_name, "must not be empty")
+    if len(value) > limit:
+        raise RowError(field_name, f"is longer than {limit} characters")
+    return value
+
+
+def messages_to_text(messages: list[dict]) -> str:
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def _clean_prompt(value) -> tuple[str, list | None]:
+    if isinstance(value, list):
+        if not value:
+            raise RowError("prompt", "chat must hold at least one message")
+        messages = []
+        for i, message in enumerate(value):
+            if not isinstance(message, dict) or set(message) - {"role", "content"} or "role" not in message:
+                raise RowError(f"prompt[{i}]", 'must be {"role": …, "content": …}')
+            if message["role"] not in ROLES:
+                raise RowError(f"prompt[{i}].role", f"must be one of {', '.join(sorted(ROLES))}")
+            content = _clean_text(message.get("content"), f"prompt[{i}].content", MAX_PROMPT_CHARS)
+            messages.append({"role": message["role"], "content": content})
+        text = messages_to_text(messages)
+        if len(text) > MAX_PROMPT_CHARS:
+            raise RowError("prompt", f"is longer than {MAX_PROMPT_CHARS} characters")
+        return text, messages
+    return _clean_text(value, "prompt", MAX_PROMPT_CHARS), None
+
+
+def clean_row(raw, line: int) -> PromptRow:
+    """Validate one decoded row (a dict) into a PromptRow, or raise RowError naming the field."""
+    if not isinstance(raw, dict):
+        raise RowError("row", "must be a JSON object")
+    unknown = set(raw) - {"id", "prompt", "completions", "metadata"}
+    if unknown:
+        raise RowError(sorted(unknown)[0], "is not a known field (expected id, prompt, completions, metadata)")
+    if "prompt" not in raw:
+        raise RowError("prompt", "is required")
+    external_id = raw.get("id")
+    if external_id is None:
+        external_id = ""
+    if isinstance(external_id, int) and not isinstance(external_id, bool):
+        external_id = str(external_id)
+    external_id = _clean_text(external_id, "id", MAX_EXTERNAL_ID_CHARS, required=False).strip()
+    text, messages = _clean_prompt(raw["prompt"])
+    metadata = raw.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise RowError("metadata", "must be an object")
+    completions_raw = raw.get("completions") or []
+    if not isinstance(completions_raw, list):
+        raise RowError("completions", "must be a list")
+    if len(completions_raw) == 1 or len(completions_raw) > 4:
+        raise RowError("completions", f"must hold 2 to 4 completions (or none), got {len(completions_raw)}")
+    completions = []
+    for i, item in enumerate(completions_raw):
+        if isinstance(item, str):
+            item = {"text": item}
+        if not isinstance(item, dict) or set(item) - {"text", "model"}:
+            raise RowError(f"completions[{i}]", 'must be {"text": …, "model": …}')
+        completion_text = _clean_text(item.get("text"), f"completions[{i}].text", MAX_COMPLETION_CHARS)
+        model = _clean_text(item.get("model") or "", f"completions[{i}].model", MAX_MODEL_NAME_CHARS, required=False)
+        completions.append(CompletionRow(text=completion_text, model=model))
+    if len({(c.text, c.model) for c in completions}) != len(completions):
+        raise RowError("completions", "holds the same completion twice")
+    return PromptRow(line=line, external_id=external_id, text=text, messages=messages, metadata=metadata,
+                     completions=tuple(completions))
+
+
+def _jsonl_rows(stream: IO[bytes]) -> Iterator[tuple[int, object]]:
+    for line_no, raw_line in enumerate(stream, start=1):
+        try:
+            line = raw_line.decode("utf-8") if isinstance(raw_line, bytes) else raw_line
+        except UnicodeDecodeError:
+            raise RowError("row", "is not valid UTF-8") from None
+        if not line.strip():
+            continue
+        try:
+            yield line_no, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise _AtLine(line_no, RowError("row", f"is not valid JSON ({exc.msg})")) from None
+
+
+def _csv_value_to_prompt(value: str):
+    # A CSV cell may hold a chat as JSON; anything else is plain text.
+    stripped = (value or "").strip()
+    if stripped.startswith("[") and stripped.endswith("]"):
+        try:
+            parsed = json.loads(stripped)
+        except json.JSONDecodeError:
+            return value
+        if isinstance(parsed, list) and all(isinstance(m, dict) for m in parsed):
+            return parsed
+    return value
+
+
+def _tabular_to_raw(record: dict) -> dict:
+    missing = {"prompt"} - set(record)
+    if missing:
+        raise RowError("prompt", "column is required")
+    completions = []
+    for k in range(1, 5):
+        text = record.get(f"completion_{k}")
+        if text is None or text == "" or (isinstance(text, float) and text != text):
+            continue
+        completions.append({"text": text, "model": record.get(f"model_{k}") or ""})
+    metadata = record.get("metadata") or {}
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata) if metadata.strip() else {}
+        except json.JSONDecodeError:
+            raise RowError("metadata", "is not valid JSON") from None
+    prompt = record["prompt"]
+    if isinstance(prompt, str):
+        prompt = _csv_value_to_prompt(prompt)
+    raw = {"prompt": prompt, "completions": completions, "metadata": metadata}
+    if record.get("id") not in (None, ""):
+        raw["id"] = record["id"]
+    return raw
+
+
+def _csv_rows(stream: IO[bytes]) -> Iterator[tuple[int, object]]:
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    reader = csv.DictReader(text)
+    try:
+        for record in reader:
+            line_no = reader.line_num
+            if None in record:
+                raise _AtLine(line_no, RowError("row", "has more cells than the header"))
+            yield line_no, _tabular_to_raw(record)
+    except UnicodeDecodeError:
+        raise RowError("row", "is not valid UTF-8") from None
+    except csv.Error as exc:
+        raise _AtLine(reader.line_num, RowError("row", f"is not valid CSV ({exc})")) from None
+
+
+def _parquet_rows(stream: IO[bytes]) -> Iterator[tuple[int, object]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(stream)
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise RowError("file", f"is not a readable Parquet file ({exc})") from None
+    line_no = 0
+    for batch in table.iter_batches(batch_size=10_000):
+        for record in batch.to_pylist():
+            line_no += 1
+            yield line_no, _tabular_to_raw(record)
+
+
+class _AtLine(Exception):
+    def __init__(self, line: int, error: RowError):
+        self.line = line
+        self.error = error
+
+
+def detect_format(name: str) -> str:
+    suffix = Path(name).suffix.lower().lstrip(".")
+    return {"jsonl": "jsonl", "ndjson": "jsonl", "json": "jsonl", "csv": "csv", "parquet": "parquet", "pq": "parquet"}.get(
+        suffix, ""
+    )
+
+
+def read_rows(stream: IO[bytes], fmt: str) -> list[PromptRow]:
+    """Decode and validate a whole file. Raises ValidationError listing every bad line (up to 20)."""
+    if fmt not in FORMATS:
+        raise ValidationError({"format": f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}."})
+    reader = {"jsonl": _jsonl_rows, "csv": _csv_rows, "parquet": _parquet_rows}[fmt]
+    rows: list[PromptRow] = []
+    errors: list[str] = []
+    seen_ids: dict[str, int] = {}
+    try:
+        for line_no, raw in reader(stream):
+            try:
+                row = clean_row(raw, line_no)
+            except RowError as exc:
+                errors.append(f"line {line_no}: field '{exc.field_name}' {exc.message}")
+            else:
+                if row.external_id and row.external_id in seen_ids:
+                    errors.append(
+                        f"line {line_no}: field 'id' {row.external_id!r} repeats line {seen_ids[row.external_id]}"
+                    )
+                elif row.external_id:
+                    seen_ids[row.external_id] = line_no
+                rows.append(row)
+            if len(errors) >= MAX_ERRORS_REPORTED:
+                break
+    except _AtLine as exc:
+        errors.append(f"line {exc.line}: field '{exc.error.field_name}' {exc.error.message}")
+    except RowError as exc:
+        errors.append(f"field '{exc.field_name}' {exc.message}")
+    if errors:
+        raise ValidationError({"file": errors})
+    if not rows:
+        raise ValidationError({"file": ["holds no rows"]})
+    return rows
+
+
+def read_rows_from_objects(objects: list, *, first_line: int = 1) -> list[PromptRow]:
+    """Validate rows that arrived already decoded (a JSON API body); 'line' is the 1-based index."""
+    errors, rows, seen_ids = [], [], {}
+    for offset, raw in enumerate(objects):
+        line_no = first_line + offset
+        try:
+            row = clean_row(raw, line_no)
+        except RowError as exc:
+            errors.append(f"line {line_no}: field '{exc.field_name}' {exc.message}")
+            continue
+        if row.external_id and row.external_id in seen_ids:
+            errors.append(f"line {line_no}: field 'id' {row.external_id!r} repeats line {seen_ids[row.external_id]}")
+        seen_ids.setdefault(row.external_id, line_no)
+        rows.append(row)
+        if len(errors) >= MAX_ERRORS_REPORTED:
+            break
+    if errors:
+        raise ValidationError({"rows": errors})
+    if not rows:
+        raise ValidationError({"rows": ["holds no rows"]})
+    return rows

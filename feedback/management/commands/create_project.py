@@ -1,0 +1,28 @@
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from feedback import services
+
+
+class Command(BaseCommand):
+    help = "Create an annotation project."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug")
+        parser.add_argument("--name", default="")
+        parser.add_argument("--instructions", default="")
+        parser.add_argument("--completions-per-task", type=int, default=2)
+        parser.add_argument("--overlap", type=int, default=3)
+        parser.add_argument("--lease-seconds", type=int, default=600)
+        parser.add_argument("--gold-rate", type=float, default=0.0)
+
+    def handle(self, *args, **opts):
+        try:
+            project = services.create_project(
+                slug=opts["slug"], name=opts["name"], instructions=opts["instructions"],
+                completions_per_task=opts["completions_per_task"], overlap=opts["overlap"],
+                lease_seconds=opts["lease_seconds"], gold_rate=opts["gold_rate"],
+            )
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        self.stdout.write(f"created project {project.slug} (id {project.pk})")

@@ -1,0 +1,206 @@
+"""The tables of the annotation platform. Models hold data and invariants; writes live in services."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+LABELS = "abcd"  # anonymous labels shown to annotators, by display position
+
+
+class Project(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True, help_text="Markdown shown to annotators (rendered safely).")
+    completions_per_task = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(2), MaxValueValidator(4)],
+        help_text="K: completions shown side by side in one comparison task (2–4).",
+    )
+    overlap = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(50)],
+        help_text="Judgements wanted per task, each from a different annotator.",
+    )
+    lease_seconds = models.PositiveIntegerField(
+        default=600, validators=[MinValueValidator(30), MaxValueValidator(24 * 3600)],
+        help_text="How long an annotator holds a task before it returns to the pool.",
+    )
+    gold_rate = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of served tasks that are gold tasks with a known answer.",
+    )
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ANNOTATOR = "annotator", "Annotator"
+        REVIEWER = "reviewer", "Reviewer"
+        ADMIN = "admin", "Admin"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    trust = models.FloatField(
+        default=1.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Weight of this annotator's judgements in consensus (from gold accuracy and agreement).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} as {self.role}"
+
+
+class Prompt(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    external_id = models.CharField(max_length=200, blank=True, help_text="The id in the imported file.")
+    text = models.TextField(help_text="Plain-text prompt, or the chat rendered as text.")
+    messages = models.JSONField(null=True, blank=True, help_text="Chat messages [{role, content}], if a chat.")
+    content_hash = models.CharField(max_length=64, help_text="sha256 of the canonical prompt.")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "content_hash"], name="prompt_unique_content"),
+            models.UniqueConstraint(
+                fields=["project", "external_id"], condition=~Q(external_id=""), name="prompt_unique_external_id"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id or f"prompt {self.pk}"
+
+    @property
+    def payload(self):
+        """What a client sees: the chat messages when there are any, else the text."""
+        return self.messages if self.messages else self.text
+
+
+class Completion(models.Model):
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")
+    text = models.TextField()
+    model_name = models.CharField(max_length=200, blank=True)
+    model_version = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="completions"
+    )
+    generation = models.JSONField(default=dict, blank=True, help_text="Sampling settings that produced it.")
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["prompt", "content_hash"], name="completion_unique")]
+
+    def __str__(self) -> str:
+        return f"completion {self.pk} of {self.prompt_id}"
+
+
+class ComparisonTask(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        COMPLETE = "complete", "Complete"
+        CANCELLED = "cancelled", "Cancelled"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="tasks")
+    completions = models.ManyToManyField(Completion, related_name="tasks")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    judgements_needed = models.PositiveSmallIntegerField(default=3)
+    judgements_done = models.PositiveSmallIntegerField(default=0)
+    # Submitted judgements plus live leases: a task is offered while this is below the need.
+    slots_taken = models.PositiveSmallIntegerField(default=0)
+    priority = models.IntegerField(default=0, help_text="Lower is served first.")
+    is_gold = models.BooleanField(default=False)
+    gold_ranking = models.JSONField(null=True, blank=True, help_text="Known answer of a gold task.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            # The queue: open tasks of a project in serving order. Partial, so finished tasks cost
+            # nothing and picking the next task stays flat as the project grows to millions.
+            models.Index(
+                fields=["project", "priority", "id"], condition=Q(status="open"), name="task_queue_open"
+            ),
+            models.Index(fields=["project", "status"], name="task_project_status"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(judgements_done__lte=models.F("judgements_needed")), name="task_done_within_need"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"task {self.pk}"
+
+
+class Assignment(models.Model):
+    """A lease of one task to one annotator; it also fixes the random label order they saw."""
+
+    class State(models.TextChoices):
+        LEASED = "leased", "Leased"
+        SUBMITTED = "submitted", "Submitted"
+        SKIPPED = "skipped", "Skipped"
+
+    task = models.ForeignKey(ComparisonTask, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.LEASED)
+    label_order = models.JSONField(help_text="Completion ids in display order: label a, b, c, d.")
+    leased_at = models.DateTimeField()
+    leased_until = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "annotator"], name="assignment_once_per_annotator")]
+        indexes = [
+            models.Index(fields=["annotator", "project", "state"], name="assignment_by_annotator"),
+            models.Index(fields=["project", "leased_until"], condition=Q(state="leased"), name="assignment_live"),
+        ]
+
+    def label_map(self) -> dict[str, int]:
+        return {LABELS[i]: cid for i, cid in enumerate(self.label_order)}
+
+
+class Judgement(models.Model):
+    class Flag(models.TextChoices):
+        ALL_BAD = "all_bad", "All bad"
+        UNSAFE = "unsafe", "Unsafe"
+
+    task = models.ForeignKey(ComparisonTask, on_delete=models.CASCADE, related_name="judgements")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgements")
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="judgement")
+    ranking = models.JSONField(help_text="Completion ids, best first; inner lists are ties.")
+    ranking_labels = models.JSONField(help_text="The ranking as submitted, in the annotator's labels.")
+    flags = models.JSONField(default=list, blank=True)
+    confidence = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(5)]
+    )
+    comment = models.TextField(blank=True)
+    seconds_spent = models.FloatField()
+    idempotency_key = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "annotator"], name="judgement_once_per_annotator"),
+            models.UniqueConstraint(
+                fields=["annotator", "idempotency_key"], condition=~Q(idempotency_key=""),
+                name="judgement_idempotency_key",
+            ),
+        ]
+        indexes = [models.Index(fields=["annotator", "created_at"], name="judgement_by_annotator")]
+
+    def __str__(self) -> str:
+        return f"judgement {self.pk} on task {self.task_id}"

@@ -1,0 +1,379 @@
+"""Every write of the annotation platform. Views, admin, commands and jobs call these; nothing else writes.
+
+Queue writes are short transactions. On SQLite each transaction takes the write lock when it starts
+(IMMEDIATE, see settings), so writers queue instead of failing; on PostgreSQL candidate tasks are
+locked with SKIP LOCKED so concurrent annotators never wait on each other's rows. Either way the
+unique constraints (one assignment and one judgement per task and annotator) are the last line of
+defence: no judgement is ever lost or stored twice.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterable, Sequence
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from config.api_errors import ApplicationError, Conflict
+from feedback import importing
+from feedback.models import LABELS, Assignment, ComparisonTask, Completion, Judgement, Membership, Project, Prompt
+
+User = get_user_model()
+
+RANKING_NOT_A_LIST = "Ranking must be a non-empty list of groups of labels, best first, e.g. [[\"a\"], [\"b\", \"c\"]]."
+RANKING_BAD_GROUP = "Each ranking group must be a non-empty list of labels; got {group!r}."
+RANKING_UNKNOWN_LABEL = "Unknown completion label {label!r}; this task shows {labels}."
+RANKING_DUPLICATE_LABEL = "Label {label!r} appears more than once in the ranking."
+RANKING_MISSING_LABEL = "Ranking must name every completion exactly once; missing: {labels}."
+FLAG_UNKNOWN = "Unknown flag {flag!r}; allowed: {allowed}."
+CONFIDENCE_RANGE = "Confidence must be an integer from 1 to 5."
+NOT_LEASEHOLDER = "You do not hold a lease on this task. Ask for the next task first."
+LEASE_EXPIRED = "Your lease on this task expired and it went back to the pool. Ask for the next task."
+ALREADY_JUDGED = "You have already judged this task."
+IDEMPOTENCY_KEY_REUSED = "This Idempotency-Key was already used for another task."
+COMMENT_TOO_LONG = "Comment is limited to {limit} characters."
+NUL_NOT_ALLOWED = "Text must not contain NUL characters."
+
+COMMENT_LIMIT = 5000
+CANDIDATES_PER_PICK = 8
+
+
+def _lock(queryset):
+    """SELECT … FOR UPDATE where the database has row locks; SQLite's IMMEDIATE transactions already serialise."""
+    return queryset.select_for_update() if connection.features.has_select_for_update else queryset
+
+
+# --- projects and members ----------------------------------------------------------------------
+
+
+@transaction.atomic
+def create_project(
+    *, slug: str, name: str = "", instructions: str = "", completions_per_task: int = 2, overlap: int = 3,
+    lease_seconds: int = 600, gold_rate: float = 0.0,
+) -> Project:
+    project = Project(
+        slug=slug, name=name or slug, instructions=instructions, completions_per_task=completions_per_task,
+        overlap=overlap, lease_seconds=lease_seconds, gold_rate=gold_rate,
+    )
+    project.full_clean()
+    project.save()
+    return project
+
+
+ROLE_GROUPS = {
+    Membership.Role.ANNOTATOR: "Annotators",
+    Membership.Role.REVIEWER: "Reviewers",
+    Membership.Role.ADMIN: "Project admins",
+}
+
+
+def ensure_role_groups() -> dict[str, Group]:
+    """The Django groups behind the roles, with the model permissions each role needs in the admin."""
+    from django.contrib.auth.models import Permission
+
+    groups = {}
+    for role, name in ROLE_GROUPS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        groups[role] = group
+    view_codenames = ["view_project", "view_prompt", "view_completion", "view_comparisontask", "view_judgement"]
+    groups[Membership.Role.REVIEWER].permissions.set(
+        Permission.objects.filter(content_type__app_label="feedback", codename__in=view_codenames)
+    )
+    groups[Membership.Role.ADMIN].permissions.set(
+        Permission.objects.filter(content_type__app_label__in=["feedback", "training"])
+    )
+    return groups
+
+
+@transaction.atomic
+def add_member(
+    *, project: Project, username: str, role: str, password: str | None = None
+) -> tuple[Membership, Token]:
+    """Create the user if needed, give it `role` in `project`, and return its API token."""
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}; choose one of {', '.join(Membership.Role.values)}."})
+    user, created = User.objects.get_or_create(username=username)
+    if password:
+        user.set_password(password)
+    elif created:
+        user.set_unusable_password()
+    if role == Membership.Role.ADMIN:
+        user.is_staff = True  # project admins work in the Django admin
+    user.save()
+    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+    user.groups.add(ensure_role_groups()[role])
+    token, _ = Token.objects.get_or_create(user=user)
+    return membership, token
+
+
+# --- import ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    prompts_created: int
+    completions_created: int
+    tasks_created: int
+    rows_skipped: int
+
+    def as_dict(self) -> dict:
+        return {
+            "prompts_created": self.prompts_created,
+            "completions_created": self.completions_created,
+            "tasks_created": self.tasks_created,
+            "rows_skipped": self.rows_skipped,
+        }
+
+
+def import_prompts(*, project: Project, rows: Iterable[importing.PromptRow], progress=None) -> ImportResult:
+    """Write validated rows in one transaction: all or nothing, bulk inserts, no duplicates.
+
+    A row whose external id or prompt content already exists in the project is skipped, so importing
+    the same file twice changes nothing. Rows with 2–4 completions become comparison tasks at once;
+    rows without completions wait for the policy to sample them.
+    """
+    rows = list(rows)
+    batch = 2000
+    with transaction.atomic():
+        existing_ids = set(Prompt.objects.filter(project=project).exclude(external_id="").values_list("external_id", flat=True))
+        existing_hashes = set(Prompt.objects.filter(project=project).values_list("content_hash", flat=True))
+        fresh: list[importing.PromptRow] = []
+        for row in rows:
+            if (row.external_id and row.external_id in existing_ids) or row.content_hash in existing_hashes:
+                continue
+            fresh.append(row)
+            existing_hashes.add(row.content_hash)
+            if row.external_id:
+                existing_ids.add(row.external_id)
+
+        prompts = [
+            Prompt(project=project, external_id=r.external_id, text=r.text, messages=r.messages,
+                   content_hash=r.content_hash, metadata=r.metadata)
+            for r in fresh
+        ]
+        for start in range(0, len(prompts), batch):
+            Prompt.objects.bulk_create(prompts[start : start + batch])
+            if progress:
+                progress(len(prompts[start : start + batch]))
+
+        completions: list[Completion] = []
+        per_row: list[list[Completion]] = []
+        for row, prompt in zip(fresh, prompts):
+            mine = [
+                Completion(prompt=prompt, text=c.text, model_name=c.model, content_hash=c.content_hash)
+                for c in row.completions
+            ]
+            completions.extend(mine)
+            per_row.append(mine)
+        for start in range(0, len(completions), batch):
+            Completion.objects.bulk_create(completions[start : start + batch])
+
+        tasks = [
+            ComparisonTask(project=project, prompt=prompt, judgements_needed=project.overlap)
+            for prompt, mine in zip(prompts, per_row)
+            if len(mine) >= 2
+        ]
+        for start in range(0, len(tasks), batch):
+            ComparisonTask.objects.bulk_create(tasks[start : start + batch])
+        through = ComparisonTask.completions.through
+        links = []
+        task_iter = iter(tasks)
+        for mine in per_row:
+            if len(mine) >= 2:
+                task = next(task_iter)
+                links.extend(through(comparisontask_id=task.pk, completion_id=c.pk) for c in mine)
+        for start in range(0, len(links), batch * 2):
+            through.objects.bulk_create(links[start : start + batch * 2])
+
+    return ImportResult(
+        prompts_created=len(prompts), completions_created=len(completions), tasks_created=len(tasks),
+        rows_skipped=len(rows) - len(fresh),
+    )
+
+
+@transaction.atomic
+def create_task(*, project: Project, prompt: Prompt, completions: Sequence[Completion], priority: int = 0,
+                is_gold: bool = False) -> ComparisonTask:
+    if not 2 <= len(completions) <= 4:
+        raise ValidationError({"completions": "A comparison task shows 2 to 4 completions."})
+    task = ComparisonTask.objects.create(
+        project=project, prompt=prompt, judgements_needed=project.overlap, priority=priority, is_gold=is_gold
+    )
+    task.completions.set(completions)
+    return task
+
+
+# --- the queue ---------------------------------------------------------------------------------
+
+
+def release_expired_leases(*, project: Project, now: datetime | None = None, limit: int = 500) -> int:
+    """Return tasks whose lease ran out to the pool. Uses the partial index on live leases only."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        expired = Assignment.objects.filter(project=project, state=Assignment.State.LEASED, leased_until__lte=now)
+        if connection.features.has_select_for_update_skip_locked:
+            expired = expired.select_for_update(skip_locked=True)
+        rows = list(expired.values_list("id", "task_id")[:limit])
+        if not rows:
+            return 0
+        Assignment.objects.filter(id__in=[assignment_id for assignment_id, _ in rows]).delete()
+        for task_id, n in Counter(task_id for _, task_id in rows).items():
+            ComparisonTask.objects.filter(pk=task_id).update(slots_taken=F("slots_taken") - n)
+    return len(rows)
+
+
+def next_task(*, project: Project, annotator, now: datetime | None = None) -> Assignment | None:
+    """Lease the next task this annotator has not seen; the same one again if they already hold a lease.
+
+    Picking walks the partial index of open tasks in (priority, id) order and claims a slot with a
+    conditional UPDATE, so it never scans finished tasks and never over-assigns a task.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        # One pick at a time per annotator (two tabs must not end up holding two leases).
+        list(_lock(User.objects.filter(pk=annotator.pk)).values_list("pk", flat=True))
+        held = (
+            Assignment.objects.select_related("task__prompt")
+            .filter(annotator=annotator, project=project, state=Assignment.State.LEASED, leased_until__gt=now)
+            .first()
+        )
+        if held is not None:
+            return held
+        release_expired_leases(project=project, now=now)
+
+        seen_by_me = Assignment.objects.filter(task=OuterRef("pk"), annotator=annotator)
+        candidates = (
+            ComparisonTask.objects.filter(
+                project=project, status=ComparisonTask.Status.OPEN, slots_taken__lt=F("judgements_needed")
+            )
+            .filter(~Exists(seen_by_me))
+            .order_by("priority", "id")
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+        for task in candidates[:CANDIDATES_PER_PICK]:
+            claimed = ComparisonTask.objects.filter(
+                pk=task.pk, status=ComparisonTask.Status.OPEN, slots_taken__lt=F("judgements_needed")
+            ).update(slots_taken=F("slots_taken") + 1)
+            if not claimed:
+                continue
+            label_order = list(task.completions.values_list("id", flat=True))
+            random.shuffle(label_order)  # a fresh anonymous order for every annotator
+            return Assignment.objects.create(
+                task=task, annotator=annotator, project=project, label_order=label_order,
+                leased_at=now, leased_until=now + timedelta(seconds=project.lease_seconds),
+            )
+    return None
+
+
+def ranking_to_completion_ids(ranking, label_map: dict[str, int]) -> list[list[int]]:
+    """Translate a ranking in anonymous labels into completion ids, checking it names each exactly once."""
+    if not isinstance(ranking, list) or not ranking:
+        raise ValidationError({"ranking": RANKING_NOT_A_LIST})
+    labels_shown = ", ".join(sorted(label_map))
+    seen: set[str] = set()
+    groups: list[list[int]] = []
+    for group in ranking:
+        if isinstance(group, str):
+            group = [group]  # a flat ["a", "b"] is shorthand for [["a"], ["b"]]
+        if not isinstance(group, list) or not group:
+            raise ValidationError({"ranking": RANKING_BAD_GROUP.format(group=group)})
+        ids = []
+        for label in group:
+            if not isinstance(label, str) or label.lower() not in label_map:
+                raise ValidationError({"ranking": RANKING_UNKNOWN_LABEL.format(label=label, labels=labels_shown)})
+            label = label.lower()
+            if label in seen:
+                raise ValidationError({"ranking": RANKING_DUPLICATE_LABEL.format(label=label)})
+            seen.add(label)
+            ids.append(label_map[label])
+        groups.append(ids)
+    missing = sorted(set(label_map) - seen)
+    if missing:
+        raise ValidationError({"ranking": RANKING_MISSING_LABEL.format(labels=", ".join(missing))})
+    return groups
+
+
+def _clean_flags(flags) -> list[str]:
+    flags = list(flags or [])
+    allowed = Judgement.Flag.values
+    for flag in flags:
+        if flag not in allowed:
+            raise ValidationError({"flags": FLAG_UNKNOWN.format(flag=flag, allowed=", ".join(allowed))})
+    return sorted(set(flags))
+
+
+def submit_judgement(
+    *, task: ComparisonTask, annotator, ranking, flags: Sequence[str] = (), confidence: int | None = None,
+    comment: str = "", idempotency_key: str = "", now: datetime | None = None,
+) -> tuple[Judgement, bool]:
+    """Store the leaseholder's ranking once. Returns (judgement, created).
+
+    A retry with the same Idempotency-Key returns the first judgement and stores nothing.
+    """
+    now = now or timezone.now()
+    idempotency_key = (idempotency_key or "").strip()
+    if confidence is not None and (isinstance(confidence, bool) or confidence not in range(1, 6)):
+        raise ValidationError({"confidence": CONFIDENCE_RANGE})
+    comment = comment or ""
+    if len(comment) > COMMENT_LIMIT:
+        raise ValidationError({"comment": COMMENT_TOO_LONG.format(limit=COMMENT_LIMIT)})
+    if "\x00" in comment:
+        raise ValidationError({"comment": NUL_NOT_ALLOWED})
+    flags = _clean_flags(flags)
+
+    with transaction.atomic():
+        assignment = _lock(Assignment.objects.filter(task=task, annotator=annotator)).first()
+        if idempotency_key:
+            # Checked after taking the lock: a concurrent retry waits for the first and then sees it.
+            prior = Judgement.objects.filter(annotator=annotator, idempotency_key=idempotency_key).first()
+            if prior is not None:
+                if prior.task_id != task.pk:
+                    raise Conflict(IDEMPOTENCY_KEY_REUSED)
+                return prior, False
+        if assignment is None or assignment.state == Assignment.State.SKIPPED:
+            raise ApplicationError(NOT_LEASEHOLDER, status_code=403)
+        if assignment.state == Assignment.State.SUBMITTED:
+            raise Conflict(ALREADY_JUDGED)
+        if assignment.leased_until <= now:
+            raise Conflict(LEASE_EXPIRED)
+
+        ranking_ids = ranking_to_completion_ids(ranking, assignment.label_map())
+        judgement = Judgement.objects.create(
+            task=task, annotator=annotator, assignment=assignment, ranking=ranking_ids,
+            ranking_labels=[[label.lower() for label in ([g] if isinstance(g, str) else g)] for g in ranking],
+            flags=flags, confidence=confidence, comment=comment, idempotency_key=idempotency_key,
+            seconds_spent=max(0.0, (now - assignment.leased_at).total_seconds()),
+        )
+        assignment.state = Assignment.State.SUBMITTED
+        assignment.finished_at = now
+        assignment.save(update_fields=["state", "finished_at"])
+        ComparisonTask.objects.filter(pk=task.pk).update(judgements_done=F("judgements_done") + 1)
+        ComparisonTask.objects.filter(
+            pk=task.pk, status=ComparisonTask.Status.OPEN, judgements_done__gte=F("judgements_needed")
+        ).update(status=ComparisonTask.Status.COMPLETE)
+    return judgement, True
+
+
+def skip_task(*, task: ComparisonTask, annotator, now: datetime | None = None) -> Assignment:
+    """Give a leased task back: it returns to the pool for others and is never served to this annotator again."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        assignment = _lock(Assignment.objects.filter(task=task, annotator=annotator)).first()
+        if assignment is None or assignment.state != Assignment.State.LEASED or assignment.leased_until <= now:
+            raise ApplicationError(NOT_LEASEHOLDER, status_code=403)
+        assignment.state = Assignment.State.SKIPPED
+        assignment.finished_at = now
+        assignment.save(update_fields=["state", "finished_at"])
+        ComparisonTask.objects.filter(pk=task.pk).update(slots_taken=F("slots_taken") - 1)
+    return assignment
+

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from feedback import views
+
+app_name = "feedback"
+urlpatterns = [
+    path("", views.project_list, name="project-list"),
+    path("p/<slug:slug>/", views.project_detail, name="project-detail"),
+    path("p/<slug:slug>/annotate/", views.annotate, name="annotate"),
+    path("p/<slug:slug>/tasks/<int:task_id>/submit/", views.submit, name="submit"),
+    path("p/<slug:slug>/tasks/<int:task_id>/skip/", views.skip, name="skip"),
+]

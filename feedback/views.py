@@ -1,0 +1,96 @@
+"""Annotator pages (server-rendered; a little JavaScript adds keyboard shortcuts)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from config.api_errors import ApplicationError
+from feedback import selectors, services
+from feedback.models import Assignment, ComparisonTask, Judgement
+
+
+@login_required
+def project_list(request):
+    projects = selectors.projects_for_user(user=request.user)
+    rows = [
+        {"project": p, "progress": selectors.annotator_progress(project=p, annotator=request.user),
+         "role": selectors.role_in_project(user=request.user, project=p)}
+        for p in projects
+    ]
+    return render(request, "feedback/project_list.html", {"rows": rows})
+
+
+@login_required
+def project_detail(request, slug):
+    project = selectors.get_project_for_user(user=request.user, project_ref=slug)
+    progress = selectors.annotator_progress(project=project, annotator=request.user)
+    return render(request, "feedback/project_detail.html", {"project": project, "progress": progress})
+
+
+@login_required
+def annotate(request, slug):
+    """Show the task this annotator holds, leasing the next one if they hold none."""
+    project = selectors.get_project_for_user(user=request.user, project_ref=slug)
+    assignment = services.next_task(project=project, annotator=request.user)
+    progress = selectors.annotator_progress(project=project, annotator=request.user)
+    if assignment is None:
+        return render(request, "feedback/nothing_left.html", {"project": project, "progress": progress})
+    completions = selectors.labelled_completions(assignment=assignment)
+    return render(request, "feedback/annotate.html", {
+        "project": project, "assignment": assignment, "task": assignment.task, "completions": completions,
+        "ranks": range(1, len(completions) + 1), "progress": progress, "idempotency_key": uuid.uuid4().hex,
+        "confidences": range(1, 6), "flags": Judgement.Flag.choices,
+    })
+
+
+def ranking_from_form(post, labels: list[str]) -> list[list[str]]:
+    """Rank selects (rank_a = 1, rank_b = 1, rank_c = 2) → [["a", "b"], ["c"]]; equal ranks are ties."""
+    by_rank: dict[int, list[str]] = {}
+    for label in labels:
+        value = post.get(f"rank_{label}", "")
+        if not value.isdigit():
+            raise ValidationError({"ranking": f"Give completion {label.upper()} a rank."})
+        by_rank.setdefault(int(value), []).append(label)
+    return [by_rank[rank] for rank in sorted(by_rank)]
+
+
+@login_required
+@require_POST
+def submit(request, slug, task_id):
+    project = selectors.get_project_for_user(user=request.user, project_ref=slug)
+    task = selectors.task_for_annotator(user=request.user, task_id=task_id)
+    if task.project_id != project.pk:
+        return HttpResponseBadRequest("Task is not in this project.")
+    assignment = Assignment.objects.filter(task=task, annotator=request.user).first()
+    labels = [c["label"] for c in selectors.labelled_completions(assignment=assignment)] if assignment else []
+    confidence = request.POST.get("confidence", "")
+    try:
+        services.submit_judgement(
+            task=task, annotator=request.user, ranking=ranking_from_form(request.POST, labels),
+            flags=request.POST.getlist("flags"), confidence=int(confidence) if confidence.isdigit() else None,
+            comment=request.POST.get("comment", ""), idempotency_key=request.POST.get("idempotency_key", "")[:128],
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("feedback:annotate", slug=project.slug)
+
+
+@login_required
+@require_POST
+def skip(request, slug, task_id):
+    project = selectors.get_project_for_user(user=request.user, project_ref=slug)
+    task = selectors.task_for_annotator(user=request.user, task_id=task_id)
+    try:
+        services.skip_task(task=task, annotator=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("feedback:annotate", slug=project.slug)

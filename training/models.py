@@ -1,0 +1,118 @@
+"""Model registry, preference snapshots and training runs: every artefact names where it came from."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class PreferenceSnapshot(models.Model):
+    """A frozen set of judgements (ids + sha256) that a reward model or DPO run learns from."""
+
+    project = models.ForeignKey("feedback.Project", on_delete=models.CASCADE, related_name="snapshots")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    judgement_ids = models.JSONField(default=list)
+    filters = models.JSONField(default=dict, blank=True)
+    counts = models.JSONField(default=dict, blank=True, help_text="pairs, train/test pairs, prompts, judgements …")
+    agreement = models.FloatField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    path = models.CharField(max_length=500, blank=True, help_text="Where its export files live.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.pk} of {self.project_id} ({self.sha256[:12]})"
+
+
+class ModelVersion(models.Model):
+    class Kind(models.TextChoices):
+        POLICY = "policy", "Policy"
+        REWARD = "reward", "Reward model"
+
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate", "Candidate"
+        ACTIVE = "active", "Active"
+        REJECTED = "rejected", "Rejected by its gate"
+        RETIRED = "retired", "Retired"
+
+    project = models.ForeignKey(
+        "feedback.Project", null=True, blank=True, on_delete=models.CASCADE, related_name="model_versions"
+    )
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    reward_model = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="policies_trained",
+        help_text="For a policy: the reward model it was optimised against.",
+    )
+    snapshot = models.ForeignKey(
+        PreferenceSnapshot, null=True, blank=True, on_delete=models.PROTECT, related_name="model_versions"
+    )
+    path = models.CharField(max_length=500)
+    sha256 = models.CharField(max_length=64, help_text="sha256 of the manifest of its files.")
+    config = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["kind", "name"], name="model_version_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+class TrainingRun(models.Model):
+    class Kind(models.TextChoices):
+        REWARD = "reward", "Reward model"
+        PPO = "ppo", "PPO"
+        DPO = "dpo", "DPO"
+        PUBLISH = "publish", "Publish samples"
+        RETRAIN = "retrain", "Retrain chain"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    project = models.ForeignKey("feedback.Project", on_delete=models.CASCADE, related_name="training_runs")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    config = models.JSONField(default=dict, blank=True)
+    snapshot = models.ForeignKey(
+        PreferenceSnapshot, null=True, blank=True, on_delete=models.PROTECT, related_name="training_runs"
+    )
+    base_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="runs_based_on"
+    )
+    produced_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="produced_by"
+    )
+    parent_run = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_runs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    metrics = models.JSONField(default=list, blank=True, help_text="One dict per logged step.")
+    summary = models.JSONField(default=dict, blank=True, help_text="Evaluation report and final figures.")
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    progress = models.FloatField(default=0.0)
+    cancel_requested = models.BooleanField(default=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "heartbeat_at"], name="run_state_heartbeat")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} run {self.pk} ({self.state})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in {self.State.SUCCEEDED, self.State.FAILED, self.State.CANCELLED}
