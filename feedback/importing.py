@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -30,7 +31,7 @@ class CompletionRow:
     text: str
     model: str
 
-    @property
+    @cached_property
     def content_hash(self) -> str:
         return _sha256({"text": self.text, "model": self.model})
 
@@ -44,7 +45,7 @@ class PromptRow:
     metadata: dict = field(default_factory=dict)
     completions: tuple[CompletionRow, ...] = ()
 
-    @property
+    @cached_property
     def content_hash(self) -> str:
         return _sha256(self.messages if self.messages is not None else self.text)
 
@@ -113,10 +114,12 @@ def clean_row(raw, line: int) -> PromptRow:
         external_id = str(external_id)
     external_id = _clean_text(external_id, "id", MAX_EXTERNAL_ID_CHARS, required=False).strip()
     text, messages = _clean_prompt(raw["prompt"])
-    metadata = raw.get("metadata") or {}
+    metadata = raw.get("metadata")
+    metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):
         raise RowError("metadata", "must be an object")
-    completions_raw = raw.get("completions") or []
+    completions_raw = raw.get("completions")
+    completions_raw = [] if completions_raw is None else completions_raw
     if not isinstance(completions_raw, list):
         raise RowError("completions", "must be a list")
     if len(completions_raw) == 1 or len(completions_raw) > 4:
