@@ -181,3 +181,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"axes": {"level": "WARNING"}},
 }
+
+# Training runs: the worker beats every RUN_HEARTBEAT_SECONDS; a run silent for longer than
+# RUN_STALE_AFTER_SECONDS is marked failed (its worker was killed).
+RUN_HEARTBEAT_SECONDS = env.int("RUN_HEARTBEAT_SECONDS", default=5)
+RUN_STALE_AFTER_SECONDS = env.int("RUN_STALE_AFTER_SECONDS", default=120)

@@ -1,0 +1,131 @@
+"""Every write of the training app: runs, their heartbeats and results, and the model registry.
+
+A run's life: queued → running → succeeded | failed | cancelled. The worker that executes it beats
+a heartbeat; a run whose heartbeat stops (the worker was killed) is marked failed by
+`fail_stale_runs`, so nothing stays "running" forever, and no ModelVersion is registered unless
+its files were completely written first.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+from config.api_errors import Conflict
+from training.models import ModelVersion, PreferenceSnapshot, TrainingRun
+
+LOG_LIMIT_CHARS = 200_000
+RUN_ALREADY_FINISHED = "This run has already finished."
+
+
+def create_run(
+    *, project, kind: str, config: dict | None = None, created_by=None, snapshot: PreferenceSnapshot | None = None,
+    base_version: ModelVersion | None = None, parent_run: TrainingRun | None = None, enqueue: bool = True,
+) -> TrainingRun:
+    """Record a queued run and hand it to the worker once the row is committed."""
+    from training.tasks import run_training_job
+
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            project=project, kind=kind, config=config or {}, created_by=created_by, snapshot=snapshot,
+            base_version=base_version, parent_run=parent_run,
+        )
+        if enqueue:
+            transaction.on_commit(lambda: run_training_job.enqueue(run.pk))
+    return run
+
+
+def request_cancel(*, run: TrainingRun) -> TrainingRun:
+    """Ask a run to stop. A queued run is cancelled at once; a running one stops at its next step."""
+    with transaction.atomic():
+        if TrainingRun.objects.filter(pk=run.pk, state=TrainingRun.State.QUEUED).update(
+            state=TrainingRun.State.CANCELLED, cancel_requested=True, finished_at=timezone.now()
+        ):
+            return TrainingRun.objects.get(pk=run.pk)
+        if not TrainingRun.objects.filter(pk=run.pk, state=TrainingRun.State.RUNNING).update(cancel_requested=True):
+            raise Conflict(RUN_ALREADY_FINISHED)
+    return TrainingRun.objects.get(pk=run.pk)
+
+
+def start_run(*, run_id: int) -> bool:
+    """Claim a queued run for this worker; False if another worker has it or it was cancelled."""
+    now = timezone.now()
+    return bool(
+        TrainingRun.objects.filter(pk=run_id, state=TrainingRun.State.QUEUED).update(
+            state=TrainingRun.State.RUNNING, started_at=now, heartbeat_at=now
+        )
+    )
+
+
+def beat(*, run_id: int, progress: float | None = None) -> bool:
+    """Record that the worker is alive; returns True when someone asked the run to stop."""
+    changes = {"heartbeat_at": timezone.now()}
+    if progress is not None:
+        changes["progress"] = max(0.0, min(1.0, progress))
+    TrainingRun.objects.filter(pk=run_id, state=TrainingRun.State.RUNNING).update(**changes)
+    return TrainingRun.objects.filter(pk=run_id, cancel_requested=True).exists()
+
+
+def append_log(*, run_id: int, line: str) -> None:
+    stamp = timezone.now().strftime("%H:%M:%S")
+    TrainingRun.objects.filter(pk=run_id).update(log=Concat(F("log"), Value(f"{stamp} {line}\n")))
+
+
+def _json_number(value):
+    """Metrics are JSON: NaN and infinities (which PostgreSQL's jsonb refuses) are kept as strings."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    value = float(value)
+    return value if math.isfinite(value) else str(value)
+
+
+def record_step(*, run_id: int, step: int, metrics: dict, progress: float | None = None) -> bool:
+    """Append one step's metrics (a flat dict) and beat; returns True when cancellation was requested."""
+    # Only the run's own worker writes its metrics, so read-append-write needs no lock.
+    current = TrainingRun.objects.filter(pk=run_id).values_list("metrics", flat=True).first() or []
+    clean = {k: _json_number(v) for k, v in metrics.items()}
+    current.append({"step": step, **clean})
+    TrainingRun.objects.filter(pk=run_id).update(metrics=current)
+    return beat(run_id=run_id, progress=progress)
+
+
+def finish_run(
+    *, run_id: int, state: str, summary: dict | None = None, error: str = "",
+    produced_version: ModelVersion | None = None,
+) -> None:
+    TrainingRun.objects.filter(pk=run_id).update(
+        state=state, summary=summary or {}, error=error[-LOG_LIMIT_CHARS:], produced_version=produced_version,
+        finished_at=timezone.now(), progress=1.0 if state == TrainingRun.State.SUCCEEDED else F("progress"),
+    )
+
+
+def fail_stale_runs(*, stale_after_seconds: int | None = None) -> int:
+    """Mark runs whose worker stopped beating as failed (a killed worker never leaves 'running' behind)."""
+    stale_after = stale_after_seconds or settings.RUN_STALE_AFTER_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=stale_after)
+    return TrainingRun.objects.filter(state=TrainingRun.State.RUNNING, heartbeat_at__lt=cutoff).update(
+        state=TrainingRun.State.FAILED, finished_at=timezone.now(),
+        error=f"The worker stopped sending heartbeats for over {stale_after} s (killed or crashed); "
+        "nothing was registered. Start the run again.",
+    )
+
+
+@transaction.atomic
+def register_model_version(
+    *, project, name: str, kind: str, path: str, sha256: str, config: dict, metrics: dict,
+    parent: ModelVersion | None = None, reward_model: ModelVersion | None = None,
+    snapshot: PreferenceSnapshot | None = None, status: str = ModelVersion.Status.CANDIDATE,
+) -> ModelVersion:
+    version = ModelVersion(
+        project=project, name=name, kind=kind, path=path, sha256=sha256, config=config, metrics=metrics,
+        parent=parent, reward_model=reward_model, snapshot=snapshot, status=status,
+    )
+    version.full_clean()
+    version.save()
+    return version
