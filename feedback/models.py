@@ -131,8 +131,9 @@ class ComparisonTask(models.Model):
             # The queue: open tasks of a project in serving order. Partial, so finished tasks cost
             # nothing and picking the next task stays flat as the project grows to millions.
             models.Index(
-                fields=["project", "priority", "id"], condition=Q(status="open"), name="task_queue_open"
+                fields=["project", "priority", "id"], condition=Q(status="open", is_gold=False), name="task_queue_open"
             ),
+            models.Index(fields=["project", "id"], condition=Q(status="open", is_gold=True), name="task_gold_open"),
             models.Index(fields=["project", "status"], name="task_project_status"),
         ]
         constraints = [

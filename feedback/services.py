@@ -232,6 +232,26 @@ def import_prompts(*, project: Project, rows: Iterable[importing.PromptRow], pro
     )
 
 
+GOLD_RANKING_INVALID = "A gold ranking must name each completion of the task exactly once."
+
+
+@transaction.atomic
+def mark_gold(*, task: ComparisonTask, ranking: list[list[int]]) -> ComparisonTask:
+    """Give a task a known answer (completion ids, best first, ties as inner lists).
+
+    It leaves the normal queue and is mixed into every annotator's stream at the project's gold rate.
+    """
+    completion_ids = sorted(task.completions.values_list("id", flat=True))
+    flat = [cid for group in ranking for cid in group] if isinstance(ranking, list) else []
+    if not ranking or any(not isinstance(g, list) or not g for g in ranking) or sorted(flat) != completion_ids:
+        raise ValidationError({"gold_ranking": GOLD_RANKING_INVALID})
+    task.is_gold = True
+    task.gold_ranking = ranking
+    task.status = ComparisonTask.Status.OPEN
+    task.save(update_fields=["is_gold", "gold_ranking", "status"])
+    return task
+
+
 @transaction.atomic
 def create_task(*, project: Project, prompt: Prompt, completions: Sequence[Completion], priority: int = 0,
                 is_gold: bool = False) -> ComparisonTask:
@@ -283,9 +303,20 @@ def next_task(*, project: Project, annotator, now: datetime | None = None) -> As
         release_expired_leases(project=project, now=now)
 
         seen_by_me = Assignment.objects.filter(task=OuterRef("pk"), annotator=annotator)
+        if project.gold_rate > 0 and random.random() < project.gold_rate:
+            # Gold tasks are served to every annotator once, mixed in at the project's rate and
+            # indistinguishable from the others; they have no overlap limit.
+            gold = (
+                ComparisonTask.objects.filter(project=project, is_gold=True, status=ComparisonTask.Status.OPEN)
+                .filter(~Exists(seen_by_me)).order_by("id").first()
+            )
+            if gold is not None:
+                ComparisonTask.objects.filter(pk=gold.pk).update(slots_taken=F("slots_taken") + 1)
+                return _lease(gold, annotator=annotator, project=project, now=now)
         candidates = (
             ComparisonTask.objects.filter(
-                project=project, status=ComparisonTask.Status.OPEN, slots_taken__lt=F("judgements_needed")
+                project=project, status=ComparisonTask.Status.OPEN, is_gold=False,
+                slots_taken__lt=F("judgements_needed"),
             )
             .filter(~Exists(seen_by_me))
             .order_by("priority", "id")
@@ -299,15 +330,18 @@ def next_task(*, project: Project, annotator, now: datetime | None = None) -> As
                 claimed = ComparisonTask.objects.filter(
                     pk=task.pk, status=ComparisonTask.Status.OPEN, slots_taken__lt=F("judgements_needed")
                 ).update(slots_taken=F("slots_taken") + 1)
-                if not claimed:
-                    continue
-                label_order = list(task.completions.values_list("id", flat=True))
-                random.shuffle(label_order)  # a fresh anonymous order for every annotator
-                return Assignment.objects.create(
-                    task=task, annotator=annotator, project=project, label_order=label_order,
-                    leased_at=now, leased_until=now + timedelta(seconds=project.lease_seconds),
-                )
+                if claimed:
+                    return _lease(task, annotator=annotator, project=project, now=now)
     return None
+
+
+def _lease(task: ComparisonTask, *, annotator, project: Project, now: datetime) -> Assignment:
+    label_order = list(task.completions.values_list("id", flat=True))
+    random.shuffle(label_order)  # a fresh anonymous order for every annotator
+    return Assignment.objects.create(
+        task=task, annotator=annotator, project=project, label_order=label_order,
+        leased_at=now, leased_until=now + timedelta(seconds=project.lease_seconds),
+    )
 
 
 def ranking_to_completion_ids(ranking, label_map: dict[str, int]) -> list[list[int]]:
@@ -392,6 +426,8 @@ def submit_judgement(
         assignment.state = Assignment.State.SUBMITTED
         assignment.finished_at = now
         assignment.save(update_fields=["state", "finished_at"])
+        if task.is_gold:
+            return judgement, True  # gold tasks stay open for every annotator; they never complete
         ComparisonTask.objects.filter(pk=task.pk).update(judgements_done=F("judgements_done") + 1)
         ComparisonTask.objects.filter(
             pk=task.pk, status=ComparisonTask.Status.OPEN, judgements_done__gte=F("judgements_needed")

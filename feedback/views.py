@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from config.api_errors import ApplicationError
 from feedback import selectors, services
-from feedback.models import Assignment, ComparisonTask, Judgement
+from feedback.models import Assignment, Judgement
 
 
 @login_required
@@ -55,7 +55,7 @@ def ranking_from_form(post, labels: list[str]) -> list[list[str]]:
     by_rank: dict[int, list[str]] = {}
     for label in labels:
         value = post.get(f"rank_{label}", "")
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):
             raise ValidationError({"ranking": f"Give completion {label.upper()} a rank."})
         by_rank.setdefault(int(value), []).append(label)
     return [by_rank[rank] for rank in sorted(by_rank)]
@@ -74,7 +74,7 @@ def submit(request, slug, task_id):
     try:
         services.submit_judgement(
             task=task, annotator=request.user, ranking=ranking_from_form(request.POST, labels),
-            flags=request.POST.getlist("flags"), confidence=int(confidence) if confidence.isdigit() else None,
+            flags=request.POST.getlist("flags"), confidence=int(confidence) if confidence.isascii() and confidence.isdigit() else None,
             comment=request.POST.get("comment", ""), idempotency_key=request.POST.get("idempotency_key", "")[:128],
         )
     except ValidationError as exc:

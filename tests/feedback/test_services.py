@@ -155,3 +155,36 @@ class TestAddMember:
         again, token_again = services.add_member(project=project, username="zoe", role="admin")
         assert again.pk == membership.pk and again.role == "admin" and token_again.key == token.key
         assert again.user.is_staff
+
+
+class TestGoldTasks:
+    def test_gold_is_mixed_in_for_everyone_and_never_completes(self, project, tasks):
+        project.gold_rate = 1.0
+        project.save()
+        gold = tasks[2]
+        ids = list(gold.completions.order_by("id").values_list("id", flat=True))
+        services.mark_gold(task=gold, ranking=[[ids[0]], ids[1:]])
+        people = [make_member(project) for _ in range(project.overlap + 2)]
+        for person in people:
+            held = services.next_task(project=project, annotator=person)
+            assert held.task_id == gold.pk  # served to every annotator, beyond the overlap
+            services.submit_judgement(task=held.task, annotator=person, ranking=rank_all(held))
+            # then the normal queue, never the gold task again
+            assert services.next_task(project=project, annotator=person).task_id != gold.pk
+        gold.refresh_from_db()
+        assert gold.status == ComparisonTask.Status.OPEN and gold.judgements_done == 0
+
+    def test_gold_ranking_must_cover_the_task(self, project, tasks):
+        ids = list(tasks[0].completions.values_list("id", flat=True))
+        with pytest.raises(ValidationError) as excinfo:
+            services.mark_gold(task=tasks[0], ranking=[[ids[0]]])
+        assert excinfo.value.message_dict == {"gold_ranking": [services.GOLD_RANKING_INVALID]}
+
+    def test_gold_tasks_stay_out_of_the_normal_queue(self, project, annotator, tasks):
+        ids = list(tasks[0].completions.values_list("id", flat=True))
+        services.mark_gold(task=tasks[0], ranking=[ids])
+        served = []
+        while (held := services.next_task(project=project, annotator=annotator)) is not None:
+            served.append(held.task_id)
+            services.submit_judgement(task=held.task, annotator=annotator, ranking=rank_all(held))
+        assert served == [tasks[1].pk, tasks[2].pk]
