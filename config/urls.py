@@ -11,5 +11,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("api/v1/", include("feedback.api.urls")),
+    path("api/v1/", include("training.api.urls")),
+    path("training/", include("training.urls")),
     path("", include("feedback.urls")),
 ]

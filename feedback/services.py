@@ -25,7 +25,7 @@ from rest_framework.authtoken.models import Token
 
 from config.api_errors import ApplicationError, Conflict
 from feedback import importing
-from feedback.models import LABELS, Assignment, ComparisonTask, Completion, Judgement, Membership, Project, Prompt
+from feedback.models import LABELS, Assignment, AuditEvent, ComparisonTask, Completion, Judgement, Membership, Project, Prompt
 
 User = get_user_model()
 
@@ -52,13 +52,22 @@ def _lock(queryset):
     return queryset.select_for_update() if connection.features.has_select_for_update else queryset
 
 
+# --- audit ---------------------------------------------------------------------------------------
+
+
+def record_audit(*, actor, event_type: str, project: Project | None = None, target: str = "", extra: dict | None = None) -> AuditEvent:
+    """Append an audit row; call it inside the transaction of the change it records."""
+    actor = actor if getattr(actor, "is_authenticated", False) else None
+    return AuditEvent.objects.create(actor=actor, event_type=event_type, project=project, target=target, extra=extra or {})
+
+
 # --- projects and members ----------------------------------------------------------------------
 
 
 @transaction.atomic
 def create_project(
     *, slug: str, name: str = "", instructions: str = "", completions_per_task: int = 2, overlap: int = 3,
-    lease_seconds: int = 600, gold_rate: float = 0.0,
+    lease_seconds: int = 600, gold_rate: float = 0.0, actor=None,
 ) -> Project:
     project = Project(
         slug=slug, name=name or slug, instructions=instructions, completions_per_task=completions_per_task,
@@ -66,6 +75,7 @@ def create_project(
     )
     project.full_clean()
     project.save()
+    record_audit(actor=actor, event_type=AuditEvent.Type.PROJECT_CREATED, project=project, target=f"project:{project.pk}")
     return project
 
 
@@ -96,7 +106,7 @@ def ensure_role_groups() -> dict[str, Group]:
 
 @transaction.atomic
 def add_member(
-    *, project: Project, username: str, role: str, password: str | None = None
+    *, project: Project, username: str, role: str, password: str | None = None, actor=None
 ) -> tuple[Membership, Token]:
     """Create the user if needed, give it `role` in `project`, and return its API token."""
     if role not in Membership.Role.values:
@@ -112,6 +122,8 @@ def add_member(
     membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
     user.groups.add(ensure_role_groups()[role])
     token, _ = Token.objects.get_or_create(user=user)
+    record_audit(actor=actor, event_type=AuditEvent.Type.MEMBER_ADDED, project=project, target=f"user:{user.pk}",
+                 extra={"username": user.username, "role": role})
     return membership, token
 
 
@@ -156,7 +168,9 @@ def _insert_many(model, columns: list[str], values: list[tuple], batch: int = 50
             cursor.executemany(sql, chunk)
 
 
-def import_prompts(*, project: Project, rows: Iterable[importing.PromptRow], progress=None) -> ImportResult:
+def import_prompts(
+    *, project: Project, rows: Iterable[importing.PromptRow], progress=None, actor=None, source: str = ""
+) -> ImportResult:
     """Write validated rows in one transaction: all or nothing, bulk inserts, no duplicates.
 
     A row whose external id or prompt content already exists in the project is skipped, so importing
@@ -225,18 +239,20 @@ def import_prompts(*, project: Project, rows: Iterable[importing.PromptRow], pro
                 (task_id_by_prompt[prompt_id], completion_id[(prompt_id, c.content_hash)]) for c in r.completions
             )
         _insert_many(through, ["comparisontask", "completion"], links)
-
-    return ImportResult(
-        prompts_created=len(fresh), completions_created=len(completion_values), tasks_created=len(with_tasks),
-        rows_skipped=len(rows) - len(fresh),
-    )
+        result = ImportResult(
+            prompts_created=len(fresh), completions_created=len(completion_values), tasks_created=len(with_tasks),
+            rows_skipped=len(rows) - len(fresh),
+        )
+        record_audit(actor=actor, event_type=AuditEvent.Type.PROMPTS_IMPORTED, project=project,
+                     target=f"project:{project.pk}", extra={**result.as_dict(), "source": source})
+    return result
 
 
 GOLD_RANKING_INVALID = "A gold ranking must name each completion of the task exactly once."
 
 
 @transaction.atomic
-def mark_gold(*, task: ComparisonTask, ranking: list[list[int]]) -> ComparisonTask:
+def mark_gold(*, task: ComparisonTask, ranking: list[list[int]], actor=None) -> ComparisonTask:
     """Give a task a known answer (completion ids, best first, ties as inner lists).
 
     It leaves the normal queue and is mixed into every annotator's stream at the project's gold rate.
@@ -249,6 +265,7 @@ def mark_gold(*, task: ComparisonTask, ranking: list[list[int]]) -> ComparisonTa
     task.gold_ranking = ranking
     task.status = ComparisonTask.Status.OPEN
     task.save(update_fields=["is_gold", "gold_ranking", "status"])
+    record_audit(actor=actor, event_type=AuditEvent.Type.GOLD_MARKED, project=task.project, target=f"task:{task.pk}")
     return task
 
 

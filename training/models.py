@@ -116,3 +116,24 @@ class TrainingRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in {self.State.SUCCEEDED, self.State.FAILED, self.State.CANCELLED}
+
+
+class RetrainSchedule(models.Model):
+    """When a project retrains by itself: after N new judgements or T hours, if agreement is high enough."""
+
+    class Method(models.TextChoices):
+        PPO = "ppo", "PPO"
+        DPO = "dpo", "DPO"
+
+    project = models.OneToOneField("feedback.Project", on_delete=models.CASCADE, related_name="retrain_schedule")
+    is_enabled = models.BooleanField(default=False)
+    method = models.CharField(max_length=8, choices=Method.choices, default=Method.PPO)
+    min_new_judgements = models.PositiveIntegerField(default=500)
+    max_hours = models.FloatField(default=24.0, help_text="Retrain at least this often when new judgements exist.")
+    min_agreement = models.FloatField(default=0.6, help_text="Do not retrain below this pairwise agreement.")
+    last_triggered_at = models.DateTimeField(null=True, blank=True)
+    last_judgement_id = models.BigIntegerField(default=0, help_text="Judgements after this id count as new.")
+    config = models.JSONField(default=dict, blank=True, help_text="Settings for each step: {'reward': {…}, 'ppo': {…}}.")
+
+    def __str__(self) -> str:
+        return f"retrain schedule of {self.project_id}"

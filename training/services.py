@@ -129,3 +129,58 @@ def register_model_version(
     version.full_clean()
     version.save()
     return version
+
+
+def register_default_policy(*, path) -> ModelVersion:
+    """The bootstrapped default policy as the active, project-less policy version (idempotent)."""
+    from training.pipeline.models import DEFAULT_POLICY, manifest_sha256
+
+    sha = manifest_sha256(path)
+    version, _ = ModelVersion.objects.update_or_create(
+        kind=ModelVersion.Kind.POLICY, name=DEFAULT_POLICY,
+        defaults={"path": str(path), "sha256": sha, "status": ModelVersion.Status.ACTIVE, "project": None,
+                  "config": {"source": "bootstrap_models"}},
+    )
+    return version
+
+
+def queue_demo_sampling(*, project) -> TrainingRun | None:
+    """Queue one publish run that samples completions for the demo's prompts without any (once)."""
+    from training import selectors
+
+    if selectors.active_policy(project=project) is None:
+        return None
+    if TrainingRun.objects.filter(project=project, kind=TrainingRun.Kind.PUBLISH).exists():
+        return None
+    return create_run(project=project, kind=TrainingRun.Kind.PUBLISH, config={"prompts": "without_completions"})
+
+
+
+
+def start_training(*, project, kind: str, config: dict | None, created_by=None) -> TrainingRun:
+    """Validate the trainer's settings now (a 400 naming the setting), then queue the run."""
+    from django.core.exceptions import ValidationError
+
+    from training import jobs
+
+    try:
+        normalised = jobs.validate_config(kind, config or {})
+    except (TypeError, ValueError) as exc:
+        raise ValidationError({"config": str(exc)}) from None
+    return create_run(project=project, kind=kind, config=normalised, created_by=created_by)
+
+
+_SCORERS: dict[str, object] = {}
+
+
+def score_with_reward_model(*, version: ModelVersion, items: list[dict]) -> list[float]:
+    """Score (prompt, completion) pairs with a registered reward model (loaded once per process)."""
+    from config.api_errors import ApplicationError
+    from training.pipeline.reward import RewardScorer
+
+    if version.kind != ModelVersion.Kind.REWARD:
+        raise ApplicationError("Only reward models can score; this version is a policy.")
+    scorer = _SCORERS.get(version.sha256)
+    if scorer is None:
+        scorer = _SCORERS[version.sha256] = RewardScorer(version.path)
+    return [float(x) for x in scorer.score([i["prompt"] for i in items], [i["completion"] for i in items])]

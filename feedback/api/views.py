@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, status
@@ -41,7 +41,7 @@ class ProjectListCreateApi(generics.ListCreateAPIView):
     def perform_create(self, serializer):
         if not (self.request.user.is_staff and self.request.user.has_perm("feedback.add_project")):
             raise ApplicationError("Only staff with the add_project permission may create projects.", status_code=403)
-        serializer.instance = services.create_project(**serializer.validated_data)
+        serializer.instance = services.create_project(**serializer.validated_data, actor=self.request.user)
 
 
 class ProjectDetailApi(APIView):
@@ -121,10 +121,15 @@ class ProjectImportApi(APIView):
         upload = serializer.validated_data.get("file")
         if upload is not None:
             fmt = serializer.validated_data.get("format") or importing.detect_format(upload.name)
+            if upload.size > settings.IMPORT_MAX_UPLOAD_BYTES:
+                raise ApplicationError(f"File too large: the limit is {settings.IMPORT_MAX_UPLOAD_BYTES} bytes.",
+                                       status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
             rows = importing.read_rows(upload.file, fmt)
+            source = f"api upload {upload.name}"
         else:
             rows = importing.read_rows_from_objects(serializer.validated_data["rows"])
-        result = services.import_prompts(project=project, rows=rows)
+            source = "api rows"
+        result = services.import_prompts(project=project, rows=rows, actor=request.user, source=source)
         return Response(s.ImportOutputSerializer(result.as_dict()).data, status=status.HTTP_201_CREATED)
 
 

@@ -31,7 +31,7 @@ class Command(BaseCommand):
             with path.open("rb") as stream:
                 rows = importing.read_rows(stream, fmt)
             with tqdm(total=len(rows), unit="row", desc="import", disable=opts["verbosity"] == 0) as bar:
-                result = services.import_prompts(project=project, rows=rows, progress=bar.update)
+                result = services.import_prompts(project=project, rows=rows, progress=bar.update, source=f"command {path.name}")
         except ValidationError as exc:
             lines = [f"{field}: {msg}" for field, msgs in exc.message_dict.items() for msg in msgs]
             raise CommandError("import failed, nothing was imported:\n" + "\n".join(lines)) from None

@@ -1,0 +1,81 @@
+"""Training API: start, watch and cancel runs; list and use registered model versions."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api_errors import ApplicationError
+from feedback import selectors as feedback_selectors
+from training import selectors, services
+from training.api import serializers as s
+from training.models import ModelVersion, TrainingRun
+
+ADMINS_ONLY = "Only the project's admins may start or cancel training."
+
+
+class TrainingRunDetailApi(APIView):
+    @extend_schema(responses=s.TrainingRunSerializer)
+    def get(self, request, run_id):
+        run = selectors.run_for_reviewer(user=request.user, run_id=run_id)
+        return Response(s.TrainingRunSerializer(run).data)
+
+
+class TrainingRunCancelApi(APIView):
+    @extend_schema(request=None, responses=s.TrainingRunSerializer)
+    def post(self, request, run_id):
+        run = selectors.run_for_reviewer(user=request.user, run_id=run_id)
+        if not feedback_selectors.is_project_admin(user=request.user, project=run.project):
+            raise ApplicationError(ADMINS_ONLY, status_code=status.HTTP_403_FORBIDDEN)
+        return Response(s.TrainingRunSerializer(services.request_cancel(run=run)).data)
+
+
+class TrainingRunListCreateApi(generics.ListAPIView):
+    """GET: runs of the projects you review. POST: start a run (project admins)."""
+
+    serializer_class = s.TrainingRunSerializer
+    filterset_fields = ["project", "kind", "state"]
+
+    @extend_schema(request=s.TrainingRunCreateSerializer, responses={201: s.TrainingRunSerializer})
+    def post(self, request):
+        serializer = s.TrainingRunCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = feedback_selectors.get_project_for_user(user=request.user, project_ref=serializer.validated_data["project"])
+        if not feedback_selectors.is_project_admin(user=request.user, project=project):
+            raise ApplicationError(ADMINS_ONLY, status_code=status.HTTP_403_FORBIDDEN)
+        run = services.start_training(
+            project=project, kind=serializer.validated_data["kind"], config=serializer.validated_data["config"],
+            created_by=request.user,
+        )
+        return Response(s.TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return TrainingRun.objects.none()
+        reviewable = [p.pk for p in feedback_selectors.projects_for_user(user=self.request.user)
+                      if feedback_selectors.can_review(user=self.request.user, project=p)]
+        return selectors.runs_for_user(user=self.request.user).filter(project__in=reviewable).order_by("-id")
+
+
+class ModelVersionListApi(generics.ListAPIView):
+    serializer_class = s.ModelVersionSerializer
+    filterset_fields = ["kind", "status", "project"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ModelVersion.objects.none()
+        return selectors.versions_for_user(user=self.request.user).order_by("-id")
+
+
+class ModelVersionScoreApi(APIView):
+    @extend_schema(request=s.ScoreInputSerializer, responses=s.ScoreOutputSerializer)
+    def post(self, request, version_id):
+        version = selectors.versions_for_user(user=request.user).filter(pk=version_id).first()
+        if version is None:
+            raise ApplicationError("No such model version.", status_code=status.HTTP_404_NOT_FOUND)
+        serializer = s.ScoreInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        scores = services.score_with_reward_model(version=version, items=serializer.validated_data["items"])
+        return Response({"scores": scores, "model_version": version.pk})

@@ -1,0 +1,54 @@
+"""Reads of the training app."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from feedback import selectors as feedback_selectors
+from training.models import ModelVersion, TrainingRun
+
+
+def runs_for_user(*, user) -> QuerySet[TrainingRun]:
+    return TrainingRun.objects.filter(project__in=feedback_selectors.projects_for_user(user=user)).select_related(
+        "project", "produced_version", "snapshot"
+    )
+
+
+def run_for_reviewer(*, user, run_id: int) -> TrainingRun:
+    """A run the user may watch: reviewers and admins of its project."""
+    run = runs_for_user(user=user).filter(pk=run_id).first()
+    if run is None or not feedback_selectors.can_review(user=user, project=run.project):
+        raise Http404("No such run.")
+    return run
+
+
+def versions_for_user(*, user) -> QuerySet[ModelVersion]:
+    """Default models (no project) are visible to every reviewer; others to their project's reviewers."""
+    projects = feedback_selectors.projects_for_user(user=user)
+    visible = ModelVersion.objects.filter(project__isnull=True) | ModelVersion.objects.filter(project__in=projects)
+    return visible.select_related("parent", "reward_model", "snapshot", "project")
+
+
+def active_policy(*, project) -> ModelVersion | None:
+    """The policy that samples for a project: its newest active one, else the default policy."""
+    return (
+        ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY, status=ModelVersion.Status.ACTIVE, project=project)
+        .order_by("-created_at").first()
+        or ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY, status=ModelVersion.Status.ACTIVE, project__isnull=True)
+        .order_by("-created_at").first()
+    )
+
+
+def lineage(*, version: ModelVersion) -> list[ModelVersion]:
+    """The chain of parents, newest first."""
+    chain, seen = [], set()
+    while version is not None and version.pk not in seen:
+        chain.append(version)
+        seen.add(version.pk)
+        version = version.parent
+    return chain
+
+
+def log_tail(*, run: TrainingRun, lines: int = 40) -> str:
+    return "\n".join(run.log.splitlines()[-lines:])

@@ -1,0 +1,85 @@
+"""Pages to watch training: the registry with lineage, and a live run page (htmx polling, Chart.js plots)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from config.api_errors import ApplicationError
+from feedback import selectors as feedback_selectors
+from training import selectors, services
+from training.models import TrainingRun
+
+
+def _chart_series(run: TrainingRun) -> dict[str, list]:
+    """Metric name → [[step, value], …] for every numeric metric the run logged."""
+    series: dict[str, list] = {}
+    for row in run.metrics:
+        step = row.get("step")
+        for name, value in row.items():
+            if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                series.setdefault(name, []).append([step, value])
+    return series
+
+
+@login_required
+def registry(request):
+    reviewable = [p for p in feedback_selectors.projects_for_user(user=request.user)
+                  if feedback_selectors.can_review(user=request.user, project=p)]
+    if not reviewable and not request.user.is_superuser:
+        raise Http404("Nothing to review.")
+    versions = selectors.versions_for_user(user=request.user).order_by("-created_at")[:200]
+    runs = selectors.runs_for_user(user=request.user).filter(project__in=reviewable).order_by("-created_at")[:50]
+    return render(request, "training/registry.html", {"versions": versions, "runs": runs, "projects": reviewable,
+                                                      "kinds": TrainingRun.Kind.choices})
+
+
+@login_required
+def run_detail(request, run_id):
+    run = selectors.run_for_reviewer(user=request.user, run_id=run_id)
+    is_admin = feedback_selectors.is_project_admin(user=request.user, project=run.project)
+    return render(request, "training/run_detail.html", {"run": run, "is_admin": is_admin, **_live_context(run)})
+
+
+def _live_context(run: TrainingRun) -> dict:
+    return {"run": run, "series": _chart_series(run), "log_tail": selectors.log_tail(run=run),
+            "lineage": selectors.lineage(version=run.produced_version) if run.produced_version else []}
+
+
+@login_required
+def run_live(request, run_id):
+    """The part of the run page that htmx refreshes every two seconds while the run is not finished."""
+    run = selectors.run_for_reviewer(user=request.user, run_id=run_id)
+    # HTTP 286 tells htmx to stop polling once the run has finished.
+    return render(request, "training/_run_live.html", _live_context(run), status=286 if run.is_finished else 200)
+
+
+@login_required
+@require_POST
+def run_cancel(request, run_id):
+    run = selectors.run_for_reviewer(user=request.user, run_id=run_id)
+    if not feedback_selectors.is_project_admin(user=request.user, project=run.project):
+        raise Http404("No such run.")
+    try:
+        services.request_cancel(run=run)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("training:run-detail", run_id=run.pk)
+
+
+@login_required
+@require_POST
+def run_start(request, slug):
+    project = feedback_selectors.get_project_for_user(user=request.user, project_ref=slug)
+    if not feedback_selectors.is_project_admin(user=request.user, project=project):
+        raise Http404("No such project.")
+    try:
+        run = services.start_training(project=project, kind=request.POST.get("kind", ""), config={}, created_by=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("training:registry")
+    return redirect("training:run-detail", run_id=run.pk)
