@@ -68,3 +68,13 @@ class ProjectStatsSerializer(serializers.Serializer):
     progress = serializers.FloatField()
     annotators = serializers.IntegerField()
     prompts_without_tasks = serializers.IntegerField()
+
+
+class ExportQuerySerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["jsonl"], default="jsonl")
+    min_agreement = serializers.FloatField(default=0.0, min_value=0.0, max_value=1.0)
+    drop_flagged = serializers.BooleanField(default=False)
+    only_trusted = serializers.BooleanField(default=False)
+    since_snapshot = serializers.IntegerField(required=False, min_value=1)
+    model = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+    test_fraction = serializers.FloatField(default=0.1, min_value=0.0, max_value=0.9)

@@ -9,6 +9,7 @@ urlpatterns = [
     path("projects/<str:project_ref>/next-task/", views.NextTaskApi.as_view(), name="api-next-task"),
     path("projects/<str:project_ref>/stats/", views.ProjectStatsApi.as_view(), name="api-project-stats"),
     path("projects/<str:project_ref>/import/", views.ProjectImportApi.as_view(), name="api-project-import"),
+    path("projects/<str:project_ref>/export/", views.ProjectExportApi.as_view(), name="api-project-export"),
     path("tasks/<int:task_id>/judgements/", views.JudgementCreateApi.as_view(), name="api-judgement-create"),
     path("tasks/<int:task_id>/skip/", views.TaskSkipApi.as_view(), name="api-task-skip"),
     path("judgements/", views.MyJudgementListApi.as_view(), name="api-my-judgements"),

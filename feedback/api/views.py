@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, status
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from config.api_errors import ApplicationError
-from feedback import importing, selectors, services
+from feedback import exports, importing, selectors, services
 from feedback.api import serializers as s
 from feedback.models import Judgement, Project
 
@@ -131,6 +133,46 @@ class ProjectImportApi(APIView):
             source = "api rows"
         result = services.import_prompts(project=project, rows=rows, actor=request.user, source=source)
         return Response(s.ImportOutputSerializer(result.as_dict()).data, status=status.HTTP_201_CREATED)
+
+
+class _JsonOnlyNegotiation(DefaultContentNegotiation):
+    """`?format=` names the export format here, not a DRF renderer: always answer errors in JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class ProjectExportApi(APIView):
+    """Stream the project's preference pairs (JSONL) and record the snapshot they come from."""
+
+    content_negotiation_class = _JsonOnlyNegotiation
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("format", str, enum=["jsonl"], description="Only JSONL streams; Parquet and HF via the command."),
+            OpenApiParameter("min_agreement", float), OpenApiParameter("drop_flagged", bool),
+            OpenApiParameter("only_trusted", bool), OpenApiParameter("since_snapshot", int),
+            OpenApiParameter("model", str, many=True), OpenApiParameter("test_fraction", float),
+        ],
+        responses={(200, "application/jsonl"): OpenApiResponse(description="One TRL preference row per line.")},
+    )
+    def get(self, request, project_ref):
+        project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
+        _require_project_admin(request, project)
+        params = s.ExportQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        filters = exports.ExportFilters(
+            min_agreement=data["min_agreement"], drop_flagged=data["drop_flagged"], only_trusted=data["only_trusted"],
+            since_snapshot=data.get("since_snapshot"), models=tuple(data.get("model", [])),
+            test_fraction=data["test_fraction"],
+        )
+        snapshot = exports.create_snapshot(project=project, filters=filters, actor=request.user, write_files=False)
+        response = StreamingHttpResponse(exports.stream_jsonl(snapshot), content_type="application/jsonl; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{project.slug}-snapshot-{snapshot.pk}.jsonl"'
+        response["X-Snapshot-Id"] = str(snapshot.pk)
+        response["X-Snapshot-Sha256"] = snapshot.sha256
+        return response
 
 
 class ThrottledObtainAuthToken(ObtainAuthToken):

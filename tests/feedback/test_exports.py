@@ -1,0 +1,146 @@
+import json
+
+import pytest
+from django.core.management import call_command
+
+from feedback import exports, services
+from feedback.models import Adjudication, Membership
+from tests.feedback.factories import make_member, make_tasks
+from training.models import PreferenceSnapshot
+
+
+def judge(project, person, ranking_by_model, flags=()):
+    """Lease the next task for `person` and rank its completions by model name (e.g. [["m0"], ["m1", "m2"]])."""
+    held = services.next_task(project=project, annotator=person)
+    by_id = dict(held.task.completions.values_list("id", "model_name"))
+    label_of = {by_id[cid]: label for label, cid in held.label_map().items()}
+    ranking = [[label_of[m] for m in group] for group in ranking_by_model]
+    services.submit_judgement(task=held.task, annotator=person, ranking=ranking, flags=flags)
+    return held.task
+
+
+@pytest.fixture
+def judged(project):
+    """Two tasks of 3 completions (m0, m1, m2), each judged by two annotators."""
+    make_tasks(project, 2, k=3)
+    alice, bob = make_member(project), make_member(project)
+    for person in (alice, bob):
+        judge(project, person, [["m0"], ["m1"], ["m2"]])
+    # Second task: alice prefers m1 over m0, bob the reverse; both put m2 last, tied by bob with m1.
+    judge(project, alice, [["m1"], ["m0"], ["m2"]])
+    judge(project, bob, [["m0"], ["m1", "m2"]])
+    return project
+
+
+def rows_of(snapshot):
+    return list(exports.iter_rows(snapshot))
+
+
+def test_pairs_consensus_and_trl_columns(judged):
+    snapshot = exports.create_snapshot(project=judged, write_files=False)
+    rows = rows_of(snapshot)
+    assert {"prompt", "chosen", "rejected", "margin", "agreement", "n_judgements", "prompt_id", "chosen_model",
+            "rejected_model", "snapshot"} <= set(rows[0])
+    first = [r for r in rows if r["prompt_id"] == "p0"]
+    assert {(r["chosen_model"], r["rejected_model"]) for r in first} == {("m0", "m1"), ("m0", "m2"), ("m1", "m2")}
+    assert all(r["agreement"] == 1.0 and r["margin"] == 1.0 and r["n_judgements"] == 2 for r in first)
+    second = {(r["chosen_model"], r["rejected_model"]): r for r in rows if r["prompt_id"] == "p1"}
+    # m0 vs m1: one vote each way -> no consensus, left out; m1 vs m2: one win, one tie.
+    assert ("m0", "m1") not in second and ("m1", "m0") not in second
+    assert second[("m1", "m2")]["agreement"] == 0.5 and second[("m1", "m2")]["margin"] == 0.5
+    assert second[("m0", "m2")]["agreement"] == 1.0
+    assert all(r["snapshot"] == snapshot.pk for r in rows)
+
+
+def test_trust_weights_the_consensus(judged):
+    # Make bob untrusted: on the disputed pair alice's m1 > m0 now wins.
+    bob = Membership.objects.filter(project=judged).order_by("-id").first()
+    bob.trust = 0.2
+    bob.save()
+    rows = rows_of(exports.create_snapshot(project=judged, write_files=False))
+    disputed = [r for r in rows if r["prompt_id"] == "p1" and {r["chosen_model"], r["rejected_model"]} == {"m0", "m1"}]
+    assert [(r["chosen_model"], r["agreement"]) for r in disputed] == [("m1", 0.5)]
+    trusted_only = exports.create_snapshot(project=judged, filters=exports.ExportFilters(only_trusted=True), write_files=False)
+    assert all(r["n_judgements"] == 1 for r in rows_of(trusted_only))
+
+
+def test_adjudication_decides_but_keeps_judgements(judged, project_admin):
+    task = judged.tasks.order_by("id")[1]
+    ids = dict(task.completions.values_list("model_name", "id"))
+    Adjudication.objects.create(task=task, reviewer=project_admin, ranking=[[ids["m1"]], [ids["m0"]], [ids["m2"]]])
+    rows = [r for r in rows_of(exports.create_snapshot(project=judged, write_files=False)) if r["prompt_id"] == "p1"]
+    assert ("m1", "m0") in {(r["chosen_model"], r["rejected_model"]) for r in rows}
+    assert task.judgements.count() == 2
+
+
+def test_filters_min_agreement_and_flags(judged):
+    strict = exports.create_snapshot(project=judged, filters=exports.ExportFilters(min_agreement=1.0), write_files=False)
+    assert all(r["agreement"] == 1.0 for r in rows_of(strict))
+    carol = make_member(judged)
+    make_tasks(judged, 3, k=3)  # p0..p1 exist; p2 is new
+    judge(judged, carol, [["m2"], ["m1"], ["m0"]], flags=["unsafe"])
+    flagged = exports.create_snapshot(project=judged, filters=exports.ExportFilters(drop_flagged=True), write_files=False)
+    assert "p2" not in {r["prompt_id"] for r in rows_of(flagged)}
+    everything = exports.create_snapshot(project=judged, write_files=False)
+    assert "p2" in {r["prompt_id"] for r in rows_of(everything)}
+
+
+def test_since_snapshot_and_stable_hash(judged):
+    first = exports.create_snapshot(project=judged, write_files=False)
+    again = exports.create_snapshot(project=judged, write_files=False)
+    assert first.sha256 == again.sha256 and first.judgement_ids == again.judgement_ids
+    newer = exports.create_snapshot(project=judged, filters=exports.ExportFilters(since_snapshot=first.pk), write_files=False)
+    assert newer.judgement_ids == [] and rows_of(newer) == []
+    assert newer.sha256 != first.sha256
+
+
+def test_split_is_by_prompt():
+    keys = [f"prompt-{i}" for i in range(2000)]
+    splits = {k: exports.split_of(k, test_fraction=0.2) for k in keys}
+    assert 0.15 < sum(v == "test" for v in splits.values()) / len(keys) < 0.25
+    assert splits == {k: exports.split_of(k, test_fraction=0.2) for k in keys}  # stable
+
+
+def test_command_writes_files_card_and_snapshot(judged, tmp_path):
+    out = tmp_path / "export"
+    call_command("export_preferences", "--project", judged.slug, "--out", str(out), "--test-fraction", "0.5", verbosity=0)
+    train = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    test = [json.loads(line) for line in (out / "test.jsonl").read_text().splitlines()]
+    assert len(train) + len(test) == 5
+    assert not {r["prompt_id"] for r in train} & {r["prompt_id"] for r in test}
+    card = (out / "README.md").read_text()
+    snapshot = PreferenceSnapshot.objects.get()
+    assert snapshot.sha256 in card and "| pairs (train / test) | 5 " in card
+    assert snapshot.counts["pairs"] == 5 and snapshot.path == str(out)
+
+
+def test_parquet_export(judged, tmp_path):
+    import pyarrow.parquet as pq
+
+    call_command("export_preferences", "--project", judged.slug, "--out", str(tmp_path), "--format", "parquet",
+                 "--test-fraction", "0", verbosity=0)
+    table = pq.read_table(tmp_path / "train.parquet")
+    assert table.num_rows == 5 and {"prompt", "chosen", "rejected", "margin"} <= set(table.column_names)
+
+
+class TestExportApi:
+    def test_admin_streams_jsonl(self, judged, project_admin):
+        from rest_framework.test import APIClient
+
+        client = APIClient()
+        client.force_authenticate(project_admin)
+        response = client.get(f"/api/v1/projects/{judged.slug}/export/?format=jsonl&min_agreement=0.9")
+        assert response.status_code == 200
+        rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+        assert rows and all(r["agreement"] >= 0.9 for r in rows)
+        assert response["X-Snapshot-Id"] == str(PreferenceSnapshot.objects.get().pk)
+
+    def test_bad_filter_is_400_and_annotators_are_refused(self, judged, project_admin, annotator_client):
+        from rest_framework.test import APIClient
+
+        client = APIClient()
+        client.force_authenticate(project_admin)
+        response = client.get(f"/api/v1/projects/{judged.pk}/export/?min_agreement=7")
+        assert response.status_code == 400 and "min_agreement" in response.json()
+        assert annotator_client.get(f"/api/v1/projects/{judged.pk}/export/").status_code == 403
+        assert not PreferenceSnapshot.objects.exists()

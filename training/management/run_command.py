@@ -1,0 +1,82 @@
+"""Shared behaviour of the commands that start a TrainingRun: settings from YAML and --set, then
+either run it here with a progress bar (default) or hand it to the worker (--queue)."""
+
+from __future__ import annotations
+
+import threading
+
+import yaml
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from feedback.models import Project
+from training import jobs, runners, services
+from training.models import TrainingRun
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """`--set learning_rate=1e-4 --set use_lora=true` → {"learning_rate": 1e-4, "use_lora": True} (YAML scalars)."""
+    values = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise CommandError(f"--set expects key=value, got {pair!r}")
+        values[key.strip()] = yaml.safe_load(raw)
+    return values
+
+
+class RunCommand(BaseCommand):
+    kind: str = ""
+
+    def add_arguments(self, parser):
+        parser.add_argument("--project", required=True, help="project slug")
+        parser.add_argument("--config", help="YAML file with the trainer's settings")
+        parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+        parser.add_argument("--queue", action="store_true", help="hand the run to the worker instead of running it here")
+
+    def run_kind(self, opts) -> str:
+        return self.kind
+
+    def handle(self, *args, **opts):
+        try:
+            project = Project.objects.get(slug=opts["project"])
+        except Project.DoesNotExist:
+            raise CommandError(f"No project with slug {opts['project']!r}.") from None
+        config = {}
+        if opts["config"]:
+            with open(opts["config"], encoding="utf-8") as fh:
+                config = yaml.safe_load(fh) or {}
+        config.update(parse_overrides(opts["set"]))
+        kind = self.run_kind(opts)
+        try:
+            normalised = jobs.validate_config(kind, config)
+        except (TypeError, ValueError) as exc:
+            raise CommandError(f"bad settings: {exc}") from None
+        try:
+            run = services.create_run(project=project, kind=kind, config=normalised, enqueue=opts["queue"])
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
+        if opts["queue"]:
+            self.stdout.write(f"queued {kind} run {run.pk}; the worker (manage.py db_worker) runs it")
+            return
+        state = self.run_here(run, quiet=opts["verbosity"] == 0)
+        run.refresh_from_db()
+        self.stdout.write(f"{kind} run {run.pk}: {state}")
+        if run.produced_version_id:
+            self.stdout.write(f"registered model version {run.produced_version_id} ({run.produced_version.name})")
+        if state != TrainingRun.State.SUCCEEDED:
+            raise CommandError((run.error or state).strip().splitlines()[-1])
+
+    def run_here(self, run: TrainingRun, quiet: bool) -> str:
+        import training.jobs  # noqa: F401  (registers the runners)
+
+        outcome: dict = {}
+        worker = threading.Thread(target=lambda: outcome.setdefault("state", runners.execute(run.pk)), daemon=True)
+        worker.start()
+        with tqdm(total=100, unit="%", desc=f"{run.kind} run {run.pk}", disable=quiet) as bar:
+            while worker.is_alive():
+                worker.join(timeout=1.0)
+                progress = TrainingRun.objects.filter(pk=run.pk).values_list("progress", flat=True).first() or 0
+                bar.update(max(0, int(progress * 100) - bar.n))
+        return outcome.get("state", TrainingRun.State.FAILED)
