@@ -134,7 +134,6 @@ class ComparisonTask(models.Model):
                 fields=["project", "priority", "id"], condition=Q(status="open", is_gold=False), name="task_queue_open"
             ),
             models.Index(fields=["project", "id"], condition=Q(status="open", is_gold=True), name="task_gold_open"),
-            models.Index(fields=["project", "status"], name="task_project_status"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Count, F, QuerySet, Sum
 from django.http import Http404
@@ -57,16 +57,29 @@ def task_for_annotator(*, user, task_id: int) -> ComparisonTask:
         raise Http404("No such task.") from None
 
 
+PROGRESS_CACHE_SECONDS = 30
+
+
+def judgements_left(*, project: Project) -> int:
+    """Judgements still wanted by the project's open tasks; cached briefly because it reads every open task."""
+    from django.core.cache import cache
+
+    def compute() -> int:
+        open_tasks = ComparisonTask.objects.filter(project=project, status=ComparisonTask.Status.OPEN, is_gold=False)
+        return open_tasks.aggregate(left=Sum(F("judgements_needed") - F("judgements_done")))["left"] or 0
+
+    return cache.get_or_set(f"feedback:judgements-left:{project.pk}", compute, PROGRESS_CACHE_SECONDS)
+
+
 def annotator_progress(*, project: Project, annotator, now: datetime | None = None) -> dict:
+    """Done today and in total (from the annotator's own assignments: an index, not the project) and work left."""
     now = now or timezone.now()
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    mine = Judgement.objects.filter(annotator=annotator, task__project=project)
-    open_tasks = ComparisonTask.objects.filter(project=project, status=ComparisonTask.Status.OPEN)
-    left = open_tasks.aggregate(left=Sum(F("judgements_needed") - F("judgements_done")))["left"] or 0
+    mine = Assignment.objects.filter(annotator=annotator, project=project, state=Assignment.State.SUBMITTED)
     return {
-        "done_today": mine.filter(created_at__gte=start_of_day).count(),
+        "done_today": mine.filter(finished_at__gte=start_of_day).count(),
         "done_total": mine.count(),
-        "judgements_left_in_project": left,
+        "judgements_left_in_project": judgements_left(project=project),
     }
 
 
@@ -87,3 +100,26 @@ def project_stats(*, project: Project) -> dict:
         "annotators": Membership.objects.filter(project=project).count(),
         "prompts_without_tasks": project.prompts.filter(tasks__isnull=True).count(),
     }
+
+
+def judgements_per_hour(*, project: Project, hours: int = 72) -> list[tuple[str, int]]:
+    from django.db.models.functions import TruncHour
+
+    since = timezone.now() - timedelta(hours=hours)
+    rows = (
+        Judgement.objects.filter(task__project=project, created_at__gte=since)
+        .annotate(hour=TruncHour("created_at")).values("hour").annotate(n=Count("id")).order_by("hour")
+    )
+    return [(row["hour"].strftime("%Y-%m-%d %H:00"), row["n"]) for row in rows]
+
+
+def annotator_throughput(*, project: Project) -> list[dict]:
+    from django.db.models import Avg
+
+    rows = (
+        Judgement.objects.filter(task__project=project).values("annotator__username")
+        .annotate(n=Count("id"), seconds=Avg("seconds_spent")).order_by("-n")
+    )
+    trust = dict(Membership.objects.filter(project=project).values_list("user__username", "trust"))
+    return [{"annotator": r["annotator__username"], "judgements": r["n"], "mean_seconds": round(r["seconds"] or 0, 1),
+             "trust": trust.get(r["annotator__username"])} for r in rows]

@@ -7,7 +7,7 @@ import uuid
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpResponseBadRequest
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -94,3 +94,15 @@ def skip(request, slug, task_id):
     except ApplicationError as exc:
         messages.error(request, exc.message)
     return redirect("feedback:annotate", slug=project.slug)
+
+
+@login_required
+def dashboard(request, slug):
+    """Progress, throughput, agreement, leaderboard and length bias, as plots with the numbers underneath."""
+    project = selectors.get_project_for_user(user=request.user, project_ref=slug)
+    if not selectors.can_review(user=request.user, project=project):
+        raise Http404("No such project.")
+    from feedback import dashboard as dashboard_data
+
+    data = dashboard_data.build(project=project)
+    return render(request, "feedback/dashboard.html", {"project": project, "data": data})

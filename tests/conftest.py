@@ -29,3 +29,13 @@ def annotator_client(annotator):
     client = APIClient()
     client.force_authenticate(annotator)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """The locmem cache outlives each test's database rollback; start every test with it empty."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -19,5 +19,9 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not memory: the concurrency tests need real connections from many threads.
     (BASE_DIR / "var").mkdir(exist_ok=True)  # noqa: F405
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}  # noqa: F405
+    # One file per pytest process, so engineers (and xdist workers) never share a test database.
+    import os
+    import tempfile
+
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(tempfile.gettempdir(), f"rlhf-test-{os.getpid()}.sqlite3")}  # noqa: F405
 STATIC_ROOT.mkdir(exist_ok=True)  # noqa: F405  (whitenoise warns about a missing directory)
