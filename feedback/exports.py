@@ -209,6 +209,9 @@ def iter_rows(snapshot: PreferenceSnapshot, stats: ExportStats | None = None) ->
     """Every preference pair of the snapshot, as TRL-format rows (plus our provenance columns)."""
     filters = snapshot.filters
     models = set(filters.get("models") or ())
+    # TRL picks text or chat from the first row, so one export holds one shape: when the project has
+    # any chat prompt, every prompt is written as messages and every completion as an assistant turn.
+    conversational = Prompt.objects.filter(project_id=snapshot.project_id, messages__isnull=False).exists()
     for batch in _task_batches(snapshot):
         task_ids = [task_id for task_id, _ in batch]
         tasks = dict(ComparisonTask.objects.filter(pk__in=task_ids).values_list("id", "prompt_id"))
@@ -239,9 +242,9 @@ def iter_rows(snapshot: PreferenceSnapshot, stats: ExportStats | None = None) ->
                 if models and not {chosen[2], rejected[2]} <= models:
                     continue
                 row = {
-                    "prompt": prompt[3] if prompt[3] else prompt[2],
-                    "chosen": [{"role": "assistant", "content": chosen[1]}] if prompt[3] else chosen[1],
-                    "rejected": [{"role": "assistant", "content": rejected[1]}] if prompt[3] else rejected[1],
+                    "prompt": (prompt[3] or [{"role": "user", "content": prompt[2]}]) if conversational else prompt[2],
+                    "chosen": [{"role": "assistant", "content": chosen[1]}] if conversational else chosen[1],
+                    "rejected": [{"role": "assistant", "content": rejected[1]}] if conversational else rejected[1],
                     "margin": round(pair.margin, 6), "agreement": round(pair.agreement, 6),
                     "n_judgements": pair.n_judgements, "prompt_id": prompt_key,
                     "chosen_model": chosen[2], "rejected_model": rejected[2], "snapshot": snapshot.pk, "split": split,

@@ -144,3 +144,18 @@ class TestExportApi:
         assert response.status_code == 400 and "min_agreement" in response.json()
         assert annotator_client.get(f"/api/v1/projects/{judged.pk}/export/").status_code == 403
         assert not PreferenceSnapshot.objects.exists()
+
+
+def test_one_shape_per_export_when_chats_and_text_mix(project):
+    from feedback import importing
+
+    rows = [importing.clean_row({"id": "t", "prompt": "plain", "completions": ["a", "b"]}, 1),
+            importing.clean_row({"id": "c", "prompt": [{"role": "user", "content": "chat"}], "completions": ["c", "d"]}, 2)]
+    services.import_prompts(project=project, rows=rows)
+    person = make_member(project)
+    while (held := services.next_task(project=project, annotator=person)) is not None:
+        services.submit_judgement(task=held.task, annotator=person, ranking=[["a"], ["b"]])
+    exported = rows_of(exports.create_snapshot(project=project, write_files=False))
+    assert len(exported) == 2
+    for row in exported:
+        assert isinstance(row["prompt"], list) and row["chosen"][0]["role"] == "assistant"

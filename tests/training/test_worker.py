@@ -20,7 +20,7 @@ from tests.feedback.factories import make_member
 from training import services
 from training.models import ModelVersion, TrainingRun
 
-pytestmark = [pytest.mark.ml, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
 
 
