@@ -31,7 +31,9 @@ def project_list(request):
 def project_detail(request, slug):
     project = selectors.get_project_for_user(user=request.user, project_ref=slug)
     progress = selectors.annotator_progress(project=project, annotator=request.user)
-    return render(request, "feedback/project_detail.html", {"project": project, "progress": progress})
+    return render(request, "feedback/project_detail.html", {
+        "project": project, "progress": progress, "can_review": selectors.can_review(user=request.user, project=project),
+    })
 
 
 @login_required
