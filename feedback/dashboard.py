@@ -39,9 +39,7 @@ def build(*, project: Project) -> dict:
     over_time, mean_agreement = agreement_over_time(by_task, trust)
     leaderboard = model_leaderboard(project, by_task)
     length = length_bias(project, by_task, trust)
-    alpha = quality.krippendorff_alpha_from_tasks(
-        {task: [(a, r) for a, r, _ in votes] for task, votes in by_task.items()}
-    ) if hasattr(quality, "krippendorff_alpha_from_tasks") else None
+    alpha = quality.krippendorff_alpha_from_tasks({task: [(a, r) for a, r, _ in votes] for task, votes in by_task.items()})
     per_hour = selectors.judgements_per_hour(project=project)
     return {
         "stats": selectors.project_stats(project=project),
@@ -113,8 +111,6 @@ def _models_of(by_task: dict) -> dict[int, str]:
 
 def model_leaderboard(project: Project, by_task: dict) -> list[dict]:
     """Bradley–Terry strengths of the models behind the completions, from every judged pair of two models."""
-    if not hasattr(quality, "bradley_terry"):
-        return []
     names = _models_of(by_task)
     battles = []
     for votes in by_task.values():
@@ -144,5 +140,5 @@ def length_bias(project: Project, by_task: dict, trust: dict) -> dict:
     if not decided:
         return {"decided": 0}
     share = longer_wins / decided
-    lower, upper = quality.wilson_interval(longer_wins, decided) if hasattr(quality, "wilson_interval") else (share, share)
+    lower, upper = quality.wilson_interval(longer_wins, decided)
     return {"decided": decided, "share": share, "lower": lower, "upper": upper}
