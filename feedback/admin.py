@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.db.models import Count
 
-from feedback.models import Assignment, AuditEvent, ComparisonTask, Completion, Judgement, Membership, Project, Prompt
+from feedback.models import Adjudication, Assignment, AuditEvent, ComparisonTask, Completion, Judgement, Membership, Project, Prompt
 
 
 class MembershipInline(admin.TabularInline):
@@ -14,9 +14,50 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "completions_per_task", "overlap", "lease_seconds", "gold_rate", "n_prompts", "n_tasks", "created_at"]
+    list_display = ["slug", "name", "completions_per_task", "overlap", "max_overlap", "lease_seconds", "gold_rate", "n_prompts", "n_tasks", "created_at"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
+    actions = ["export_preferences", "train_reward_model", "train_policy_ppo", "train_policy_dpo", "publish_samples",
+               "recompute_trust"]
+
+    @admin.action(description="Export preferences (JSONL snapshot into EXPORT_DIR)")
+    def export_preferences(self, request, queryset):
+        from feedback import exports
+
+        for project in queryset:
+            snapshot = exports.create_snapshot(project=project, actor=request.user)
+            self.message_user(request, f"{project.slug}: snapshot {snapshot.pk} with {snapshot.counts.get('pairs', 0)} pairs in {snapshot.path}")
+
+    def _start(self, request, queryset, kind):
+        from training import services as training_services
+
+        for project in queryset:
+            run = training_services.start_training(project=project, kind=kind, config={}, created_by=request.user)
+            self.message_user(request, f"{project.slug}: queued {kind} run {run.pk} (see /training/runs/{run.pk}/)")
+
+    @admin.action(description="Train a reward model (in the worker)")
+    def train_reward_model(self, request, queryset):
+        self._start(request, queryset, "reward")
+
+    @admin.action(description="Improve the policy with PPO (in the worker)")
+    def train_policy_ppo(self, request, queryset):
+        self._start(request, queryset, "ppo")
+
+    @admin.action(description="Improve the policy with DPO (in the worker)")
+    def train_policy_dpo(self, request, queryset):
+        self._start(request, queryset, "dpo")
+
+    @admin.action(description="Publish new samples from the active policy (in the worker)")
+    def publish_samples(self, request, queryset):
+        self._start(request, queryset, "publish")
+
+    @admin.action(description="Recompute annotators' trust (gold accuracy and agreement)")
+    def recompute_trust(self, request, queryset):
+        from feedback import services
+
+        for project in queryset:
+            scores = services.recompute_trust(project=project)
+            self.message_user(request, f"{project.slug}: trust recomputed for {len(scores)} members")
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(
@@ -68,6 +109,25 @@ class ComparisonTaskAdmin(admin.ModelAdmin):
     search_fields = ["prompt__external_id", "prompt__text"]
     raw_id_fields = ["prompt", "completions"]
     show_full_result_count = False
+    actions = ["make_gold_from_consensus"]
+
+    @admin.action(description="Make gold: the judges' consensus (or the adjudication) becomes the known answer")
+    def make_gold_from_consensus(self, request, queryset):
+        from feedback import exports, services
+
+        made = 0
+        for task in queryset.prefetch_related("judgements"):
+            adjudication = getattr(task, "adjudication", None)
+            if adjudication is not None:
+                ranking = adjudication.ranking
+            else:
+                rankings = [j.ranking for j in task.judgements.all()]
+                if not rankings:
+                    continue
+                ranking = exports.consensus_ranking(rankings)
+            services.mark_gold(task=task, ranking=ranking, actor=request.user)
+            made += 1
+        self.message_user(request, f"{made} task(s) are gold now; tasks without judgements were left alone.")
 
 
 @admin.register(Assignment)
@@ -109,3 +169,10 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Adjudication)
+class AdjudicationAdmin(admin.ModelAdmin):
+    list_display = ["task", "reviewer", "ranking", "created_at"]
+    raw_id_fields = ["task"]
+    search_fields = ["reviewer__username", "note"]

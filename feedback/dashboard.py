@@ -20,7 +20,7 @@ def _judgement_rows(project: Project):
     )
 
 
-def build(*, project: Project) -> dict:
+def _evidence(project: Project):
     rows = _judgement_rows(project)
     gold = dict(ComparisonTask.objects.filter(project=project, is_gold=True).values_list("id", "gold_ranking"))
     trust = dict(Membership.objects.filter(project=project).values_list("user__username", "trust"))
@@ -28,10 +28,25 @@ def build(*, project: Project) -> dict:
     for _, task_id, annotator, ranking, created_at in rows:
         if task_id not in gold:
             by_task[task_id].append((annotator, ranking, created_at))
+    return rows, gold, trust, by_task
 
+
+def trust_evidence(*, project: Project) -> dict[str, dict[str, int]]:
+    """Per annotator: gold pairs right/total and pairs agreeing with the others' consensus/total."""
+    rows, gold, trust, by_task = _evidence(project)
+    evidence: dict[str, dict[str, int]] = defaultdict(dict)
+    for annotator, (hits, n) in annotator_agreement_counts(by_task, trust).items():
+        evidence[annotator].update(agree=hits, agree_total=n)
+    for annotator, (hits, n) in gold_counts(rows, gold).items():
+        evidence[annotator].update(gold_correct=hits, gold_total=n)
+    return dict(evidence)
+
+
+def build(*, project: Project) -> dict:
+    rows, gold, trust, by_task = _evidence(project)
     annotators = selectors.annotator_throughput(project=project)
-    agreement_by_annotator = annotator_agreement(by_task, trust)
-    gold_accuracy = gold_accuracy_by_annotator(rows, gold)
+    agreement_by_annotator = {a: h / n for a, (h, n) in annotator_agreement_counts(by_task, trust).items() if n}
+    gold_accuracy = {a: h / n for a, (h, n) in gold_counts(rows, gold).items() if n}
     for a in annotators:
         a["agreement"] = agreement_by_annotator.get(a["annotator"])
         a["gold_accuracy"] = gold_accuracy.get(a["annotator"])
@@ -53,8 +68,8 @@ def build(*, project: Project) -> dict:
     }
 
 
-def annotator_agreement(by_task: dict, trust: dict) -> dict[str, float]:
-    """Each annotator's agreement with the consensus of the others (their own vote left out)."""
+def annotator_agreement_counts(by_task: dict, trust: dict) -> dict[str, tuple[int, int]]:
+    """Each annotator's pairs agreeing with the consensus of the others (own vote left out), and all compared."""
     hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for votes in by_task.values():
         if len(votes) < 2:
@@ -68,11 +83,11 @@ def annotator_agreement(by_task: dict, trust: dict) -> dict[str, float]:
                 mine = (a, b) if outcome > 0 else (b, a)
                 hits[annotator][0] += mine in consensus
                 hits[annotator][1] += 1
-    return {a: h / n for a, (h, n) in hits.items() if n}
+    return {a: (h, n) for a, (h, n) in hits.items()}
 
 
-def gold_accuracy_by_annotator(rows, gold: dict) -> dict[str, float]:
-    """Share of an annotator's decided gold pairs that match the known answer."""
+def gold_counts(rows, gold: dict) -> dict[str, tuple[int, int]]:
+    """An annotator's gold pairs matching the known answer, and all their decided gold pairs."""
     hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for _, task_id, annotator, ranking, _ in rows:
         if task_id not in gold or not gold[task_id]:
@@ -82,7 +97,7 @@ def gold_accuracy_by_annotator(rows, gold: dict) -> dict[str, float]:
             if truth.get((a, b), 0) != 0:
                 hits[annotator][0] += outcome == truth[(a, b)]
                 hits[annotator][1] += 1
-    return {a: h / n for a, (h, n) in hits.items() if n}
+    return {a: (h, n) for a, (h, n) in hits.items()}
 
 
 def agreement_over_time(by_task: dict, trust: dict) -> tuple[list[tuple[str, float]], float | None]:

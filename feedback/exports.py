@@ -201,6 +201,19 @@ def consensus_pairs(votes: list[tuple[list[list[int]], float]], *, adjudicated_r
     return result
 
 
+def consensus_ranking(rankings: list[list[list[int]]]) -> list[list[int]]:
+    """A full ranking from several: completions ordered by their mean position (Borda); equal means tie."""
+    positions: dict[int, list[int]] = {}
+    for ranking in rankings:
+        for rank, group in enumerate(ranking):
+            for cid in group:
+                positions.setdefault(cid, []).append(rank)
+    by_mean: dict[float, list[int]] = {}
+    for cid, ranks in positions.items():
+        by_mean.setdefault(round(sum(ranks) / len(ranks), 6), []).append(cid)
+    return [sorted(by_mean[m]) for m in sorted(by_mean)]
+
+
 def _text(value) -> str:
     return value if isinstance(value, str) else "\n".join(m.get("content", "") for m in value)
 

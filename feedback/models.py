@@ -22,6 +22,15 @@ class Project(models.Model):
         default=3, validators=[MinValueValidator(1), MaxValueValidator(50)],
         help_text="Judgements wanted per task, each from a different annotator.",
     )
+    max_overlap = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(50)],
+        help_text="Adaptive overlap: when set above `overlap`, a task whose judges disagree is served again, "
+        "up to this many judgements; one whose judges agree stops at `overlap`.",
+    )
+    agreement_threshold = models.FloatField(
+        default=0.75, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Adaptive overlap: below this mean pair agreement a task asks for another judgement.",
+    )
     lease_seconds = models.PositiveIntegerField(
         default=600, validators=[MinValueValidator(30), MaxValueValidator(24 * 3600)],
         help_text="How long an annotator holds a task before it returns to the pool.",
@@ -39,6 +48,12 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        if self.max_overlap is not None and self.max_overlap < self.overlap:
+            raise ValidationError({"max_overlap": "must be at least `overlap` (the minimum number of judgements)"})
 
 
 class Membership(models.Model):
@@ -171,6 +186,11 @@ class Assignment(models.Model):
 
     def label_map(self) -> dict[str, int]:
         return {LABELS[i]: cid for i, cid in enumerate(self.label_order)}
+
+    def label_map_by_id(self) -> list[str]:
+        """Labels ordered by completion id (handy to state "the lower id wins" in anonymous labels)."""
+        by_id = {cid: LABELS[i] for i, cid in enumerate(self.label_order)}
+        return [by_id[cid] for cid in sorted(by_id)]
 
 
 class Judgement(models.Model):

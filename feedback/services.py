@@ -24,7 +24,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from config.api_errors import ApplicationError, Conflict
-from feedback import importing
+from feedback import importing, quality
 from feedback.models import LABELS, Assignment, AuditEvent, ComparisonTask, Completion, Judgement, Membership, Project, Prompt
 
 User = get_user_model()
@@ -67,11 +67,13 @@ def record_audit(*, actor, event_type: str, project: Project | None = None, targ
 @transaction.atomic
 def create_project(
     *, slug: str, name: str = "", instructions: str = "", completions_per_task: int = 2, overlap: int = 3,
-    lease_seconds: int = 600, gold_rate: float = 0.0, actor=None,
+    lease_seconds: int = 600, gold_rate: float = 0.0, max_overlap: int | None = None,
+    agreement_threshold: float = 0.75, actor=None,
 ) -> Project:
     project = Project(
         slug=slug, name=name or slug, instructions=instructions, completions_per_task=completions_per_task,
-        overlap=overlap, lease_seconds=lease_seconds, gold_rate=gold_rate,
+        overlap=overlap, lease_seconds=lease_seconds, gold_rate=gold_rate, max_overlap=max_overlap,
+        agreement_threshold=agreement_threshold,
     )
     project.full_clean()
     project.save()
@@ -444,12 +446,60 @@ def submit_judgement(
         assignment.finished_at = now
         assignment.save(update_fields=["state", "finished_at"])
         if task.is_gold:
+            _update_trust_from_gold(project=task.project, annotator=annotator)
             return judgement, True  # gold tasks stay open for every annotator; they never complete
         ComparisonTask.objects.filter(pk=task.pk).update(judgements_done=F("judgements_done") + 1)
+        _ask_again_if_judges_disagree(task)
         ComparisonTask.objects.filter(
             pk=task.pk, status=ComparisonTask.Status.OPEN, judgements_done__gte=F("judgements_needed")
         ).update(status=ComparisonTask.Status.COMPLETE)
     return judgement, True
+
+
+def _ask_again_if_judges_disagree(task: ComparisonTask) -> None:
+    """Adaptive overlap: a task that reached its need with disagreeing judges wants one more, up to max_overlap."""
+    project = task.project
+    if not project.max_overlap or project.max_overlap <= project.overlap:
+        return
+    task.refresh_from_db(fields=["judgements_done", "judgements_needed"])
+    if task.judgements_done < task.judgements_needed or task.judgements_needed >= project.max_overlap:
+        return
+    rankings = list(Judgement.objects.filter(task=task).values_list("ranking", flat=True))
+    if quality.needs_more_judgements(rankings, min_judgements=project.overlap, max_judgements=project.max_overlap,
+                                     agreement_threshold=project.agreement_threshold):
+        ComparisonTask.objects.filter(pk=task.pk).update(judgements_needed=F("judgements_needed") + 1)
+
+
+def _update_trust_from_gold(*, project: Project, annotator) -> None:
+    """Refresh the annotator's trust from their gold answers (agreement joins in `recompute_trust`)."""
+    correct = total = 0
+    for ranking, gold in Judgement.objects.filter(task__project=project, task__is_gold=True, annotator=annotator) \
+            .values_list("ranking", "task__gold_ranking"):
+        truth = {(a, b): o for a, b, o in quality.pairs_from_ranking(gold or [])}
+        for a, b, outcome in quality.pairs_from_ranking(ranking):
+            if truth.get((a, b), 0) != 0:
+                correct += outcome == truth[(a, b)]
+                total += 1
+    Membership.objects.filter(project=project, user=annotator).update(
+        trust=quality.trust_score(gold_correct=correct, gold_total=total, agree=0, agree_total=0)
+    )
+
+
+def recompute_trust(*, project: Project) -> dict[str, float]:
+    """Trust of every member from gold accuracy and leave-one-out agreement with the consensus."""
+    from feedback import dashboard
+
+    data = dashboard.trust_evidence(project=project)
+    scores = {}
+    with transaction.atomic():
+        for membership in Membership.objects.filter(project=project).select_related("user"):
+            evidence = data.get(membership.user.username, {})
+            scores[membership.user.username] = quality.trust_score(
+                gold_correct=evidence.get("gold_correct", 0), gold_total=evidence.get("gold_total", 0),
+                agree=evidence.get("agree", 0), agree_total=evidence.get("agree_total", 0),
+            )
+            Membership.objects.filter(pk=membership.pk).update(trust=scores[membership.user.username])
+    return scores
 
 
 def skip_task(*, task: ComparisonTask, annotator, now: datetime | None = None) -> Assignment:

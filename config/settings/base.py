@@ -161,6 +161,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a field named "kind" or "status"/"state": give each choice set its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "TrainingRunKindEnum": "training.models.TrainingRun.Kind",
+        "TrainingRunStateEnum": "training.models.TrainingRun.State",
+        "ModelVersionKindEnum": "training.models.ModelVersion.Kind",
+        "ModelVersionStatusEnum": "training.models.ModelVersion.Status",
+    },
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -6,8 +6,8 @@ from feedback.models import Judgement, Project
 class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
-        fields = ["id", "slug", "name", "instructions", "completions_per_task", "overlap", "lease_seconds",
-                  "gold_rate", "created_at"]
+        fields = ["id", "slug", "name", "instructions", "completions_per_task", "overlap", "max_overlap",
+                  "agreement_threshold", "lease_seconds", "gold_rate", "created_at"]
         read_only_fields = ["id", "created_at"]
 
 

@@ -188,3 +188,53 @@ class TestGoldTasks:
             served.append(held.task_id)
             services.submit_judgement(task=held.task, annotator=annotator, ranking=rank_all(held))
         assert served == [tasks[1].pk, tasks[2].pk]
+
+
+class TestAdaptiveOverlapAndTrust:
+    def test_disagreement_asks_for_more_up_to_the_maximum(self, project):
+        project.overlap, project.max_overlap = 2, 4
+        project.save()
+        task = make_tasks(project, 1, k=2)[0]
+        ids = sorted(task.completions.values_list("id", flat=True))
+
+        def judge(prefer_first):
+            person = make_member(project)
+            held = services.next_task(project=project, annotator=person)
+            if held is None:
+                return False
+            labels = {cid: label for label, cid in held.label_map().items()}
+            best, worst = (ids[0], ids[1]) if prefer_first else (ids[1], ids[0])
+            services.submit_judgement(task=held.task, annotator=person, ranking=[[labels[best]], [labels[worst]]])
+            return True
+
+        assert judge(True) and judge(False)  # split 1:1 → one more wanted
+        task.refresh_from_db()
+        assert task.status == ComparisonTask.Status.OPEN and task.judgements_needed == 3
+        assert judge(True) and judge(False)  # still split at 2:2 → up to the maximum of 4, then complete
+        task.refresh_from_db()
+        assert task.judgements_done == 4 and task.status == ComparisonTask.Status.COMPLETE
+        assert not judge(True)
+
+    def test_agreeing_judges_stop_at_the_minimum(self, project):
+        project.overlap, project.max_overlap = 2, 5
+        project.save()
+        task = make_tasks(project, 1, k=2)[0]
+        for _ in range(2):
+            person = make_member(project)
+            held = services.next_task(project=project, annotator=person)
+            services.submit_judgement(task=held.task, annotator=person, ranking=[[held.label_map_by_id()[0]], [held.label_map_by_id()[1]]])
+        task.refresh_from_db()
+        assert task.status == ComparisonTask.Status.COMPLETE and task.judgements_done == 2
+
+    def test_wrong_gold_answers_lower_trust(self, project, tasks):
+        from feedback.models import Membership
+
+        project.gold_rate = 1.0
+        project.save()
+        ids = sorted(tasks[0].completions.values_list("id", flat=True))
+        services.mark_gold(task=tasks[0], ranking=[[ids[0]], [ids[1]], [ids[2]]])
+        person = make_member(project)
+        held = services.next_task(project=project, annotator=person)
+        labels = {cid: label for label, cid in held.label_map().items()}
+        services.submit_judgement(task=held.task, annotator=person, ranking=[[labels[ids[2]]], [labels[ids[1]]], [labels[ids[0]]]])
+        assert Membership.objects.get(user=person).trust < 0.5

@@ -15,13 +15,16 @@ class Command(BaseCommand):
         parser.add_argument("--overlap", type=int, default=3)
         parser.add_argument("--lease-seconds", type=int, default=600)
         parser.add_argument("--gold-rate", type=float, default=0.0)
+        parser.add_argument("--max-overlap", type=int, default=None, help="adaptive overlap: up to this many judgements")
+        parser.add_argument("--agreement-threshold", type=float, default=0.75)
 
     def handle(self, *args, **opts):
         try:
             project = services.create_project(
                 slug=opts["slug"], name=opts["name"], instructions=opts["instructions"],
                 completions_per_task=opts["completions_per_task"], overlap=opts["overlap"],
-                lease_seconds=opts["lease_seconds"], gold_rate=opts["gold_rate"],
+                lease_seconds=opts["lease_seconds"], gold_rate=opts["gold_rate"], max_overlap=opts["max_overlap"],
+                agreement_threshold=opts["agreement_threshold"],
             )
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
