@@ -87,19 +87,24 @@ def create_snapshot(*, project, filters: ExportFilters | None = None, actor=None
     """
     filters = filters or ExportFilters()
     digest = hashlib.sha256()
-    ids: list[int] = []
+    id_ranges: list[list[int]] = []  # runs [first, last] of consecutive ids: compact for a million judgements
+    count = 0
     for judgement_id, ranking in _judgements(project, filters).order_by("id").values_list("id", "ranking").iterator(chunk_size=5000):
-        ids.append(judgement_id)
+        count += 1
+        if id_ranges and id_ranges[-1][1] == judgement_id - 1:
+            id_ranges[-1][1] = judgement_id
+        else:
+            id_ranges.append([judgement_id, judgement_id])
         digest.update(json.dumps([judgement_id, ranking], separators=(",", ":")).encode())
     snapshot = PreferenceSnapshot.objects.create(
         project=project, created_by=actor if getattr(actor, "is_authenticated", False) else None,
-        judgement_ids=ids, filters=filters.as_dict(), sha256=digest.hexdigest(),
-        counts={"judgements": len(ids), "max_judgement_id": ids[-1] if ids else 0},
+        judgement_ids=id_ranges, filters=filters.as_dict(), sha256=digest.hexdigest(),
+        counts={"judgements": count, "max_judgement_id": id_ranges[-1][1] if id_ranges else 0},
     )
     from feedback.services import record_audit
 
     record_audit(actor=actor, event_type=AuditEvent.Type.PREFERENCES_EXPORTED, project=project,
-                 target=f"snapshot:{snapshot.pk}", extra={"filters": filters.as_dict(), "judgements": len(ids)})
+                 target=f"snapshot:{snapshot.pk}", extra={"filters": filters.as_dict(), "judgements": count})
     if write_files:
         out = Path(settings.EXPORT_DIR) / f"snapshot-{snapshot.pk}"
         stats = write_export(snapshot, out, fmt="jsonl")
@@ -126,7 +131,8 @@ def _task_batches(snapshot: PreferenceSnapshot) -> Iterator[list[tuple[int, list
 @dataclass
 class ExportStats:
     pairs: Counter = field(default_factory=Counter)  # per split
-    prompts: dict = field(default_factory=lambda: {"train": set(), "test": set()})
+    # One bit per prompt pk and split: distinct prompts of a million-row export in a few hundred KiB.
+    prompts: dict = field(default_factory=lambda: {"train": bytearray(), "test": bytearray()})
     judgements: int = 0
     ties: int = 0
     agreement_sum: float = 0.0
@@ -136,9 +142,12 @@ class ExportStats:
     longer_wins: int = 0
     length_decided: int = 0
 
-    def add(self, row: dict) -> None:
+    def add(self, row: dict, prompt_pk: int) -> None:
         self.pairs[row["split"]] += 1
-        self.prompts[row["split"]].add(row["prompt_id"])
+        bitmap = self.prompts[row["split"]]
+        if len(bitmap) <= prompt_pk // 8:
+            bitmap.extend(bytes(prompt_pk // 8 + 1 - len(bitmap) + 4096))
+        bitmap[prompt_pk // 8] |= 1 << (prompt_pk % 8)
         self.agreement_sum += row["agreement"]
         self.chosen_models[row["chosen_model"] or "?"] += 1
         chosen_len, rejected_len = len(_text(row["chosen"])), len(_text(row["rejected"]))
@@ -156,7 +165,7 @@ class ExportStats:
     def counts(self) -> dict:
         return {
             "pairs": sum(self.pairs.values()), "train_pairs": self.pairs["train"], "test_pairs": self.pairs["test"],
-            "train_prompts": len(self.prompts["train"]), "test_prompts": len(self.prompts["test"]),
+            "train_prompts": _bits(self.prompts["train"]), "test_prompts": _bits(self.prompts["test"]),
             "tied_pairs": self.ties, "judgements_used": self.judgements,
         }
 
@@ -214,6 +223,10 @@ def consensus_ranking(rankings: list[list[list[int]]]) -> list[list[int]]:
     return [sorted(by_mean[m]) for m in sorted(by_mean)]
 
 
+def _bits(bitmap: bytearray) -> int:
+    return int.from_bytes(bitmap, "little").bit_count() if bitmap else 0
+
+
 def _text(value) -> str:
     return value if isinstance(value, str) else "\n".join(m.get("content", "") for m in value)
 
@@ -263,7 +276,7 @@ def iter_rows(snapshot: PreferenceSnapshot, stats: ExportStats | None = None) ->
                     "chosen_model": chosen[2], "rejected_model": rejected[2], "snapshot": snapshot.pk, "split": split,
                 }
                 if stats is not None:
-                    stats.add(row)
+                    stats.add(row, prompt[0])
                 yield row
 
 

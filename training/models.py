@@ -11,7 +11,7 @@ class PreferenceSnapshot(models.Model):
 
     project = models.ForeignKey("feedback.Project", on_delete=models.CASCADE, related_name="snapshots")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    judgement_ids = models.JSONField(default=list)
+    judgement_ids = models.JSONField(default=list, help_text="The judgements it holds, as runs [first id, last id].")
     filters = models.JSONField(default=dict, blank=True)
     counts = models.JSONField(default=dict, blank=True, help_text="pairs, train/test pairs, prompts, judgements …")
     agreement = models.FloatField(null=True, blank=True)
