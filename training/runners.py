@@ -77,7 +77,8 @@ def runner(kind: str):
 
 def execute(run_id: int) -> str:
     """Run one TrainingRun to its end state; returns that state. Never raises for a failed run."""
-    close_old_connections()
+    if not connection.in_atomic_block:  # a worker's connection may have gone stale; a caller's transaction is theirs
+        close_old_connections()
     services.fail_stale_runs()
     if not services.start_run(run_id=run_id):
         return TrainingRun.objects.filter(pk=run_id).values_list("state", flat=True).first() or "missing"

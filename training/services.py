@@ -245,3 +245,11 @@ def project_pairwise_agreement(*, project, last_n: int = 2000) -> float | None:
     from feedback import exports
 
     return exports.recent_agreement(project=project, last_n=last_n)
+
+
+def record_published(*, project, run: TrainingRun, policy: ModelVersion, tasks: int) -> None:
+    from feedback.models import AuditEvent
+    from feedback.services import record_audit
+
+    record_audit(actor=run.created_by, event_type=AuditEvent.Type.SAMPLES_PUBLISHED, project=project,
+                 target=f"run:{run.pk}", extra={"policy": policy.name, "tasks": tasks})

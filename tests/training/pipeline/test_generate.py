@@ -1,0 +1,34 @@
+import torch
+
+from training.pipeline.generate import left_pad, sample_completions, sample_ids, stop_token_ids
+from training.pipeline.models import load_causal_lm, load_tokenizer
+
+
+def test_left_pad_masks_from_lengths_even_when_pad_is_a_real_token():
+    ids, mask = left_pad([[5, 7, 7], [7]], pad_id=7)
+    assert ids.tolist() == [[5, 7, 7], [7, 7, 7]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_batched_greedy_equals_one_by_one(tiny_llama_dir):
+    tokenizer = load_tokenizer(tiny_llama_dir)
+    model = load_causal_lm(tiny_llama_dir)
+    queries = [tokenizer("Hello there, how are you today?")["input_ids"], tokenizer("Hi")["input_ids"]]
+    batched = sample_ids(model, tokenizer, queries, max_new_tokens=8, temperature=0.0, batch_size=2)
+    single = [sample_ids(model, tokenizer, [q], max_new_tokens=8, temperature=0.0).response_ids[0] for q in queries]
+    assert batched.response_ids == single
+
+
+def test_k_samples_per_prompt_and_stop_detection(tiny_llama_dir):
+    tokenizer = load_tokenizer(tiny_llama_dir)
+    model = load_causal_lm(tiny_llama_dir)
+    stops = stop_token_ids(tokenizer)
+    # Make the stop token overwhelmingly likely: every sample must end at once with it.
+    bias = torch.zeros(model.config.vocab_size)
+    bias[stops[0]] = 100.0
+    model.lm_head.register_forward_hook(lambda module, args, output: output + bias)
+    out = sample_ids(model, tokenizer, [[1, 2, 3], [4, 5]], k=3, max_new_tokens=5, temperature=1.0, seed=0)
+    assert out.prompt_index == [0, 0, 0, 1, 1, 1]
+    assert all(out.ended) and all(ids == [stops[0]] for ids in out.response_ids)
+    completions = sample_completions(model, tokenizer, ["What is 2+2?", [{"role": "user", "content": "Hi"}]], k=2)
+    assert [len(c) for c in completions] == [2, 2]

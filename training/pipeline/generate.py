@@ -1,0 +1,95 @@
+"""Batched sampling with the KV cache: K completions for each prompt, left-padded batches.
+
+Attention masks are built from the prompts' lengths, never as `token != pad`: SmolLM2's `<|im_end|>`
+closes every chat turn inside a prompt, so a pad-based mask would hide real tokens. A completion ends
+at the first stop token (the eos, and `<|im_end|>` for chat models), which is kept in its ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from .data import TextOrMessages, prompt_dataset
+
+
+@dataclass
+class Samples:
+    prompt_index: list[int] = field(default_factory=list)  # which prompt each sample answers
+    query_ids: list[list[int]] = field(default_factory=list)  # the prompt's tokens
+    response_ids: list[list[int]] = field(default_factory=list)  # generated tokens, up to and including the stop
+    texts: list[str] = field(default_factory=list)  # the response decoded without special tokens
+    ended: list[bool] = field(default_factory=list)  # True when a stop token came before max_new_tokens
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() else None
+    ids.add(im_end)
+    return sorted(i for i in ids if i is not None)
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and the attention mask built from each sequence's length."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq):] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def sample_ids(
+    model, tokenizer, query_ids: Sequence[Sequence[int]], *, k: int = 1, max_new_tokens: int = 64,
+    temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None, batch_size: int = 16,
+) -> Samples:
+    """Sample `k` responses for each tokenized prompt (greedy when temperature is 0)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    stops = stop_token_ids(tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    jobs = [(index, list(ids)) for index, ids in enumerate(query_ids) for _ in range(k)]
+    out = Samples()
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(jobs), batch_size):
+            batch = jobs[start : start + batch_size]
+            input_ids, attention_mask = left_pad([ids for _, ids in batch], pad_id)
+            generated = model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+                do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
+                top_p=top_p if temperature > 0 else None, top_k=None, pad_token_id=pad_id, eos_token_id=stops,
+                use_cache=True,
+            )[:, input_ids.shape[1]:]
+            for (index, ids), row in zip(batch, generated.tolist()):
+                end = next((i for i, token in enumerate(row) if token in stops), None)
+                response = row[: end + 1] if end is not None else row
+                out.prompt_index.append(index)
+                out.query_ids.append(ids)
+                out.response_ids.append(response)
+                out.texts.append(tokenizer.decode(response, skip_special_tokens=True).strip())
+                out.ended.append(end is not None)
+    finally:
+        model.train(was_training)
+    return out
+
+
+def sample_completions(
+    model, tokenizer, prompts: Sequence[TextOrMessages], *, k: int = 2, max_new_tokens: int = 64,
+    temperature: float = 0.8, top_p: float = 0.95, seed: int | None = 0, batch_size: int = 16,
+    max_prompt_length: int | None = 512,
+) -> list[list[str]]:
+    """Text (or chat) prompts → k completion texts each ([] for a prompt too long to sample)."""
+    dataset = prompt_dataset(list(prompts), tokenizer, max_prompt_length=max_prompt_length)
+    samples = sample_ids(model, tokenizer, dataset["input_ids"], k=k, max_new_tokens=max_new_tokens,
+                         temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size)
+    completions: list[list[str]] = [[] for _ in prompts]
+    for row, text in zip(samples.prompt_index, samples.texts):
+        completions[dataset["prompt_index"][row]].append(text)
+    return completions
