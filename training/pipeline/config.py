@@ -149,3 +149,118 @@ class RewardConfig:
 
 
 # --- PPOConfig and DPOConfig (owned by the policy-optimisation work) ---------------------------
+
+
+def _field(default, help_text: str, **kwargs):
+    return dataclasses.field(default=default, metadata={"help": help_text}, **kwargs)
+
+
+def _require(cfg, condition: bool, field_name: str, rule: str) -> None:
+    if not condition:
+        raise ValueError(f"{type(cfg).__name__}.{field_name} {rule}, got {getattr(cfg, field_name)!r}")
+
+
+@dataclasses.dataclass
+class PPOConfig:
+    """Settings of `ppo.train_ppo` (PPO for language models, after Ziegler et al. 2019 and CleanRL).
+
+    Groups: the policy (path, LoRA), the rollout (prompts per iteration, sampling), the objective (KL
+    penalty, clip ranges, GAE), the optimisation (epochs × minibatches, learning rate, clipping), the
+    safeguards (KL bound, reward collapse, gate) and the evaluation. Sampling uses temperature 1 and no
+    top-p by default so the sampled tokens' log-probabilities are the policy's own.
+    """
+
+    # Policy
+    policy: str = _field("smollm2-135m-instruct", "Registered policy directory (or a name under $MODEL_DIR).")
+    verify_policy: bool = _field(True, "Check the policy against its manifest before loading.")
+    use_lora: bool = _field(True, "Train LoRA adapters; the frozen reference is the base with adapters off (no copy).")
+    lora_r: int = _field(16, "LoRA rank.")
+    lora_alpha: int = _field(32, "LoRA scaling numerator.")
+    lora_dropout: float = _field(0.0, "Dropout on the LoRA branch (0 keeps old and new log-probs comparable).")
+    # Rollout
+    num_iterations: int = _field(4, "PPO iterations (rollout → update).")
+    batch_size: int = _field(8, "Rollouts (prompt, response) per iteration.")
+    mini_batch_size: int = _field(4, "Rollouts per gradient step.")
+    ppo_epochs: int = _field(2, "Passes over each iteration's rollouts.")
+    max_new_tokens: int = _field(32, "Longest response in tokens.")
+    temperature: float = _field(1.0, "Sampling temperature (log-probs are computed at the same temperature).")
+    top_p: float = _field(1.0, "Nucleus sampling; below 1 the ratio is no longer exact (warned).")
+    max_prompt_length: int = _field(256, "Prompts longer than this many tokens are dropped.")
+    # Objective
+    init_kl_coef: float = _field(0.05, "β of the per-token KL penalty against the reference.")
+    adaptive_kl: bool = _field(False, "Adapt β towards target_kl (Ziegler et al.).")
+    target_kl: float = _field(6.0, "Target summed KL per response for the adaptive controller.")
+    kl_horizon: int = _field(10_000, "Horizon of the adaptive KL controller, in rollouts.")
+    kl_estimator: str = _field("k1", "Per-token KL estimator: k1 (log ratio), k3 (unbiased, positive) or mse.")
+    cliprange: float = _field(0.2, "PPO ratio clip ε (0.1–0.3 is the tested range; outside it warns).")
+    cliprange_value: float = _field(0.2, "Value clip around the old value estimates.")
+    vf_coef: float = _field(0.1, "Weight of the value loss.")
+    gamma: float = _field(1.0, "Discount.")
+    lam: float = _field(0.95, "GAE λ.")
+    whiten_rewards: bool = _field(False, "Whiten the per-token rewards before GAE.")
+    missing_eos_penalty: float = _field(1.0, "Subtracted from the score of a response that never ends.")
+    # Optimisation
+    learning_rate: float = _field(1e-4, "AdamW learning rate (policy and value head).")
+    max_grad_norm: float = _field(1.0, "Gradient clipping norm.")
+    seed: int = _field(0, "Seed for sampling, shuffling and the value head.")
+    # Safeguards and evaluation
+    kl_bound: float = _field(20.0, "Stop (and publish nothing) when the mean summed KL per response exceeds this.")
+    reward_collapse: float = _field(3.0, "Stop when the mean reward falls this many std below its first value.")
+    eval_samples_per_prompt: int = _field(2, "Samples per held-out prompt in the before/after evaluation.")
+    gate_min_improvement: float = _field(0.0, "The new policy must beat its parent's eval reward by more than this.")
+
+    def __post_init__(self):
+        _require(self, isinstance(self.policy, str) and self.policy.strip() != "", "policy", "must be a path or name")
+        for name in ("num_iterations", "batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens", "lora_r"):
+            _require(self, getattr(self, name) >= 1, name, "must be >= 1")
+        _require(self, self.mini_batch_size <= self.batch_size, "mini_batch_size", "must be <= batch_size")
+        _require(self, 0.0 < self.cliprange < 1.0, "cliprange", "must be in (0, 1)")
+        if not 0.1 <= self.cliprange <= 0.3:
+            warnings.warn(f"PPOConfig.cliprange={self.cliprange} is outside the usual 0.1–0.3", stacklevel=3)
+        _require(self, self.cliprange_value > 0, "cliprange_value", "must be > 0")
+        _require(self, self.temperature > 0, "temperature", "must be > 0")
+        _require(self, 0.0 < self.top_p <= 1.0, "top_p", "must be in (0, 1]")
+        if self.top_p < 1.0:
+            warnings.warn("PPOConfig.top_p < 1 makes the sampling distribution differ from the policy's", stacklevel=3)
+        _require(self, self.init_kl_coef >= 0, "init_kl_coef", "must be >= 0")
+        _require(self, self.kl_estimator in {"k1", "k3", "mse"}, "kl_estimator", "must be k1, k3 or mse")
+        _require(self, 0.0 <= self.gamma <= 1.0, "gamma", "must be in [0, 1]")
+        _require(self, 0.0 <= self.lam <= 1.0, "lam", "must be in [0, 1]")
+        _require(self, self.learning_rate > 0, "learning_rate", "must be > 0")
+        _require(self, self.kl_bound > 0, "kl_bound", "must be > 0")
+        _require(self, self.eval_samples_per_prompt >= 1, "eval_samples_per_prompt", "must be >= 1")
+
+
+@dataclasses.dataclass
+class DPOConfig:
+    """Settings of `dpo.train_dpo` (Direct Preference Optimisation through `trl.DPOTrainer`).
+
+    Changed defaults: bf16 and gradient checkpointing are always off (fp32 on the CPU), LoRA on, so the
+    reference is the base model with adapters disabled.
+    """
+
+    policy: str = _field("smollm2-135m-instruct", "Registered policy directory (or a name under $MODEL_DIR).")
+    verify_policy: bool = _field(True, "Check the policy against its manifest before loading.")
+    use_lora: bool = _field(True, "Train LoRA adapters (merged before saving).")
+    lora_r: int = _field(16, "LoRA rank.")
+    lora_alpha: int = _field(32, "LoRA scaling numerator.")
+    lora_dropout: float = _field(0.05, "Dropout on the LoRA branch.")
+    beta: float = _field(0.1, "DPO β: strength of the implicit KL constraint to the reference.")
+    loss_type: str = _field("sigmoid", "TRL loss type: sigmoid (DPO), ipo, hinge, …")
+    learning_rate: float = _field(5e-5, "AdamW learning rate.")
+    num_train_epochs: float = _field(1.0, "Passes over the training pairs.")
+    max_steps: int = _field(-1, "If > 0: stop after this many optimiser steps.")
+    batch_size: int = _field(4, "Pairs per step.")
+    gradient_accumulation_steps: int = _field(1, "Batches accumulated per step.")
+    max_length: int = _field(512, "Longest prompt + completion in tokens.")
+    logging_steps: int = _field(1, "Report metrics every this many steps.")
+    seed: int = _field(0, "Seed.")
+    eval_fraction: float = _field(0.1, "Share of prompts held out when no eval rows are given.")
+
+    def __post_init__(self):
+        _require(self, isinstance(self.policy, str) and self.policy.strip() != "", "policy", "must be a path or name")
+        _require(self, self.beta > 0, "beta", "must be > 0")
+        _require(self, self.learning_rate > 0, "learning_rate", "must be > 0")
+        _require(self, self.batch_size >= 1, "batch_size", "must be >= 1")
+        _require(self, self.max_length >= 16, "max_length", "must be >= 16")
+        _require(self, 0.0 <= self.eval_fraction < 1.0, "eval_fraction", "must be in [0, 1)")

@@ -1,0 +1,126 @@
+"""PPO end to end on a tiny Llama over SmolLM2's tokenizer, with a rule-based reward.
+
+The tiny model's output layer gets a bias towards 32 short words, so its answers are made of them
+from the start (a random 49k-token policy would need far longer to find any reward). The reward is the
+share of answer words from the "good" half: learnable, cheap and exact.
+"""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from training.pipeline.config import PPOConfig
+from training.pipeline.models import load_tokenizer, tiny_causal_lm
+from training.pipeline.ppo import merged_policy, save_policy, train_ppo
+
+WORDS = [" yes", " no", " cat", " dog", " sun", " red", " big", " one", " two", " up", " sea", " tree", " blue",
+         " car", " hat", " box", " run", " map", " pen", " cup", " egg", " bed", " leg", " arm", " key", " bus",
+         " fox", " owl", " ant", " bee", " cow", " pig"]
+GOOD = set(w.strip() for w in WORDS[:16])
+TRAIN = [f"Tell me about thing number {i}." for i in range(24)]
+HELD_OUT = [f"Describe object {i} briefly." for i in range(8)]
+
+
+def good_share(prompts, texts):
+    scores = []
+    for text in texts:
+        words = text.split()
+        scores.append(sum(w in GOOD for w in words) / len(words) if words else 0.0)
+    return scores
+
+
+@pytest.fixture
+def tokenizer(tiny_llama_dir):
+    return load_tokenizer(tiny_llama_dir)
+
+
+def word_policy(tokenizer, seed=0):
+    model = tiny_causal_lm(tokenizer, seed=seed)
+    ids = [tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in WORDS]
+    head = nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
+    head.weight = model.lm_head.weight  # still tied to the input embeddings
+    with torch.no_grad():
+        head.bias.zero_()
+        head.bias[ids] = 9.0
+    model.lm_head = head
+    return model
+
+
+def config(**overrides):
+    values = dict(policy="tiny", use_lora=False, num_iterations=8, batch_size=16, mini_batch_size=8, ppo_epochs=2,
+                  max_new_tokens=8, learning_rate=5e-3, init_kl_coef=0.02, missing_eos_penalty=0.0,
+                  eval_samples_per_prompt=4, kl_bound=50.0, seed=0)
+    values.update(overrides)
+    return PPOConfig(**values)
+
+
+def test_ppo_raises_held_out_reward_and_keeps_the_reference(tokenizer):
+    policy = word_policy(tokenizer)
+    reference_before = {k: v.clone() for k, v in policy.state_dict().items()}
+    steps = []
+    result = train_ppo(config(), policy, tokenizer, good_share, TRAIN, HELD_OUT, on_step=lambda s, m: steps.append(m))
+    assert result.status == "completed"
+    assert result.eval_after.reward > result.eval_before.reward + 0.1
+    assert result.passes_gate
+    assert steps[0]["objective/kl"] == pytest.approx(0.0, abs=1e-5)  # the first rollout is the reference's
+    assert all(m["objective/kl"] < 50.0 for m in steps)
+    assert {"objective/entropy", "policy/clipfrac", "policy/approx_kl", "losses/value", "val/explained_variance",
+            "response/length_mean", "time/sampling_s", "time/reference_s", "time/update_s"} <= set(steps[0])
+    # Full fine-tuning trains the policy itself (the reference is a frozen copy inside train_ppo).
+    assert any(not torch.equal(reference_before[k], v) for k, v in result.model.state_dict().items())
+
+
+def test_lora_reference_is_bit_for_bit_unchanged(tokenizer, tmp_path):
+    policy = word_policy(tokenizer)
+    base_before = {k: v.clone() for k, v in policy.state_dict().items()}
+    result = train_ppo(config(use_lora=True, num_iterations=3, learning_rate=1e-2), policy, tokenizer, good_share,
+                       TRAIN, HELD_OUT)
+    assert result.status == "completed" and len(result.history) == 3
+    with result.model.disable_adapter():
+        base_after = {k.replace("base_model.model.", "").replace(".base_layer", ""): v
+                      for k, v in result.model.state_dict().items() if "lora_" not in k}
+    for name, tensor in base_before.items():
+        assert torch.equal(base_after[name], tensor), name
+    merged = merged_policy(result)
+    assert not any("lora_" in k for k in merged.state_dict())
+
+
+def test_nan_reward_stops_and_fails_the_gate(tokenizer):
+    result = train_ppo(config(num_iterations=3), word_policy(tokenizer), tokenizer,
+                       lambda prompts, texts: [math.nan] * len(texts), TRAIN, HELD_OUT)
+    assert result.status == "nan" and not result.passes_gate and len(result.history) == 1
+
+
+def test_kl_bound_stops(tokenizer):
+    result = train_ppo(config(num_iterations=6, learning_rate=5e-2, kl_bound=0.5), word_policy(tokenizer), tokenizer,
+                       good_share, TRAIN, HELD_OUT)
+    assert result.status == "kl_bound" and not result.passes_gate
+
+
+def test_cancel(tokenizer):
+    calls = []
+    result = train_ppo(config(num_iterations=5), word_policy(tokenizer), tokenizer, good_share, TRAIN, HELD_OUT,
+                       on_step=lambda s, m: calls.append(s), should_stop=lambda: len(calls) >= 2)
+    assert result.status == "cancelled" and calls == [1, 2] and not result.passes_gate
+
+
+def test_saved_policy_is_safetensors_with_value_head(tokenizer, tiny_llama_dir, tmp_path):
+    from training.pipeline.models import load_causal_lm, verify_manifest
+
+    policy = load_causal_lm(tiny_llama_dir)
+    result = train_ppo(config(num_iterations=1, use_lora=True), policy, tokenizer, good_share, TRAIN[:4], HELD_OUT[:2])
+    save_policy(result, tokenizer, tmp_path / "policy", {"kind": "policy"})
+    manifest = verify_manifest(tmp_path / "policy")
+    assert "value_head.safetensors" in manifest["files"] and not list((tmp_path / "policy").glob("*.bin"))
+    assert load_causal_lm(tmp_path / "policy") is not None
+
+
+def test_cliprange_outside_the_usual_range_warns_and_bad_values_fail():
+    with pytest.warns(UserWarning, match="cliprange"):
+        PPOConfig(cliprange=0.5)
+    with pytest.raises(ValueError, match="cliprange"):
+        PPOConfig(cliprange=1.5)
+    with pytest.raises(ValueError, match="mini_batch_size"):
+        PPOConfig(batch_size=4, mini_batch_size=8)

@@ -1,0 +1,92 @@
+"""The PPO pieces against values computed by hand."""
+
+import pytest
+import torch
+
+from training.pipeline.ppo import (
+    AdaptiveKLController,
+    compute_gae,
+    entropy_from_logits,
+    kl_penalty,
+    logprobs_from_logits,
+    make_batch,
+    ppo_losses,
+    whiten,
+)
+from training.pipeline.generate import Samples
+
+
+def test_gae_by_hand():
+    rewards = torch.tensor([[0.0, 0.0, 1.0]])
+    values = torch.tensor([[0.5, 0.4, 0.3]])
+    mask = torch.ones(1, 3)
+    advantages, returns = compute_gae(rewards, values, mask, gamma=1.0, lam=0.5)
+    # δ2 = 1 − 0.3 = 0.7; δ1 = 0 + 0.3 − 0.4 = −0.1; δ0 = 0 + 0.4 − 0.5 = −0.1
+    # A2 = 0.7; A1 = −0.1 + 0.5·0.7 = 0.25; A0 = −0.1 + 0.5·0.25 = 0.025
+    assert advantages.tolist()[0] == pytest.approx([0.025, 0.25, 0.7])
+    assert returns.tolist()[0] == pytest.approx([0.525, 0.65, 1.0])
+
+
+def test_gae_ignores_padding_and_prompt_positions():
+    rewards = torch.tensor([[9.0, 0.0, 1.0, 9.0]])
+    values = torch.tensor([[9.0, 0.2, 0.1, 9.0]])
+    mask = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+    advantages, _ = compute_gae(rewards, values, mask, gamma=1.0, lam=1.0)
+    assert advantages.tolist()[0] == pytest.approx([0.0, 0.8, 0.9, 0.0])
+
+
+def test_whiten():
+    values = torch.tensor([[1.0, 2.0, 3.0, 100.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    out = whiten(values, mask)
+    assert out[0, :3].tolist() == pytest.approx([-1.0, 0.0, 1.0], abs=1e-4)  # unbiased std of 1, 2, 3 is 1
+    assert out[0, 3] == 0
+    assert whiten(values, mask, shift_mean=False)[0, :3].tolist() == pytest.approx([1.0, 2.0, 3.0], abs=1e-4)
+
+
+def test_kl_estimators():
+    logp, ref = torch.tensor([-1.0]), torch.tensor([-2.0])
+    assert kl_penalty(logp, ref, "k1").item() == pytest.approx(1.0)
+    assert kl_penalty(logp, ref, "k3").item() == pytest.approx(torch.exp(torch.tensor(-1.0)).item() - 1 + 1)
+    assert kl_penalty(logp, ref, "mse").item() == pytest.approx(0.5)
+    assert kl_penalty(ref, ref, "k3").item() == 0.0
+
+
+def test_clipped_objective_by_hand():
+    old = torch.zeros(1, 2)
+    new = torch.log(torch.tensor([[1.5, 0.5]]))  # ratios 1.5 and 0.5
+    advantages = torch.tensor([[1.0, -1.0]])
+    values, old_values, returns = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 1.0]])
+    losses = ppo_losses(new, old, advantages, values, old_values, returns, torch.ones(1, 2), cliprange=0.2,
+                        cliprange_value=0.2)
+    # token 1: max(−1·1.5, −1·1.2) = −1.2 (clipped); token 2: max(1·0.5, 1·0.8) = 0.8 (clipped)
+    assert losses.policy.item() == pytest.approx((-1.2 + 0.8) / 2)
+    assert losses.clipfrac.item() == pytest.approx(1.0)
+    # values: token 1 moves 0 → 1, clipped to 0.2: max((1−1)², (0.2−1)²) = 0.64; token 2: max(1, 1) = 1
+    assert losses.value.item() == pytest.approx(0.5 * (0.64 + 1.0) / 2)
+    assert losses.approx_kl.item() == pytest.approx(0.5 * ((torch.log(torch.tensor(1.5)) ** 2
+                                                             + torch.log(torch.tensor(0.5)) ** 2) / 2).item())
+
+
+def test_adaptive_kl_controller():
+    ctl = AdaptiveKLController(0.1, target=6.0, horizon=100)
+    ctl.update(current_kl=12.0, n_steps=10)  # error clipped to +0.2 → β·(1 + 0.2·10/100)
+    assert ctl.value == pytest.approx(0.1 * 1.02)
+    ctl.update(current_kl=6.0, n_steps=10)
+    assert ctl.value == pytest.approx(0.1 * 1.02)
+
+
+def test_logprobs_and_entropy():
+    logits = torch.log(torch.tensor([[[0.25, 0.75]]]))
+    assert logprobs_from_logits(logits, torch.tensor([[1]])).item() == pytest.approx(torch.log(torch.tensor(0.75)).item())
+    expected = -(0.25 * torch.log(torch.tensor(0.25)) + 0.75 * torch.log(torch.tensor(0.75)))
+    assert entropy_from_logits(logits).item() == pytest.approx(expected.item())
+
+
+def test_batch_masks_responses_from_lengths_even_when_pad_is_inside_the_prompt():
+    samples = Samples(prompt_index=[0, 1], query_ids=[[5, 0, 6], [7]], response_ids=[[8, 9], [0]], texts=["", ""],
+                      ended=[True, True])
+    batch = make_batch(samples, pad_id=0)
+    assert batch.input_ids.tolist() == [[5, 0, 6, 8, 9], [7, 0, 0, 0, 0]]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
+    assert batch.response_mask.tolist() == [[0, 0, 1, 1], [1, 0, 0, 0]]
