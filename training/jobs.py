@@ -198,3 +198,144 @@ def _completion_hash(text: str, model_name: str) -> str:
     from feedback.importing import CompletionRow
 
     return CompletionRow(text=text, model=model_name).content_hash
+
+
+# --- policy optimisation -----------------------------------------------------------------------------------------
+
+
+def _base_policy(run: TrainingRun, cfg_policy: str, default_name: str) -> tuple[ModelVersion | None, str]:
+    """The version a policy run starts from: the run's base version, else the project's active policy,
+    unless the settings name another model directory explicitly."""
+    from training import selectors
+
+    if cfg_policy != default_name:
+        return None, cfg_policy
+    version = run.base_version or selectors.active_policy(project=run.project)
+    if version is None:
+        raise ValueError("no policy to start from: run `manage.py bootstrap_models` first")
+    return version, version.path
+
+
+def _newest_reward_model(project) -> ModelVersion:
+    reward = ModelVersion.objects.filter(project=project, kind=ModelVersion.Kind.REWARD,
+                                         status=ModelVersion.Status.ACTIVE).order_by("-created_at").first()
+    if reward is None:
+        raise ValueError("no reward model for this project yet: train one first (train_reward_model)")
+    return reward
+
+
+def _prompt_split(project, test_fraction: float = 0.2) -> tuple[list, list]:
+    from feedback.exports import split_of
+    from feedback.models import Prompt
+
+    train, held_out = [], []
+    for prompt in Prompt.objects.filter(project=project).order_by("id").iterator(chunk_size=2000):
+        key = prompt.external_id or f"prompt-{prompt.pk}"
+        (held_out if split_of(key, test_fraction=test_fraction) == "test" else train).append(prompt.payload)
+    if not held_out and len(train) > 1:
+        held_out.append(train.pop())
+    return train, held_out
+
+
+@runner(TrainingRun.Kind.PPO)
+def run_ppo(ctx: RunContext) -> dict:
+    from training.pipeline.config import PPOConfig, config_from_dict
+    from training.pipeline.models import load_causal_lm, load_tokenizer
+    from training.pipeline.ppo import save_policy, train_ppo
+    from training.pipeline.reward import RewardScorer
+
+    run = ctx.run
+    cfg = config_from_dict(PPOConfig, run.config)
+    base, policy_path = _base_policy(run, cfg.policy, PPOConfig.policy)
+    reward = _newest_reward_model(run.project)
+    train_prompts, eval_prompts = _prompt_split(run.project)
+    if not train_prompts:
+        raise ValueError("the project has no prompts to train on")
+    ctx.total_steps = cfg.num_iterations
+    ctx.log(f"PPO from {policy_path} against {reward.name}: {len(train_prompts)} training, {len(eval_prompts)} held-out prompts")
+    tokenizer = load_tokenizer(policy_path)
+    policy = load_causal_lm(policy_path, verify=cfg.verify_policy)
+    scorer = RewardScorer(reward.path)
+    result = train_ppo(cfg, policy, tokenizer, scorer.score, train_prompts, eval_prompts,
+                       on_step=ctx.on_step, should_stop=ctx.should_stop)
+    summary = result.summary()
+    if result.status == "cancelled":
+        raise RunCancelled()
+    if not result.passes_gate:
+        ctx.log(f"not published: status {result.status}, gate failed ({summary})")
+        return {"state": TrainingRun.State.FAILED, "summary": summary,
+                "error": f"PPO ended with status '{result.status}' and did not pass the gate "
+                         "(beat the parent's held-out reward with KL under the bound); nothing was registered."}
+    dest = registry_dir("ppo", run)
+    sha = save_policy(result, tokenizer, dest, {"kind": "policy", "method": "ppo", "reward_model": reward.name,
+                                               "parent": base.name if base else policy_path})
+    version = services.register_model_version(
+        project=run.project, name=f"policy-{run.project.slug}-run{run.pk}", kind=ModelVersion.Kind.POLICY,
+        path=str(dest), sha256=sha, config=run.config, metrics=summary, parent=base, reward_model=reward,
+        snapshot=reward.snapshot, status=ModelVersion.Status.CANDIDATE,
+    )
+    services.activate_policy(version=version, actor=run.created_by)
+    return {"summary": summary, "produced_version": version}
+
+
+@runner(TrainingRun.Kind.DPO)
+def run_dpo(ctx: RunContext) -> dict:
+    from feedback import exports
+    from training.pipeline.config import DPOConfig, config_from_dict
+    from training.pipeline.dpo import train_dpo
+    from training.pipeline.reward import TrainingCancelled
+
+    run = ctx.run
+    cfg = config_from_dict(DPOConfig, run.config)
+    base, policy_path = _base_policy(run, cfg.policy, DPOConfig.policy)
+    cfg.policy = policy_path
+    snapshot = run.snapshot or exports.create_snapshot(project=run.project, actor=run.created_by)
+    TrainingRun.objects.filter(pk=run.pk).update(snapshot=snapshot)
+    train_rows, test_rows = exports.snapshot_split_rows(snapshot)
+    if not train_rows:
+        raise ValueError("the snapshot holds no preference pairs yet: collect judgements first")
+    ctx.total_steps = cfg.max_steps if cfg.max_steps > 0 else None
+    ctx.log(f"DPO from {policy_path} on snapshot {snapshot.pk}: {len(train_rows)} pairs")
+    try:
+        result = train_dpo(cfg, train_rows, test_rows or None, registry_dir("dpo", run),
+                           on_step=ctx.on_step, should_stop=ctx.should_stop)
+    except TrainingCancelled:
+        raise RunCancelled() from None
+    accuracy = result.metrics.get("eval/accuracy")
+    version = services.register_model_version(
+        project=run.project, name=f"policy-{run.project.slug}-run{run.pk}", kind=ModelVersion.Kind.POLICY,
+        path=str(result.path), sha256=result.manifest_sha256, config=run.config, metrics=result.metrics,
+        parent=base, snapshot=snapshot,
+        status=ModelVersion.Status.CANDIDATE if accuracy is None or accuracy > 0.5 else ModelVersion.Status.REJECTED,
+    )
+    if version.status == ModelVersion.Status.REJECTED:
+        return {"state": TrainingRun.State.FAILED, "summary": result.metrics, "produced_version": version,
+                "error": f"held-out preference accuracy {accuracy:.2f} is not above chance: registered as rejected, not active."}
+    services.activate_policy(version=version, actor=run.created_by)
+    return {"summary": result.metrics, "produced_version": version}
+
+
+@runner(TrainingRun.Kind.RETRAIN)
+def run_retrain(ctx: RunContext) -> dict:
+    """snapshot → reward model → PPO → gate → publish (or DPO → publish), each step a TrainingRun of its own."""
+    from training import runners
+
+    run = ctx.run
+    method = run.config.get("method", "ppo")
+    steps_config = run.config.get("steps", {})
+    chain = ([TrainingRun.Kind.REWARD, TrainingRun.Kind.PPO] if method == "ppo" else [TrainingRun.Kind.DPO])
+    chain.append(TrainingRun.Kind.PUBLISH)
+    results = {}
+    for position, kind in enumerate(chain):
+        if ctx.should_stop():
+            raise RunCancelled()
+        child = services.create_run(project=run.project, kind=kind, config=validate_config(kind, steps_config.get(kind, {})),
+                                    created_by=run.created_by, parent_run=run, enqueue=False)
+        ctx.log(f"step {position + 1}/{len(chain)}: {kind} run {child.pk}")
+        state = runners.execute(child.pk)
+        results[kind] = {"run": child.pk, "state": state}
+        ctx.on_step(position + 1, {"retrain/steps_done": position + 1})
+        if state != TrainingRun.State.SUCCEEDED:
+            return {"state": TrainingRun.State.FAILED, "summary": results,
+                    "error": f"step {kind} (run {child.pk}) ended {state}; the chain stopped and nothing further was published."}
+    return {"summary": results}

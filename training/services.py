@@ -163,11 +163,18 @@ def start_training(*, project, kind: str, config: dict | None, created_by=None) 
 
     from training import jobs
 
+    from feedback.models import AuditEvent
+    from feedback.services import record_audit
+
     try:
         normalised = jobs.validate_config(kind, config or {})
     except (TypeError, ValueError) as exc:
         raise ValidationError({"config": str(exc)}) from None
-    return create_run(project=project, kind=kind, config=normalised, created_by=created_by)
+    with transaction.atomic():
+        run = create_run(project=project, kind=kind, config=normalised, created_by=created_by)
+        record_audit(actor=created_by, event_type=AuditEvent.Type.RUN_STARTED, project=project, target=f"run:{run.pk}",
+                     extra={"kind": kind})
+    return run
 
 
 _SCORERS: dict[str, object] = {}
@@ -253,3 +260,27 @@ def record_published(*, project, run: TrainingRun, policy: ModelVersion, tasks: 
 
     record_audit(actor=run.created_by, event_type=AuditEvent.Type.SAMPLES_PUBLISHED, project=project,
                  target=f"run:{run.pk}", extra={"policy": policy.name, "tasks": tasks})
+
+
+@transaction.atomic
+def activate_policy(*, version: ModelVersion, project=None, actor=None, rollback: bool = False) -> ModelVersion:
+    """Make `version` the policy that samples for `project` (default: its own). Also the way to roll back.
+
+    The project's other active policies retire. Rolling back to a project-less default policy just
+    retires the project's own, so the default samples for it again.
+    """
+    from feedback.models import AuditEvent
+    from feedback.services import record_audit
+
+    if version.kind != ModelVersion.Kind.POLICY:
+        raise ValueError("only policies can be activated")
+    project = project or version.project
+    if project is None:
+        raise ValueError("name the project whose policy this becomes")
+    ModelVersion.objects.filter(project=project, kind=ModelVersion.Kind.POLICY,
+                                status=ModelVersion.Status.ACTIVE).exclude(pk=version.pk).update(status=ModelVersion.Status.RETIRED)
+    ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.ACTIVE)
+    version.refresh_from_db()
+    record_audit(actor=actor, event_type=AuditEvent.Type.POLICY_ROLLED_BACK if rollback else AuditEvent.Type.VERSION_REGISTERED,
+                 project=project, target=f"model_version:{version.pk}", extra={"name": version.name})
+    return version

@@ -44,3 +44,7 @@ class ScoreInputSerializer(serializers.Serializer):
 class ScoreOutputSerializer(serializers.Serializer):
     scores = serializers.ListField(child=serializers.FloatField())
     model_version = serializers.IntegerField()
+
+
+class ActivateInputSerializer(serializers.Serializer):
+    project = serializers.CharField(required=False, help_text="Project id or slug; needed for a project-less (default) policy.")

@@ -79,3 +79,27 @@ class ModelVersionScoreApi(APIView):
         serializer.is_valid(raise_exception=True)
         scores = services.score_with_reward_model(version=version, items=serializer.validated_data["items"])
         return Response({"scores": scores, "model_version": version.pk})
+
+
+class ModelVersionActivateApi(APIView):
+    """Make a policy version the one that samples for a project: publishing from it, and rolling back."""
+
+    @extend_schema(request=s.ActivateInputSerializer, responses=s.ModelVersionSerializer)
+    def post(self, request, version_id):
+        version = selectors.versions_for_user(user=request.user).filter(pk=version_id).first()
+        if version is None:
+            raise ApplicationError("No such model version.", status_code=status.HTTP_404_NOT_FOUND)
+        if version.kind != ModelVersion.Kind.POLICY:
+            raise ApplicationError("Only policy versions can be activated.")
+        serializer = s.ActivateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        ref = serializer.validated_data.get("project") or (version.project.pk if version.project else None)
+        if ref is None:
+            raise ApplicationError("Name the project this policy should sample for.", extra={"field": "project"})
+        project = feedback_selectors.get_project_for_user(user=request.user, project_ref=ref)
+        if version.project_id not in (None, project.pk):
+            raise ApplicationError("This policy belongs to another project.")
+        if not feedback_selectors.is_project_admin(user=request.user, project=project):
+            raise ApplicationError(ADMINS_ONLY, status_code=status.HTTP_403_FORBIDDEN)
+        version = services.activate_policy(version=version, project=project, actor=request.user, rollback=True)
+        return Response(s.ModelVersionSerializer(version).data)

@@ -1,0 +1,126 @@
+"""The whole loop on tiny real models: import → judgements through the API from simulated annotators →
+reward model → PPO → gate → publish → the new samples are served to annotators as tasks.
+
+Also: a PPO run forced to NaN registers and publishes nothing; DPO registers a policy; roll back.
+"""
+
+import pytest
+from rest_framework.test import APIClient
+
+from feedback.models import ComparisonTask, Completion
+from tests.feedback.factories import make_member
+from training import runners, services
+from training.models import ModelVersion, TrainingRun
+from training.pipeline.models import manifest_sha256
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def default_policy(tiny_llama_dir):
+    return services.register_model_version(
+        project=None, name="tiny-default-policy", kind=ModelVersion.Kind.POLICY, path=str(tiny_llama_dir),
+        sha256=manifest_sha256(tiny_llama_dir), config={}, metrics={}, status=ModelVersion.Status.ACTIVE,
+    )
+
+
+@pytest.fixture
+def judged_through_the_api(project, project_admin, capital_rows):
+    admin = APIClient()
+    admin.force_authenticate(project_admin)
+    response = admin.post(f"/api/v1/projects/{project.slug}/import/", {"rows": capital_rows}, format="json")
+    assert response.status_code == 201, response.content
+    for _ in range(project.overlap):
+        client = APIClient()
+        client.force_authenticate(make_member(project))
+        while (task := client.post(f"/api/v1/projects/{project.slug}/next-task/")).status_code == 200:
+            body = task.json()
+            # A simulated annotator who prefers the answer that states the capital ("is the capital" / "It is").
+            ranked = sorted(body["completions"], key=lambda c: "capital" not in c["text"])
+            submit = client.post(f"/api/v1/tasks/{body['task']}/judgements/", {"ranking": [[c["label"]] for c in ranked]},
+                                 format="json", HTTP_IDEMPOTENCY_KEY=f"{body['task']}")
+            assert submit.status_code == 201, submit.content
+    return project
+
+
+def run_inline(project, kind, config):
+    import training.jobs  # noqa: F401  (registers the runners)
+
+    run = services.start_training(project=project, kind=kind, config=config)
+    runners.execute(run.pk)
+    run.refresh_from_db()
+    return run
+
+
+def test_the_loop_closes(judged_through_the_api, default_policy, tiny_bert_dir, settings, tmp_path):
+    settings.MODEL_DIR = tmp_path / "models"
+    settings.EXPORT_DIR = tmp_path / "exports"
+    project = judged_through_the_api
+    reward_run = run_inline(project, TrainingRun.Kind.REWARD, {"backbone": str(tiny_bert_dir), "max_steps": 4,
+                                                               "learning_rate": 1e-3, "max_length": 128})
+    assert reward_run.state == TrainingRun.State.SUCCEEDED, reward_run.error
+    reward = reward_run.produced_version
+    assert reward.snapshot.counts["pairs"] > 0
+
+    ppo_run = run_inline(project, TrainingRun.Kind.PPO, {"num_iterations": 2, "batch_size": 4, "mini_batch_size": 2,
+                                                         "max_new_tokens": 6, "use_lora": False, "learning_rate": 1e-3,
+                                                         "gate_min_improvement": -1e9, "kl_bound": 1e9})
+    assert ppo_run.state == TrainingRun.State.SUCCEEDED, ppo_run.error
+    policy = ppo_run.produced_version
+    assert (policy.parent, policy.reward_model, policy.snapshot) == (default_policy, reward, reward.snapshot)
+    assert policy.status == ModelVersion.Status.ACTIVE and len(ppo_run.metrics) == 2
+
+    # New prompts arrive; publishing samples them from the new policy and they are served at once.
+    admin = make_member(project, "admin")
+    client = APIClient()
+    client.force_authenticate(admin)
+    client.post(f"/api/v1/projects/{project.slug}/import/", {"rows": [{"id": "fresh-1", "prompt": "What is the capital of Fiji?"}]}, format="json")
+    publish_run = run_inline(project, TrainingRun.Kind.PUBLISH, {"max_new_tokens": 6, "completions_per_prompt": 2})
+    assert publish_run.state == TrainingRun.State.SUCCEEDED and publish_run.summary["published_tasks"] == 1
+    # One completion from the new policy, one from its parent: the head-to-head share of the publish.
+    versions = set(Completion.objects.filter(prompt__external_id="fresh-1").values_list("model_version", flat=True))
+    assert versions == {policy.pk, default_policy.pk} and publish_run.summary["head_to_head"] == 1
+    annotator = APIClient()
+    annotator.force_authenticate(make_member(project))
+    served = annotator.post(f"/api/v1/projects/{project.slug}/next-task/").json()
+    assert ComparisonTask.objects.get(pk=served["task"]).prompt.external_id == "fresh-1"
+
+    # Roll back to the default policy through the API: the project's own policy retires.
+    back = client.post(f"/api/v1/model-versions/{default_policy.pk}/activate/", {}, format="json")
+    assert back.status_code == 400  # a project-less policy needs the project named
+    back = client.post(f"/api/v1/model-versions/{default_policy.pk}/activate/", {"project": project.slug}, format="json")
+    assert back.status_code == 200, back.content
+    policy.refresh_from_db()
+    assert policy.status == ModelVersion.Status.RETIRED
+    from training import selectors
+
+    assert selectors.active_policy(project=project) == default_policy
+
+
+def test_nan_ppo_publishes_nothing(judged_through_the_api, default_policy, tiny_bert_dir, settings, tmp_path):
+    settings.MODEL_DIR = tmp_path / "models"
+    settings.EXPORT_DIR = tmp_path / "exports"
+    project = judged_through_the_api
+    assert run_inline(project, TrainingRun.Kind.REWARD, {"backbone": str(tiny_bert_dir), "max_steps": 2,
+                                                         "max_length": 128}).state == TrainingRun.State.SUCCEEDED
+    # A learning rate this large drives the weights to inf/NaN within an iteration.
+    run = run_inline(project, TrainingRun.Kind.PPO, {"num_iterations": 3, "batch_size": 4, "mini_batch_size": 2,
+                                                     "max_new_tokens": 4, "use_lora": False, "learning_rate": 1e30,
+                                                     "max_grad_norm": 1e30, "kl_bound": 1e30})
+    assert run.state == TrainingRun.State.FAILED and run.produced_version is None
+    assert run.summary["status"] in {"nan", "kl_bound"} and not run.summary["passes_gate"]
+    assert not ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY, project=project).exists()
+
+
+def test_dpo_and_retrain_chain(judged_through_the_api, default_policy, tiny_bert_dir, settings, tmp_path):
+    settings.MODEL_DIR = tmp_path / "models"
+    settings.EXPORT_DIR = tmp_path / "exports"
+    project = judged_through_the_api
+    dpo = run_inline(project, TrainingRun.Kind.DPO, {"max_steps": 2, "batch_size": 4, "max_length": 128, "use_lora": False,
+                                                     "learning_rate": 1e-4})
+    assert dpo.produced_version is not None and dpo.produced_version.snapshot == dpo.snapshot
+    chain = run_inline(project, TrainingRun.Kind.RETRAIN, {"method": "dpo", "steps": {
+        "dpo": {"max_steps": 1, "batch_size": 4, "max_length": 128, "use_lora": False},
+        "publish": {"max_new_tokens": 4, "prompts": "all", "max_prompts": 2}}})
+    children = list(TrainingRun.objects.filter(parent_run=chain).order_by("id").values_list("kind", flat=True))
+    assert children[0] == "dpo" and chain.summary.get("dpo", {}).get("run")
