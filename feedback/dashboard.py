@@ -57,6 +57,8 @@ def build(*, project: Project) -> dict:
     alpha = quality.krippendorff_alpha_from_tasks({task: [(a, r) for a, r, _ in votes] for task, votes in by_task.items()})
     per_hour = selectors.judgements_per_hour(project=project)
     return {
+        "alpha_by_day": alpha_by_day(by_task),
+        "annotator_pairs": annotator_pairs(by_task),
         "stats": selectors.project_stats(project=project),
         "annotators": annotators,
         "alpha": alpha,
@@ -157,3 +159,45 @@ def length_bias(project: Project, by_task: dict, trust: dict) -> dict:
     share = longer_wins / decided
     lower, upper = quality.wilson_interval(longer_wins, decided)
     return {"decided": decided, "share": share, "lower": lower, "upper": upper}
+
+
+def alpha_by_day(by_task: dict) -> list[tuple[str, float | None]]:
+    """Krippendorff's alpha of the tasks finished each day (a day's tasks are one batch)."""
+    per_day: dict[str, dict] = defaultdict(dict)
+    for task, votes in by_task.items():
+        if len(votes) > 1:
+            day = max(created for _, _, created in votes).strftime("%Y-%m-%d")
+            per_day[day][task] = [(a, r) for a, r, _ in votes]
+    return [(day, quality.krippendorff_alpha_from_tasks(tasks)) for day, tasks in sorted(per_day.items())]
+
+
+def annotator_pairs(by_task: dict) -> list[dict]:
+    """Pairwise agreement between annotators on the pairs both judged (decided votes only)."""
+    shared: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for votes in by_task.values():
+        outcomes = {a: {(x, y): o for x, y, o in quality.pairs_from_ranking(r)} for a, r, _ in votes}
+        names = sorted(outcomes)
+        for i, first in enumerate(names):
+            for second in names[i + 1 :]:
+                for pair, outcome in outcomes[first].items():
+                    other = outcomes[second].get(pair)
+                    if other is None:
+                        continue
+                    shared[(first, second)][0] += outcome == other
+                    shared[(first, second)][1] += 1
+    return [{"a": a, "b": b, "shared_pairs": n, "agreement": hits / n} for (a, b), (hits, n) in sorted(shared.items()) if n]
+
+
+def disputed_tasks(*, project: Project, limit: int = 50) -> list[dict]:
+    """Tasks judged at least twice whose judges disagree most (lowest mean pair agreement), not yet adjudicated."""
+    rows, gold, trust, by_task = _evidence(project)
+    adjudicated = set(ComparisonTask.objects.filter(project=project, adjudication__isnull=False).values_list("id", flat=True))
+    scored = []
+    for task, votes in by_task.items():
+        if len(votes) < 2 or task in adjudicated:
+            continue
+        pairs = exports.consensus_pairs([(r, trust.get(a, 1.0)) for a, r, _ in votes])
+        agreement = sum(p.agreement for p in pairs) / len(pairs) if pairs else 1.0
+        if agreement < 1.0:
+            scored.append({"task_id": task, "agreement": agreement, "judgements": len(votes)})
+    return sorted(scored, key=lambda t: t["agreement"])[:limit]

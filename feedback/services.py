@@ -250,6 +250,7 @@ def import_prompts(
     return result
 
 
+ADJUDICATION_RANKING_INVALID = "The adjudicated ranking must name each completion of the task exactly once: {ids}."
 GOLD_RANKING_INVALID = "A gold ranking must name each completion of the task exactly once."
 
 
@@ -515,3 +516,20 @@ def skip_task(*, task: ComparisonTask, annotator, now: datetime | None = None) -
         ComparisonTask.objects.filter(pk=task.pk).update(slots_taken=F("slots_taken") - 1)
     return assignment
 
+
+
+@transaction.atomic
+def adjudicate(*, task: ComparisonTask, reviewer, ranking: list[list[int]], note: str = ""):
+    """Record a reviewer's decision beside the judgements (never over them); it decides the task's pairs in exports."""
+    from feedback.models import Adjudication
+
+    completion_ids = sorted(task.completions.values_list("id", flat=True))
+    flat = sorted(cid for group in ranking for cid in group)
+    if flat != completion_ids:
+        raise ValidationError({"ranking": ADJUDICATION_RANKING_INVALID.format(ids=", ".join(map(str, completion_ids)))})
+    adjudication, _ = Adjudication.objects.update_or_create(
+        task=task, defaults={"reviewer": reviewer, "ranking": ranking, "note": note[:2000]}
+    )
+    record_audit(actor=reviewer, event_type=AuditEvent.Type.TASK_ADJUDICATED, project=task.project,
+                 target=f"task:{task.pk}", extra={"ranking": ranking})
+    return adjudication

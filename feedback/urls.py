@@ -8,6 +8,7 @@ urlpatterns = [
     path("p/<slug:slug>/", views.project_detail, name="project-detail"),
     path("p/<slug:slug>/annotate/", views.annotate, name="annotate"),
     path("p/<slug:slug>/dashboard/", views.dashboard, name="dashboard"),
+    path("p/<slug:slug>/review/", views.review, name="review"),
     path("p/<slug:slug>/tasks/<int:task_id>/submit/", views.submit, name="submit"),
     path("p/<slug:slug>/tasks/<int:task_id>/skip/", views.skip, name="skip"),
 ]

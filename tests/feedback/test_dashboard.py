@@ -47,3 +47,41 @@ def test_dashboard_page_for_reviewers_only(busy_project):
     page = client.get(f"/p/{busy_project.slug}/dashboard/")
     assert page.status_code == 200
     assert b"chart-leaderboard" in page.content and b"alice" in page.content and b"cdn" not in page.content.lower()
+
+
+def test_pairwise_agreement_alpha_per_day_and_review(busy_project):
+    from feedback import dashboard
+    from feedback.models import Adjudication
+
+    data = dashboard.build(project=busy_project)
+    assert [(p["a"], p["b"], p["shared_pairs"]) for p in data["annotator_pairs"]] == [("alice", "bob", 9)]
+    assert data["annotator_pairs"][0]["agreement"] == pytest.approx(6 / 9)
+    assert len(data["alpha_by_day"]) == 1 and data["alpha_by_day"][0][1] is not None
+
+    reviewer = make_member(busy_project, "reviewer")
+    client = Client()
+    client.force_login(reviewer)
+    page = client.get(f"/p/{busy_project.slug}/review/")
+    assert page.status_code == 200 and page.content.count(b'name="task"') == 3
+    task = busy_project.tasks.filter(is_gold=False).order_by("id").first()
+    ids = sorted(task.completions.values_list("id", flat=True))
+    bad = client.post(f"/p/{busy_project.slug}/review/", {"task": task.pk, "ranking": f"{ids[0]}"}, follow=True)
+    assert b"exactly once" in bad.content and not Adjudication.objects.exists()
+    client.post(f"/p/{busy_project.slug}/review/", {"task": task.pk, "ranking": ",".join(map(str, ids)), "note": "m0 > m1 > m2"})
+    adjudication = Adjudication.objects.get()
+    assert adjudication.ranking == [[i] for i in ids] and task.judgements.count() == 2
+    assert client.get(f"/p/{busy_project.slug}/review/").content.count(b'name="task"') == 2
+
+
+def test_gold_is_never_revealed_through_the_api(busy_project):
+    from rest_framework.test import APIClient
+
+    person = make_member(busy_project)
+    client = APIClient()
+    client.force_authenticate(person)
+    body = client.post(f"/api/v1/projects/{busy_project.slug}/next-task/").json()  # gold_rate is 1.0: a gold task
+    assert set(body) == {"task", "project", "prompt", "completions", "lease_expires_at"}
+    assert "gold" not in str(body).lower()
+    client.post(f"/api/v1/tasks/{body['task']}/judgements/", {"ranking": [["a"], ["b"], ["c"]]}, format="json")
+    mine = client.get("/api/v1/judgements/").json()["results"]
+    assert len(mine) == 1 and "gold" not in str(mine).lower()
