@@ -185,11 +185,19 @@ def score_with_reward_model(*, version: ModelVersion, items: list[dict]) -> list
     from config.api_errors import ApplicationError
     from training.pipeline.reward import RewardScorer
 
+    from training.pipeline.models import TamperedModelError, manifest_sha256
+
     if version.kind != ModelVersion.Kind.REWARD:
         raise ApplicationError("Only reward models can score; this version is a policy.")
     scorer = _SCORERS.get(version.sha256)
     if scorer is None:
-        scorer = _SCORERS[version.sha256] = RewardScorer(version.path)
+        try:
+            if manifest_sha256(version.path) != version.sha256:
+                raise TamperedModelError(f"{version.path}: manifest.json differs from the one registered")
+            scorer = _SCORERS[version.sha256] = RewardScorer(version.path)
+        except (TamperedModelError, FileNotFoundError) as exc:
+            raise ApplicationError(f"The files of {version.name} fail their integrity check and were not loaded: {exc}",
+                                   status_code=409) from None
     return [float(x) for x in scorer.score([i["prompt"] for i in items], [i["completion"] for i in items])]
 
 

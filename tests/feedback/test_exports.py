@@ -159,3 +159,28 @@ def test_one_shape_per_export_when_chats_and_text_mix(project):
     assert len(exported) == 2
     for row in exported:
         assert isinstance(row["prompt"], list) and row["chosen"][0]["role"] == "assistant"
+
+
+def test_client_disconnecting_mid_stream_leaves_everything_intact(judged, project_admin):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(project_admin)
+    response = client.get(f"/api/v1/projects/{judged.slug}/export/")
+    stream = iter(response.streaming_content)
+    first = next(stream)
+    assert json.loads(first)["snapshot"] == PreferenceSnapshot.objects.get().pk
+    from django.core.signals import request_finished
+    from django.db import close_old_connections
+
+    # What the server does when the client goes away: close the response (and with it the generator).
+    # Like Django's test client, keep the test's connection open while the finished-request signal fires.
+    request_finished.disconnect(close_old_connections)
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
+    snapshot = PreferenceSnapshot.objects.get()
+    assert snapshot.counts["judgements"] == 4 and len(snapshot.sha256) == 64
+    again = client.get(f"/api/v1/projects/{judged.slug}/export/")
+    assert len(b"".join(again.streaming_content).splitlines()) == 5
