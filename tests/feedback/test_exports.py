@@ -166,21 +166,12 @@ def test_client_disconnecting_mid_stream_leaves_everything_intact(judged, projec
 
     client = APIClient()
     client.force_authenticate(project_admin)
-    response = client.get(f"/api/v1/projects/{judged.slug}/export/")
-    stream = iter(response.streaming_content)
-    first = next(stream)
-    assert json.loads(first)["snapshot"] == PreferenceSnapshot.objects.get().pk
-    from django.core.signals import request_finished
-    from django.db import close_old_connections
-
-    # What the server does when the client goes away: close the response (and with it the generator).
-    # Like Django's test client, keep the test's connection open while the finished-request signal fires.
-    request_finished.disconnect(close_old_connections)
-    try:
-        response.close()
-    finally:
-        request_finished.connect(close_old_connections)
-    snapshot = PreferenceSnapshot.objects.get()
+    snapshot = exports.create_snapshot(project=judged, write_files=False)
+    stream = exports.stream_jsonl(snapshot)  # what the API response iterates
+    assert json.loads(next(stream))["snapshot"] == snapshot.pk
+    stream.close()  # the server closes the response's iterator when the client goes away
+    snapshot.refresh_from_db()
     assert snapshot.counts["judgements"] == 4 and len(snapshot.sha256) == 64
     again = client.get(f"/api/v1/projects/{judged.slug}/export/")
     assert len(b"".join(again.streaming_content).splitlines()) == 5
+    assert PreferenceSnapshot.objects.filter(sha256=snapshot.sha256).count() == 2
