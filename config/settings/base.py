@@ -39,6 +39,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -180,11 +181,16 @@ MODEL_DIR = Path(env("MODEL_DIR", default=str(BASE_DIR / "models")))
 RUNS_DIR = Path(env("RUNS_DIR", default=str(BASE_DIR / "var" / "runs")))
 EXPORT_DIR = Path(env("EXPORT_DIR", default=str(BASE_DIR / "var" / "exports")))
 
+LOG_FORMAT = env("LOG_FORMAT", default="plain")  # "json": one JSON object per line
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "config.middleware.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "config.middleware.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"axes": {"level": "WARNING"}},
 }
@@ -193,3 +199,6 @@ LOGGING = {
 # RUN_STALE_AFTER_SECONDS is marked failed (its worker was killed).
 RUN_HEARTBEAT_SECONDS = env.int("RUN_HEARTBEAT_SECONDS", default=5)
 RUN_STALE_AFTER_SECONDS = env.int("RUN_STALE_AFTER_SECONDS", default=120)
+# /readyz: the worker counts as alive when a job started or finished within this window (the
+# maintenance task runs every minute).
+READY_WORKER_SECONDS = env.int("READY_WORKER_SECONDS", default=180)
