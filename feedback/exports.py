@@ -105,6 +105,11 @@ def create_snapshot(*, project, filters: ExportFilters | None = None, actor=None
 
     record_audit(actor=actor, event_type=AuditEvent.Type.PREFERENCES_EXPORTED, project=project,
                  target=f"snapshot:{snapshot.pk}", extra={"filters": filters.as_dict(), "judgements": count})
+    from ops.services import notify
+
+    notify(event="snapshot.created", project=project, payload={
+        "snapshot": snapshot.pk, "project": project.slug, "sha256": snapshot.sha256, "judgements": count,
+    })
     if write_files:
         out = Path(settings.EXPORT_DIR) / f"snapshot-{snapshot.pk}"
         stats = write_export(snapshot, out, fmt="jsonl")

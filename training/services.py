@@ -99,10 +99,19 @@ def finish_run(
     *, run_id: int, state: str, summary: dict | None = None, error: str = "",
     produced_version: ModelVersion | None = None,
 ) -> None:
-    TrainingRun.objects.filter(pk=run_id).update(
-        state=state, summary=summary or {}, error=error[-LOG_LIMIT_CHARS:], produced_version=produced_version,
-        finished_at=timezone.now(), progress=1.0 if state == TrainingRun.State.SUCCEEDED else F("progress"),
-    )
+    from ops.services import notify
+
+    with transaction.atomic():
+        TrainingRun.objects.filter(pk=run_id).update(
+            state=state, summary=summary or {}, error=error[-LOG_LIMIT_CHARS:], produced_version=produced_version,
+            finished_at=timezone.now(), progress=1.0 if state == TrainingRun.State.SUCCEEDED else F("progress"),
+        )
+        run = TrainingRun.objects.select_related("project").get(pk=run_id)
+        event = "retrain.finished" if run.kind == TrainingRun.Kind.RETRAIN else "run.finished"
+        notify(event=event, project=run.project, payload={
+            "run": run.pk, "kind": run.kind, "state": state, "project": run.project.slug,
+            "produced_version": produced_version.pk if produced_version else None,
+        })
 
 
 def fail_stale_runs(*, stale_after_seconds: int | None = None) -> int:
@@ -128,6 +137,12 @@ def register_model_version(
     )
     version.full_clean()
     version.save()
+    from ops.services import notify
+
+    notify(event="model_version.registered", project=project, payload={
+        "model_version": version.pk, "name": version.name, "kind": version.kind, "sha256": version.sha256,
+        "snapshot": snapshot.pk if snapshot else None, "parent": parent.pk if parent else None,
+    })
     return version
 
 

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "axes",
     "feedback",
     "training",
+    "ops",
 ]
 
 MIDDLEWARE = [
@@ -202,3 +203,7 @@ RUN_STALE_AFTER_SECONDS = env.int("RUN_STALE_AFTER_SECONDS", default=120)
 # /readyz: the worker counts as alive when a job started or finished within this window (the
 # maintenance task runs every minute).
 READY_WORKER_SECONDS = env.int("READY_WORKER_SECONDS", default=180)
+
+# Webhooks: refuse URLs that resolve to loopback/private/link-local addresses unless allowed here.
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
+WEBHOOK_BACKOFF_SECONDS = env.float("WEBHOOK_BACKOFF_SECONDS", default=2.0)

@@ -1,0 +1,19 @@
+from django.contrib import admin
+
+from ops.models import Webhook, WebhookDelivery
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    list_display = ["url", "project", "events", "is_active", "created_at"]
+    list_filter = ["is_active", "project"]
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["event", "webhook", "state", "attempts", "last_status_code", "created_at", "delivered_at"]
+    list_filter = ["state", "event"]
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
