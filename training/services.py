@@ -137,7 +137,12 @@ def register_model_version(
     )
     version.full_clean()
     version.save()
+    from feedback.models import AuditEvent
+    from feedback.services import record_audit
     from ops.services import notify
+
+    record_audit(actor=None, event_type=AuditEvent.Type.VERSION_REGISTERED, project=project,
+                 target=f"model_version:{version.pk}", extra={"name": version.name, "kind": version.kind, "status": status})
 
     notify(event="model_version.registered", project=project, payload={
         "model_version": version.pk, "name": version.name, "kind": version.kind, "sha256": version.sha256,
@@ -304,6 +309,7 @@ def activate_policy(*, version: ModelVersion, project=None, actor=None, rollback
                                 status=ModelVersion.Status.ACTIVE).exclude(pk=version.pk).update(status=ModelVersion.Status.RETIRED)
     ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.ACTIVE)
     version.refresh_from_db()
-    record_audit(actor=actor, event_type=AuditEvent.Type.POLICY_ROLLED_BACK if rollback else AuditEvent.Type.VERSION_REGISTERED,
-                 project=project, target=f"model_version:{version.pk}", extra={"name": version.name})
+    if rollback:  # activation right after training is part of its registration, already recorded
+        record_audit(actor=actor, event_type=AuditEvent.Type.POLICY_ROLLED_BACK, project=project,
+                     target=f"model_version:{version.pk}", extra={"name": version.name})
     return version

@@ -1,0 +1,42 @@
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from feedback import exports
+from feedback.models import AuditEvent
+from tests.feedback.factories import make_member
+from training import services as training_services
+from training.models import ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+
+def test_who_did_what_is_recorded_and_cannot_be_changed(project):
+    admin = make_member(project, "admin")
+    client = APIClient()
+    client.force_authenticate(admin)
+    client.post(f"/api/v1/projects/{project.slug}/import/", {"rows": [{"id": "a", "prompt": "p"}]}, format="json")
+    exports.create_snapshot(project=project, actor=admin, write_files=False)
+    client.post("/api/v1/training-runs/", {"project": project.slug, "kind": "reward"}, format="json")
+    version = training_services.register_model_version(project=project, name="p1", kind=ModelVersion.Kind.POLICY,
+                                                       path="/nowhere", sha256="0" * 64, config={}, metrics={})
+    client.post(f"/api/v1/model-versions/{version.pk}/activate/", {}, format="json")
+    events = list(AuditEvent.objects.order_by("id").values_list("event_type", "actor__username"))
+    assert [e for e, _ in events] == ["prompts_imported", "preferences_exported", "run_started", "version_registered",
+                                      "policy_rolled_back"]
+    assert all(actor == admin.username for e, actor in events if e != "version_registered")
+
+    event = AuditEvent.objects.first()
+    event.target = "tampered"
+    with pytest.raises(ValueError):
+        event.save()
+    with pytest.raises(ValueError):
+        event.delete()
+
+    superuser = make_member(project, "admin", is_superuser=True)
+    browser = Client()
+    browser.force_login(superuser)
+    page = browser.get("/admin/feedback/auditevent/")
+    assert page.status_code == 200 and b"prompts_imported" in page.content or b"Prompts imported" in page.content
+    assert browser.get(f"/admin/feedback/auditevent/{event.pk}/delete/").status_code == 403
+    assert browser.get("/admin/feedback/auditevent/add/").status_code == 403
