@@ -25,7 +25,7 @@ from rest_framework.authtoken.models import Token
 
 from config.api_errors import ApplicationError, Conflict
 from feedback import importing, quality
-from feedback.models import LABELS, Assignment, AuditEvent, ComparisonTask, Completion, Judgement, Membership, Project, Prompt
+from feedback.models import Assignment, AuditEvent, ComparisonTask, Completion, Judgement, Membership, Project, Prompt
 
 User = get_user_model()
 

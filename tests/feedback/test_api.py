@@ -6,7 +6,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from feedback import services
-from feedback.models import ComparisonTask, Judgement, Project, Prompt
+from feedback.models import Judgement, Project, Prompt
 from tests.feedback.factories import ProjectFactory, UserFactory, make_member, make_tasks
 
 

@@ -1,6 +1,5 @@
 """Webhooks against a real local HTTP receiver (a thread), with the worker's task called in-process."""
 
-import hashlib
 import hmac
 import json
 import threading
