@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -51,3 +51,25 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.ValidationError) and isinstance(response.data, list):
         response.data = {"non_field_errors": response.data}
     return response
+
+
+# --- OpenAPI: the error responses every endpoint may give, for drf-spectacular -------------------------------
+
+class ApiErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="What went wrong, in words.")
+
+
+def error_responses(*codes: int) -> dict:
+    """Schema entries for error status codes: 400 names fields, the others carry a `detail` message."""
+    from drf_spectacular.types import OpenApiTypes
+    from drf_spectacular.utils import OpenApiResponse
+
+    detail = ApiErrorSerializer
+    descriptions = {
+        400: "Invalid input: an object whose keys name the bad fields (or non_field_errors), each with messages.",
+        401: "Not authenticated.", 403: "Not allowed (role, CSRF, or not the leaseholder).",
+        404: "Not found, or not visible to you.", 409: "Conflicts with the current state (already judged, lease expired, …).",
+        413: "Request body too large.", 429: "Throttled: retry later.",
+    }
+    return {code: OpenApiResponse(response=OpenApiTypes.OBJECT if code == 400 else detail, description=descriptions[code])
+            for code in codes}

@@ -24,3 +24,10 @@ def test_production_refuses_to_start_without_a_secret_key():
     result = manage("check", DJANGO_SETTINGS_MODULE="config.settings.production", ALLOWED_HOSTS="labels.example.com")
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_openapi_schema_is_valid_without_warnings(tmp_path):
+    result = manage("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"),
+                    DJANGO_SETTINGS_MODULE="config.settings.test")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "/api/v1/tasks/{task_id}/judgements/" in (tmp_path / "schema.yaml").read_text()

@@ -78,3 +78,7 @@ class ExportQuerySerializer(serializers.Serializer):
     since_snapshot = serializers.IntegerField(required=False, min_value=1)
     model = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
     test_fraction = serializers.FloatField(default=0.1, min_value=0.0, max_value=0.9)
+
+
+class AuthTokenOutputSerializer(serializers.Serializer):
+    token = serializers.CharField()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, permissions, status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from config.api_errors import ApplicationError
+from config.api_errors import ApplicationError, error_responses
 from feedback import exports, importing, selectors, services
 from feedback.api import serializers as s
 from feedback.models import Judgement, Project
@@ -30,6 +30,10 @@ def _require_project_admin(request, project: Project) -> None:
         raise ApplicationError(FORBIDDEN_ADMIN_ONLY, status_code=status.HTTP_403_FORBIDDEN)
 
 
+@extend_schema_view(
+    get=extend_schema(responses={200: s.ProjectSerializer(many=True), **error_responses(401, 403)}),
+    post=extend_schema(responses={201: s.ProjectSerializer, **error_responses(400, 401, 403)}),
+)
 class ProjectListCreateApi(generics.ListCreateAPIView):
     serializer_class = s.ProjectSerializer
     filterset_fields = ["slug"]
@@ -46,14 +50,15 @@ class ProjectListCreateApi(generics.ListCreateAPIView):
 
 
 class ProjectDetailApi(APIView):
-    @extend_schema(responses=s.ProjectSerializer)
+    @extend_schema(responses={200: s.ProjectSerializer, **error_responses(401, 403, 404)})
     def get(self, request, project_ref):
         project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
         return Response(s.ProjectSerializer(project).data)
 
 
 class NextTaskApi(APIView):
-    @extend_schema(request=None, responses={200: s.NextTaskOutputSerializer, 204: OpenApiResponse(description="Nothing left for you.")})
+    @extend_schema(request=None, responses={200: s.NextTaskOutputSerializer, 204: OpenApiResponse(description="Nothing left for you."),
+                                            **error_responses(401, 403, 404)})
     def post(self, request, project_ref):
         project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
         assignment = services.next_task(project=project, annotator=request.user)
@@ -68,7 +73,8 @@ class JudgementCreateApi(APIView):
     throttle_scope = "submit"
 
     @extend_schema(request=s.JudgementInputSerializer, parameters=[IDEMPOTENCY_HEADER],
-                   responses={201: s.JudgementOutputSerializer, 200: s.JudgementOutputSerializer})
+                   responses={201: s.JudgementOutputSerializer, 200: s.JudgementOutputSerializer,
+                              **error_responses(400, 401, 403, 404, 409, 413, 429)})
     def post(self, request, task_id):
         task = selectors.task_for_annotator(user=request.user, task_id=task_id)
         serializer = s.JudgementInputSerializer(data=request.data)
@@ -82,13 +88,14 @@ class JudgementCreateApi(APIView):
 
 
 class TaskSkipApi(APIView):
-    @extend_schema(request=None, responses={204: OpenApiResponse(description="Skipped.")})
+    @extend_schema(request=None, responses={204: OpenApiResponse(description="Skipped."), **error_responses(401, 403, 404)})
     def post(self, request, task_id):
         task = selectors.task_for_annotator(user=request.user, task_id=task_id)
         services.skip_task(task=task, annotator=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@extend_schema_view(get=extend_schema(responses={200: s.JudgementOutputSerializer(many=True), **error_responses(400, 401, 403)}))
 class MyJudgementListApi(generics.ListAPIView):
     """The caller's own judgements; nobody sees other annotators' judgements here."""
 
@@ -102,7 +109,7 @@ class MyJudgementListApi(generics.ListAPIView):
 
 
 class ProjectStatsApi(APIView):
-    @extend_schema(responses=s.ProjectStatsSerializer)
+    @extend_schema(responses={200: s.ProjectStatsSerializer, **error_responses(401, 403, 404)})
     def get(self, request, project_ref):
         project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
         if not selectors.can_review(user=request.user, project=project):
@@ -113,7 +120,8 @@ class ProjectStatsApi(APIView):
 class ProjectImportApi(APIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(request=s.ImportInputSerializer, responses={201: s.ImportOutputSerializer})
+    @extend_schema(request=s.ImportInputSerializer,
+                   responses={201: s.ImportOutputSerializer, **error_responses(400, 401, 403, 404, 413)})
     def post(self, request, project_ref):
         project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
         _require_project_admin(request, project)
@@ -153,7 +161,8 @@ class ProjectExportApi(APIView):
             OpenApiParameter("only_trusted", bool), OpenApiParameter("since_snapshot", int),
             OpenApiParameter("model", str, many=True), OpenApiParameter("test_fraction", float),
         ],
-        responses={(200, "application/jsonl"): OpenApiResponse(description="One TRL preference row per line.")},
+        responses={(200, "application/jsonl"): OpenApiResponse(description="One TRL preference row per line."),
+                   **error_responses(400, 401, 403, 404)},
     )
     def get(self, request, project_ref):
         project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
@@ -180,3 +189,7 @@ class ThrottledObtainAuthToken(ObtainAuthToken):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
     permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses={200: s.AuthTokenOutputSerializer, **error_responses(400, 403, 429)})
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)

@@ -7,7 +7,11 @@ holds a lease and as a project admin, so both the happy paths and the refusals a
 import pytest
 import schemathesis
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from hypothesis import HealthCheck, given, settings
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
@@ -37,9 +41,9 @@ def tokens(project):
     return {role: Token.objects.create(user=user).key for role, user in (("annotator", annotator), ("admin", admin))}
 
 
-# No 5xx; documented responses match their schema and content type. Random data being refused with a
-# 4xx is the point of validation, so "positive data acceptance" and undocumented 4xx codes are not failures.
-CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+# No 5xx; every status code is documented and every response matches its schema and content type.
+# Random data being refused with a 4xx is the point of validation, so "positive data acceptance" is not a check.
+CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, content_type_conformance]
 
 
 def test_no_server_errors_and_responses_match_the_schema(keep_connection, tokens):

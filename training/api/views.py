@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api_errors import ApplicationError
+from config.api_errors import ApplicationError, error_responses
 from feedback import selectors as feedback_selectors
 from training import selectors, services
 from training.api import serializers as s
@@ -17,14 +17,14 @@ ADMINS_ONLY = "Only the project's admins may start or cancel training."
 
 
 class TrainingRunDetailApi(APIView):
-    @extend_schema(responses=s.TrainingRunSerializer)
+    @extend_schema(responses={200: s.TrainingRunSerializer, **error_responses(401, 403, 404)})
     def get(self, request, run_id):
         run = selectors.run_for_reviewer(user=request.user, run_id=run_id)
         return Response(s.TrainingRunSerializer(run).data)
 
 
 class TrainingRunCancelApi(APIView):
-    @extend_schema(request=None, responses=s.TrainingRunSerializer)
+    @extend_schema(request=None, responses={200: s.TrainingRunSerializer, **error_responses(401, 403, 404, 409)})
     def post(self, request, run_id):
         run = selectors.run_for_reviewer(user=request.user, run_id=run_id)
         if not feedback_selectors.is_project_admin(user=request.user, project=run.project):
@@ -32,13 +32,15 @@ class TrainingRunCancelApi(APIView):
         return Response(s.TrainingRunSerializer(services.request_cancel(run=run)).data)
 
 
+@extend_schema_view(get=extend_schema(responses={200: s.TrainingRunSerializer(many=True), **error_responses(400, 401, 403)}))
 class TrainingRunListCreateApi(generics.ListAPIView):
     """GET: runs of the projects you review. POST: start a run (project admins)."""
 
     serializer_class = s.TrainingRunSerializer
     filterset_fields = ["project", "kind", "state"]
 
-    @extend_schema(request=s.TrainingRunCreateSerializer, responses={201: s.TrainingRunSerializer})
+    @extend_schema(request=s.TrainingRunCreateSerializer,
+                   responses={201: s.TrainingRunSerializer, **error_responses(400, 401, 403, 404)})
     def post(self, request):
         serializer = s.TrainingRunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -59,6 +61,7 @@ class TrainingRunListCreateApi(generics.ListAPIView):
         return selectors.runs_for_user(user=self.request.user).filter(project__in=reviewable).order_by("-id")
 
 
+@extend_schema_view(get=extend_schema(responses={200: s.ModelVersionSerializer(many=True), **error_responses(400, 401, 403)}))
 class ModelVersionListApi(generics.ListAPIView):
     serializer_class = s.ModelVersionSerializer
     filterset_fields = ["kind", "status", "project"]
@@ -70,7 +73,8 @@ class ModelVersionListApi(generics.ListAPIView):
 
 
 class ModelVersionScoreApi(APIView):
-    @extend_schema(request=s.ScoreInputSerializer, responses=s.ScoreOutputSerializer)
+    @extend_schema(request=s.ScoreInputSerializer,
+                   responses={200: s.ScoreOutputSerializer, **error_responses(400, 401, 403, 404, 409)})
     def post(self, request, version_id):
         version = selectors.versions_for_user(user=request.user).filter(pk=version_id).first()
         if version is None:
@@ -84,7 +88,8 @@ class ModelVersionScoreApi(APIView):
 class ModelVersionActivateApi(APIView):
     """Make a policy version the one that samples for a project: publishing from it, and rolling back."""
 
-    @extend_schema(request=s.ActivateInputSerializer, responses=s.ModelVersionSerializer)
+    @extend_schema(request=s.ActivateInputSerializer,
+                   responses={200: s.ModelVersionSerializer, **error_responses(400, 401, 403, 404)})
     def post(self, request, version_id):
         version = selectors.versions_for_user(user=request.user).filter(pk=version_id).first()
         if version is None:
