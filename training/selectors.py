@@ -30,6 +30,14 @@ def versions_for_user(*, user) -> QuerySet[ModelVersion]:
     return visible.select_related("parent", "reward_model", "snapshot", "project")
 
 
+def version_for_user(*, user, version_id: int) -> ModelVersion:
+    """A model version the user may see; 404 otherwise."""
+    version = versions_for_user(user=user).filter(pk=version_id).first()
+    if version is None:
+        raise Http404("No such model version.")
+    return version
+
+
 def active_policy(*, project) -> ModelVersion | None:
     """The policy that samples for a project: its newest active one, else the default policy."""
     return (

@@ -76,9 +76,7 @@ class ModelVersionScoreApi(APIView):
     @extend_schema(request=s.ScoreInputSerializer,
                    responses={200: s.ScoreOutputSerializer, **error_responses(400, 401, 403, 404, 409)})
     def post(self, request, version_id):
-        version = selectors.versions_for_user(user=request.user).filter(pk=version_id).first()
-        if version is None:
-            raise ApplicationError("No such model version.", status_code=status.HTTP_404_NOT_FOUND)
+        version = selectors.version_for_user(user=request.user, version_id=version_id)
         serializer = s.ScoreInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         scores = services.score_with_reward_model(version=version, items=serializer.validated_data["items"])
@@ -91,9 +89,7 @@ class ModelVersionActivateApi(APIView):
     @extend_schema(request=s.ActivateInputSerializer,
                    responses={200: s.ModelVersionSerializer, **error_responses(400, 401, 403, 404)})
     def post(self, request, version_id):
-        version = selectors.versions_for_user(user=request.user).filter(pk=version_id).first()
-        if version is None:
-            raise ApplicationError("No such model version.", status_code=status.HTTP_404_NOT_FOUND)
+        version = selectors.version_for_user(user=request.user, version_id=version_id)
         if version.kind != ModelVersion.Kind.POLICY:
             raise ApplicationError("Only policy versions can be activated.")
         serializer = s.ActivateInputSerializer(data=request.data)
