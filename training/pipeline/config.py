@@ -205,7 +205,8 @@ class PPOConfig:
     seed: int = _field(0, "Seed for sampling, shuffling and the value head.")
     # Safeguards and evaluation
     kl_bound: float = _field(20.0, "Stop (and publish nothing) when the mean summed KL per response exceeds this.")
-    reward_collapse: float = _field(3.0, "Stop when the mean reward falls this many std below its first value.")
+    reward_collapse: float = _field(
+        3.0, "Stop when a batch's mean reward falls this many std (of all scores so far) below the first batch's.")
     eval_samples_per_prompt: int = _field(2, "Samples per held-out prompt in the before/after evaluation.")
     gate_min_improvement: float = _field(
         0.0, "The new policy must beat its parent's eval reward by more than this (negative: tolerate a small drop).")

@@ -313,7 +313,8 @@ def train_ppo(
     result = PPOResult(model=policy, value_head=value_head, status="completed")
     result.eval_before = evaluate(policy, reference, tokenizer, eval_queries, eval_texts, reward_fn, cfg, agreement_fn) \
         if eval_queries else None
-    first_reward: tuple[float, float] | None = None
+    first_reward: float | None = None
+    seen_scores = torch.empty(0)
     order = torch.randperm(len(train_queries), generator=generator).tolist()
     cursor = 0
 
@@ -414,11 +415,16 @@ def train_ppo(
         if mean_kl > cfg.kl_bound:
             result.status = "kl_bound"
             break
+        # Reward collapse: the batch mean falls far below the first batch's, measured in the spread of the
+        # scores of earlier batches (pooled, so differences between prompts count as noise); judged from the
+        # third batch on, once two batches give that spread.
         if first_reward is None:
-            first_reward = (mean_score, float(scores.std()) if len(scores) > 1 else 0.0)
-        elif mean_score < first_reward[0] - cfg.reward_collapse * max(first_reward[1], 1e-6):
+            first_reward = mean_score
+        elif len(seen_scores) > len(scores) and \
+                mean_score < first_reward - cfg.reward_collapse * max(float(seen_scores.std()), 1e-6):
             result.status = "reward_collapse"
             break
+        seen_scores = torch.cat([seen_scores, scores])
         kl_ctl.update(mean_kl, cfg.batch_size)
 
     # --- evaluation, gate and flags -----------------------------------------------------------------------------

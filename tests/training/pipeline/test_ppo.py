@@ -124,3 +124,10 @@ def test_cliprange_outside_the_usual_range_warns_and_bad_values_fail():
         PPOConfig(cliprange=1.5)
     with pytest.raises(ValueError, match="mini_batch_size"):
         PPOConfig(batch_size=4, mini_batch_size=8)
+
+
+def test_reward_collapse_stops(tokenizer):
+    rewards = iter([1.0] * 16 + [0.9] * 16 + [-50.0] * 16 + [0.0] * 64)
+    result = train_ppo(config(num_iterations=4, reward_collapse=3.0), word_policy(tokenizer), tokenizer,
+                       lambda prompts, texts: [next(rewards) for _ in texts], TRAIN, [])
+    assert result.status == "reward_collapse" and len(result.history) == 3 and not result.passes_gate
