@@ -71,7 +71,7 @@ def submit(request, slug, task_id):
     if task.project_id != project.pk:
         return HttpResponseBadRequest("Task is not in this project.")
     assignment = Assignment.objects.filter(task=task, annotator=request.user).first()
-    labels = [c["label"] for c in selectors.labelled_completions(assignment=assignment)] if assignment else []
+    labels = list(assignment.label_map()) if assignment else []
     confidence = request.POST.get("confidence", "")
     try:
         services.submit_judgement(
