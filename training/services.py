@@ -179,21 +179,27 @@ def queue_demo_sampling(*, project) -> TrainingRun | None:
 
 def start_training(*, project, kind: str, config: dict | None, created_by=None) -> TrainingRun:
     """Validate the trainer's settings now (a 400 naming the setting), then queue the run."""
-    from django.core.exceptions import ValidationError
+    import warnings
 
-    from training import jobs
+    from django.core.exceptions import ValidationError
 
     from feedback.models import AuditEvent
     from feedback.services import record_audit
+    from training import jobs
 
-    try:
-        normalised = jobs.validate_config(kind, config or {})
-    except (TypeError, ValueError) as exc:
-        raise ValidationError({"config": str(exc)}) from None
+    with warnings.catch_warnings(record=True) as caught:  # e.g. a PPO clip range outside 0.1–0.3
+        warnings.simplefilter("always")
+        try:
+            normalised = jobs.validate_config(kind, config or {})
+        except (TypeError, ValueError) as exc:
+            raise ValidationError({"config": str(exc)}) from None
     with transaction.atomic():
         run = create_run(project=project, kind=kind, config=normalised, created_by=created_by)
+        for warning in caught:
+            append_log(run_id=run.pk, line=f"warning: {warning.message}")
         record_audit(actor=created_by, event_type=AuditEvent.Type.RUN_STARTED, project=project, target=f"run:{run.pk}",
-                     extra={"kind": kind})
+                     extra={"kind": kind, "warnings": [str(w.message) for w in caught]})
+    run.refresh_from_db(fields=["log"])
     return run
 
 

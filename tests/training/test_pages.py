@@ -74,3 +74,14 @@ def test_api_run_lifecycle(project):
     annotator.force_authenticate(make_member(project, "annotator"))
     assert annotator.post("/api/v1/training-runs/", {"project": project.slug, "kind": "reward"}, format="json").status_code == 403
     assert annotator.get(f"/api/v1/training-runs/{run_id}/").status_code == 404
+
+
+def test_settings_warnings_reach_the_run_log(project):
+    from rest_framework.test import APIClient
+
+    admin = APIClient()
+    admin.force_authenticate(make_member(project, "admin"))
+    response = admin.post("/api/v1/training-runs/", {"project": project.slug, "kind": "ppo", "config": {"cliprange": 0.5}},
+                          format="json")
+    assert response.status_code == 201
+    assert "cliprange=0.5 is outside the usual 0.1–0.3" in response.json()["log_tail"]
