@@ -104,9 +104,12 @@ def dashboard(request, slug):
     project = selectors.get_project_for_user(user=request.user, project_ref=slug)
     if not selectors.can_review(user=request.user, project=project):
         raise Http404("No such project.")
+    from django.core.cache import cache
+
     from feedback import dashboard as dashboard_data
 
-    data = dashboard_data.build(project=project)
+    # The figures read up to 200k judgements: computed at most once a minute per project.
+    data = cache.get_or_set(f"feedback:dashboard:{project.pk}", lambda: dashboard_data.build(project=project), 60)
     return render(request, "feedback/dashboard.html", {"project": project, "data": data})
 
 
