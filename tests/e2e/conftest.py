@@ -18,9 +18,11 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
+
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-        pytest.skip(f"no chromium at {CHROMIUM}")
+        # `make test` installs Debian's chromium first (bin/install-test-browser); a missing browser is a failure.
+        pytest.fail(f"no chromium at {CHROMIUM}: run bin/install-test-browser (Debian's chromium package)")
     # Playwright's sync API keeps an asyncio event loop alive in the main thread from start() to
     # stop() (it hops between that loop and the test code with greenlets), so while it runs
     # asyncio.get_running_loop() succeeds in the test thread and Django's @async_unsafe guard refuses
