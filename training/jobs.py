@@ -256,8 +256,17 @@ def run_ppo(ctx: RunContext) -> dict:
     tokenizer = load_tokenizer(policy_path)
     policy = load_causal_lm(policy_path, verify=cfg.verify_policy)
     scorer = RewardScorer(reward.path)
+    # A held-out judge for reward hacking: the project's previous reward model, which PPO does not optimise.
+    # If the optimised reward rises while the held-out one falls, the run is flagged on its page.
+    holdout = ModelVersion.objects.filter(project=run.project, kind=ModelVersion.Kind.REWARD,
+                                          status=ModelVersion.Status.ACTIVE).exclude(pk=reward.pk).order_by("-created_at").first()
+    agreement_fn = None
+    if holdout is not None:
+        holdout_scorer = RewardScorer(holdout.path)
+        agreement_fn = lambda prompts, texts: sum(holdout_scorer.score(prompts, texts)) / max(1, len(texts))  # noqa: E731
+        ctx.log(f"held-out judge for reward hacking: {holdout.name}")
     result = train_ppo(cfg, policy, tokenizer, scorer.score, train_prompts, eval_prompts,
-                       on_step=ctx.on_step, should_stop=ctx.should_stop)
+                       on_step=ctx.on_step, should_stop=ctx.should_stop, agreement_fn=agreement_fn)
     summary = result.summary()
     if result.status == "cancelled":
         raise RunCancelled()

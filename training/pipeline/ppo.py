@@ -436,12 +436,11 @@ def train_ppo(
         and math.isfinite(after.reward) and after.reward > before.reward + cfg.gate_min_improvement
         and after.kl < cfg.kl_bound
     )
-    if before is not None and after is not None:
-        longer = after.length > 1.3 * max(before.length, 1.0)
-        agreement_fell = before.agreement is not None and after.agreement is not None and after.agreement < before.agreement
-        if after.reward > before.reward and (longer or agreement_fell) and (agreement_fell or before.agreement is None):
-            result.flags.append("possible_reward_hacking: reward rose while "
-                                + ("held-out agreement with the reward model fell" if agreement_fell else "answers grew much longer"))
+    if before is not None and after is not None and after.reward > before.reward:
+        if before.agreement is not None and after.agreement is not None and after.agreement < before.agreement:
+            result.flags.append("possible_reward_hacking: reward rose while the held-out judge's agreement fell")
+        if after.length > 1.3 * max(before.length, 1.0):
+            result.flags.append("possible_reward_hacking: reward rose while answers grew much longer")
     policy.eval()
     return result
 

@@ -60,10 +60,14 @@ def test_ppo_raises_held_out_reward_and_keeps_the_reference(tokenizer):
     policy = word_policy(tokenizer)
     reference_before = {k: v.clone() for k, v in policy.state_dict().items()}
     steps = []
-    result = train_ppo(config(), policy, tokenizer, good_share, TRAIN, HELD_OUT, on_step=lambda s, m: steps.append(m))
+    held_out_judge = iter([0.8, 0.3])  # before and after training: a second judge that likes the new answers less
+    result = train_ppo(config(), policy, tokenizer, good_share, TRAIN, HELD_OUT, on_step=lambda s, m: steps.append(m),
+                       agreement_fn=lambda prompts, texts: next(held_out_judge))
     assert result.status == "completed"
     assert result.eval_after.reward > result.eval_before.reward + 0.1
     assert result.passes_gate
+    assert result.flags == ["possible_reward_hacking: reward rose while the held-out judge's agreement fell"]
+    assert result.summary()["eval_after/agreement"] == 0.3
     assert steps[0]["objective/kl"] == pytest.approx(0.0, abs=1e-5)  # the first rollout is the reference's
     assert all(m["objective/kl"] < 50.0 for m in steps)
     assert {"objective/entropy", "policy/clipfrac", "policy/approx_kl", "losses/value", "val/explained_variance",
