@@ -40,7 +40,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
     env = load.bench_env(workdir / "unused.sqlite3")
     env.update(DATABASE_URL=database_url, MODEL_DIR=os.environ.get("MODEL_DIR", str(load.ROOT / "models")),
-               RUNS_DIR=str(workdir / "runs"), EXPORT_DIR=str(workdir / "exports"))
+               EXPORT_DIR=str(workdir / "exports"))
     os.environ.update(env)
     label = f"postgresql clients={args.clients} gunicorn_workers={args.workers}"
     gunicorn = worker = None

@@ -10,7 +10,6 @@ import logging
 import threading
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from django.conf import settings
@@ -29,7 +28,6 @@ class RunCancelled(Exception):
 @dataclass
 class RunContext:
     run: TrainingRun
-    work_dir: Path
     total_steps: int | None = None
     cancel_requested: bool = False
     last_step: int = field(default=0)
@@ -83,16 +81,14 @@ def execute(run_id: int) -> str:
     if not services.start_run(run_id=run_id):
         return TrainingRun.objects.filter(pk=run_id).values_list("state", flat=True).first() or "missing"
     run = TrainingRun.objects.select_related("project", "snapshot", "base_version").get(pk=run_id)
-    work_dir = Path(settings.RUNS_DIR) / f"run-{run.pk}"
-    work_dir.mkdir(parents=True, exist_ok=True)
-    context = RunContext(run=run, work_dir=work_dir)
+    context = RunContext(run=run)
     heartbeat = Heartbeat(context)
     heartbeat.start()
     try:
         context.log(f"started {run.kind} run for project {run.project.slug}")
         outcome = RUNNERS[run.kind](context)
-        if context.cancel_requested:
-            raise RunCancelled()
+        if context.cancel_requested and outcome.get("produced_version") is None:
+            raise RunCancelled()  # a late cancel still counts unless something was already registered
     except RunCancelled:
         context.log("cancelled on request; nothing was registered")
         services.finish_run(run_id=run.pk, state=TrainingRun.State.CANCELLED)

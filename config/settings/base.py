@@ -179,7 +179,6 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 MODEL_DIR = Path(env("MODEL_DIR", default=str(BASE_DIR / "models")))
-RUNS_DIR = Path(env("RUNS_DIR", default=str(BASE_DIR / "var" / "runs")))
 EXPORT_DIR = Path(env("EXPORT_DIR", default=str(BASE_DIR / "var" / "exports")))
 
 LOG_FORMAT = env("LOG_FORMAT", default="plain")  # "json": one JSON object per line

@@ -38,7 +38,7 @@ def worker(tmp_path):
 
     def start():
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.base", "DATABASE_URL": database_url(),
-               "MODEL_DIR": str(tmp_path / "models"), "RUNS_DIR": str(tmp_path / "runs"),
+               "MODEL_DIR": str(tmp_path / "models"),
                "EXPORT_DIR": str(tmp_path / "exports"), "RUN_HEARTBEAT_SECONDS": "1", "HF_HUB_OFFLINE": "1",
                "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         proc = subprocess.Popen(
