@@ -9,7 +9,10 @@ defence: no judgement is ever lost or stored twice.
 
 from __future__ import annotations
 
+import functools
+import logging
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +21,7 @@ from typing import Iterable, Sequence
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -28,6 +31,7 @@ from feedback import importing, quality
 from feedback.models import Assignment, AuditEvent, ComparisonTask, Completion, Judgement, Membership, Project, Prompt
 
 User = get_user_model()
+logger = logging.getLogger(__name__)
 
 RANKING_NOT_A_LIST = "Ranking must be a non-empty list of groups of labels, best first, e.g. [[\"a\"], [\"b\", \"c\"]]."
 RANKING_BAD_GROUP = "Each ranking group must be a non-empty list of labels; got {group!r}."
@@ -47,9 +51,36 @@ COMMENT_LIMIT = 5000
 CANDIDATES_PER_PICK = 8
 
 
-def _lock(queryset):
-    """SELECT … FOR UPDATE where the database has row locks; SQLite's IMMEDIATE transactions already serialise."""
-    return queryset.select_for_update() if connection.features.has_select_for_update else queryset
+def _lock(queryset, **options):
+    """SELECT … FOR NO KEY UPDATE where the database has row locks (SQLite's IMMEDIATE transactions already
+    serialise). NO KEY: the rows' keys never change, and a plain FOR UPDATE would also block the foreign-key
+    checks (FOR KEY SHARE) of concurrent inserts that point at these rows — a classic source of deadlocks."""
+    if not connection.features.has_select_for_update:
+        return queryset
+    return queryset.select_for_update(no_key=True, **options)
+
+
+TRANSIENT_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
+
+
+def retry_transient(fn):
+    """Run a write again (up to 3 times) when the database reports a deadlock, a serialization failure or
+    SQLite's "database is locked": the transaction was rolled back whole, so trying again is safe."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        for attempt in range(3):
+            try:
+                return fn(*args, **kwargs)
+            except OperationalError as exc:
+                transient = getattr(exc.__cause__, "sqlstate", None) in TRANSIENT_SQLSTATES or "database is locked" in str(exc)
+                if not transient or attempt == 2 or connection.in_atomic_block:
+                    raise
+                logger.warning("retrying %s after a transient database error: %s", fn.__name__, str(exc).splitlines()[0])
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    return wrapper
 
 
 # --- audit ---------------------------------------------------------------------------------------
@@ -293,7 +324,7 @@ def release_expired_leases(*, project: Project, now: datetime | None = None, lim
     with transaction.atomic():
         expired = Assignment.objects.filter(project=project, state=Assignment.State.LEASED, leased_until__lte=now)
         if connection.features.has_select_for_update_skip_locked:
-            expired = expired.select_for_update(skip_locked=True)
+            expired = _lock(expired, skip_locked=True)
         rows = list(expired.values_list("id", "task_id")[:limit])
         if not rows:
             return 0
@@ -303,6 +334,7 @@ def release_expired_leases(*, project: Project, now: datetime | None = None, lim
     return len(rows)
 
 
+@retry_transient
 def next_task(*, project: Project, annotator, now: datetime | None = None) -> Assignment | None:
     """Lease the next task this annotator has not seen; the same one again if they already hold a lease.
 
@@ -341,17 +373,23 @@ def next_task(*, project: Project, annotator, now: datetime | None = None) -> As
             .filter(~Exists(seen_by_me))
             .order_by("priority", "id")
         )
-        # PostgreSQL: first pass skips rows other pickers hold, so concurrent annotators spread over
-        # tasks; a second, waiting pass makes sure "nothing left" is never said because of a lock.
-        passes = [{"skip_locked": True}, {}] if connection.features.has_select_for_update_skip_locked else [None]
-        for lock in passes:
-            rows = candidates if lock is None else candidates.select_for_update(of=("self",), **lock)
-            for task in rows[:CANDIDATES_PER_PICK]:
-                claimed = ComparisonTask.objects.filter(
-                    pk=task.pk, status=ComparisonTask.Status.OPEN, slots_taken__lt=F("judgements_needed")
-                ).update(slots_taken=F("slots_taken") + 1)
-                if claimed:
-                    return _lease(task, annotator=annotator, project=project, now=now)
+        for _ in range(CANDIDATES_PER_PICK):
+            if connection.features.has_select_for_update_skip_locked:
+                # PostgreSQL: take the first open task no other picker holds (one row, so nobody waits on
+                # rows we do not need); when every candidate is held, wait for the first one rather than
+                # saying "nothing left" because of a lock.
+                task = _lock(candidates, skip_locked=True, of=("self",)).first()
+                if task is None and candidates.exists():
+                    task = _lock(candidates, of=("self",)).first()
+            else:
+                task = candidates.first()  # SQLite: this transaction already holds the write lock
+            if task is None:
+                return None
+            claimed = ComparisonTask.objects.filter(
+                pk=task.pk, status=ComparisonTask.Status.OPEN, slots_taken__lt=F("judgements_needed")
+            ).update(slots_taken=F("slots_taken") + 1)
+            if claimed:
+                return _lease(task, annotator=annotator, project=project, now=now)
     return None
 
 
@@ -401,6 +439,7 @@ def _clean_flags(flags) -> list[str]:
     return sorted(set(flags))
 
 
+@retry_transient
 def submit_judgement(
     *, task: ComparisonTask, annotator, ranking, flags: Sequence[str] = (), confidence: int | None = None,
     comment: str = "", idempotency_key: str = "", now: datetime | None = None,
@@ -503,6 +542,7 @@ def recompute_trust(*, project: Project) -> dict[str, float]:
     return scores
 
 
+@retry_transient
 def skip_task(*, task: ComparisonTask, annotator, now: datetime | None = None) -> Assignment:
     """Give a leased task back: it returns to the pool for others and is never served to this annotator again."""
     now = now or timezone.now()
