@@ -9,10 +9,7 @@ defence: no judgement is ever lost or stored twice.
 
 from __future__ import annotations
 
-import functools
-import logging
 import random
-import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,17 +18,17 @@ from typing import Iterable, Sequence
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.db import OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from config.api_errors import ApplicationError, Conflict
+from config.db import lock_rows, retry_transient
 from feedback import importing, quality
 from feedback.models import Assignment, AuditEvent, ComparisonTask, Completion, Judgement, Membership, Project, Prompt
 
 User = get_user_model()
-logger = logging.getLogger(__name__)
 
 RANKING_NOT_A_LIST = "Ranking must be a non-empty list of groups of labels, best first, e.g. [[\"a\"], [\"b\", \"c\"]]."
 RANKING_BAD_GROUP = "Each ranking group must be a non-empty list of labels; got {group!r}."
@@ -49,38 +46,6 @@ NUL_NOT_ALLOWED = "Text must not contain NUL characters."
 
 COMMENT_LIMIT = 5000
 CANDIDATES_PER_PICK = 8
-
-
-def _lock(queryset, **options):
-    """SELECT … FOR NO KEY UPDATE where the database has row locks (SQLite's IMMEDIATE transactions already
-    serialise). NO KEY: the rows' keys never change, and a plain FOR UPDATE would also block the foreign-key
-    checks (FOR KEY SHARE) of concurrent inserts that point at these rows — a classic source of deadlocks."""
-    if not connection.features.has_select_for_update:
-        return queryset
-    return queryset.select_for_update(no_key=True, **options)
-
-
-TRANSIENT_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
-
-
-def retry_transient(fn):
-    """Run a write again (up to 3 times) when the database reports a deadlock, a serialization failure or
-    SQLite's "database is locked": the transaction was rolled back whole, so trying again is safe."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        for attempt in range(3):
-            try:
-                return fn(*args, **kwargs)
-            except OperationalError as exc:
-                transient = getattr(exc.__cause__, "sqlstate", None) in TRANSIENT_SQLSTATES or "database is locked" in str(exc)
-                if not transient or attempt == 2 or connection.in_atomic_block:
-                    raise
-                logger.warning("retrying %s after a transient database error: %s", fn.__name__, str(exc).splitlines()[0])
-                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-        raise AssertionError("unreachable")
-
-    return wrapper
 
 
 # --- audit ---------------------------------------------------------------------------------------
@@ -324,7 +289,7 @@ def release_expired_leases(*, project: Project, now: datetime | None = None, lim
     with transaction.atomic():
         expired = Assignment.objects.filter(project=project, state=Assignment.State.LEASED, leased_until__lte=now)
         if connection.features.has_select_for_update_skip_locked:
-            expired = _lock(expired, skip_locked=True)
+            expired = lock_rows(expired, skip_locked=True)
         rows = list(expired.values_list("id", "task_id")[:limit])
         if not rows:
             return 0
@@ -344,7 +309,7 @@ def next_task(*, project: Project, annotator, now: datetime | None = None) -> As
     now = now or timezone.now()
     with transaction.atomic():
         # One pick at a time per annotator (two tabs must not end up holding two leases).
-        list(_lock(User.objects.filter(pk=annotator.pk)).values_list("pk", flat=True))
+        list(lock_rows(User.objects.filter(pk=annotator.pk)).values_list("pk", flat=True))
         held = (
             Assignment.objects.select_related("task__prompt")
             .filter(annotator=annotator, project=project, state=Assignment.State.LEASED, leased_until__gt=now)
@@ -378,9 +343,9 @@ def next_task(*, project: Project, annotator, now: datetime | None = None) -> As
                 # PostgreSQL: take the first open task no other picker holds (one row, so nobody waits on
                 # rows we do not need); when every candidate is held, wait for the first one rather than
                 # saying "nothing left" because of a lock.
-                task = _lock(candidates, skip_locked=True, of=("self",)).first()
+                task = lock_rows(candidates, skip_locked=True, of=("self",)).first()
                 if task is None and candidates.exists():
-                    task = _lock(candidates, of=("self",)).first()
+                    task = lock_rows(candidates, of=("self",)).first()
             else:
                 task = candidates.first()  # SQLite: this transaction already holds the write lock
             if task is None:
@@ -460,7 +425,7 @@ def submit_judgement(
     flags = _clean_flags(flags)
 
     with transaction.atomic():
-        assignment = _lock(Assignment.objects.filter(task=task, annotator=annotator)).first()
+        assignment = lock_rows(Assignment.objects.filter(task=task, annotator=annotator)).first()
         if idempotency_key:
             # Checked after taking the lock: a concurrent retry waits for the first and then sees it.
             prior = Judgement.objects.filter(annotator=annotator, idempotency_key=idempotency_key).first()
@@ -547,7 +512,7 @@ def skip_task(*, task: ComparisonTask, annotator, now: datetime | None = None) -
     """Give a leased task back: it returns to the pool for others and is never served to this annotator again."""
     now = now or timezone.now()
     with transaction.atomic():
-        assignment = _lock(Assignment.objects.filter(task=task, annotator=annotator)).first()
+        assignment = lock_rows(Assignment.objects.filter(task=task, annotator=annotator)).first()
         if assignment is None or assignment.state != Assignment.State.LEASED or assignment.leased_until <= now:
             raise ApplicationError(NOT_LEASEHOLDER, status_code=403)
         assignment.state = Assignment.State.SKIPPED

@@ -18,6 +18,7 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from config.api_errors import Conflict
+from config.db import lock_rows
 from training.models import ModelVersion, PreferenceSnapshot, TrainingRun
 
 LOG_LIMIT_CHARS = 200_000
@@ -227,12 +228,6 @@ def score_with_reward_model(*, version: ModelVersion, items: list[dict]) -> list
     return [float(x) for x in scorer.score([i["prompt"] for i in items], [i["completion"] for i in items])]
 
 
-def _lock(queryset):
-    from django.db import connection
-
-    return queryset.select_for_update() if connection.features.has_select_for_update else queryset
-
-
 def retrain_if_due(*, now=None, agreement_fn=None) -> list[TrainingRun]:
     """Start a retrain chain for every project whose schedule is due. Idempotent.
 
@@ -248,7 +243,7 @@ def retrain_if_due(*, now=None, agreement_fn=None) -> list[TrainingRun]:
     started = []
     for schedule_id in RetrainSchedule.objects.filter(is_enabled=True).values_list("pk", flat=True):
         with transaction.atomic():
-            schedule = _lock(RetrainSchedule.objects.select_related("project").filter(pk=schedule_id)).first()
+            schedule = lock_rows(RetrainSchedule.objects.select_related("project").filter(pk=schedule_id)).first()
             project = schedule.project
             busy = TrainingRun.objects.filter(
                 project=project, kind=TrainingRun.Kind.RETRAIN,
