@@ -23,7 +23,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from feedback.models import Adjudication, AuditEvent, ComparisonTask, Completion, Judgement, Membership, Prompt
+from core.models import AuditEvent
+from feedback.models import Adjudication, ComparisonTask, Completion, Judgement, Membership, Prompt
 from training.models import PreferenceSnapshot
 
 FORMATS = ("jsonl", "parquet", "hf")
@@ -101,13 +102,13 @@ def create_snapshot(*, project, filters: ExportFilters | None = None, actor=None
         judgement_ids=id_ranges, filters=filters.as_dict(), sha256=digest.hexdigest(),
         counts={"judgements": count, "max_judgement_id": id_ranges[-1][1] if id_ranges else 0},
     )
-    from feedback.services import record_audit
+    from core.audit import record_audit
 
     record_audit(actor=actor, event_type=AuditEvent.Type.PREFERENCES_EXPORTED, project=project,
                  target=f"snapshot:{snapshot.pk}", extra={"filters": filters.as_dict(), "judgements": count})
-    from ops.services import notify
+    from core.events import announce
 
-    notify(event="snapshot.created", project=project, payload={
+    announce(event="snapshot.created", project=project, payload={
         "snapshot": snapshot.pk, "project": project.slug, "sha256": snapshot.sha256, "judgements": count,
     })
     if write_files:

@@ -49,6 +49,13 @@ class Project(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    def role_of(self, user) -> str | None:
+        """The user's role here ("annotator", "reviewer", "admin"), or None; superusers are admins everywhere.
+        Read fresh on every call, so a role change takes effect at once (core.permissions asks this)."""
+        if user.is_superuser:
+            return Membership.Role.ADMIN
+        return Membership.objects.filter(user=user, project=self).values_list("role", flat=True).first()
+
     def clean(self):
         from django.core.exceptions import ValidationError
 
@@ -224,46 +231,6 @@ class Judgement(models.Model):
 
     def __str__(self) -> str:
         return f"judgement {self.pk} on task {self.task_id}"
-
-
-class AuditEvent(models.Model):
-    """Append-only record of who did what to which project, when (imports, exports, training, publishing)."""
-
-    class Type(models.TextChoices):
-        PROJECT_CREATED = "project_created", "Project created"
-        MEMBER_ADDED = "member_added", "Member added"
-        PROMPTS_IMPORTED = "prompts_imported", "Prompts imported"
-        PREFERENCES_EXPORTED = "preferences_exported", "Preferences exported"
-        GOLD_MARKED = "gold_marked", "Gold task marked"
-        TASK_ADJUDICATED = "task_adjudicated", "Task adjudicated"
-        RUN_STARTED = "run_started", "Training run started"
-        RUN_CANCELLED = "run_cancelled", "Training run cancelled"
-        VERSION_REGISTERED = "version_registered", "Model version registered"
-        SAMPLES_PUBLISHED = "samples_published", "Samples published"
-        POLICY_ROLLED_BACK = "policy_rolled_back", "Policy rolled back"
-        SCHEDULE_CHANGED = "schedule_changed", "Retraining schedule changed"
-
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="audit_events")
-    event_type = models.CharField(max_length=40, choices=Type.choices)
-    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events")
-    target = models.CharField(max_length=200, blank=True, help_text="What was acted on, e.g. 'run:12'.")
-    extra = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.event_type} {self.target}"
-
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            raise ValueError("Audit events are append-only.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise ValueError("Audit events are append-only.")
 
 
 class Adjudication(models.Model):

@@ -28,9 +28,7 @@ def get_project_for_user(*, user, project_ref: str | int) -> Project:
 
 
 def role_in_project(*, user, project: Project) -> str | None:
-    if user.is_superuser:
-        return Membership.Role.ADMIN
-    return Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
+    return project.role_of(user)
 
 
 def is_project_admin(*, user, project: Project) -> bool:

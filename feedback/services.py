@@ -23,10 +23,12 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from config.api_errors import ApplicationError, Conflict
-from config.db import lock_rows, retry_transient
+from core.exceptions import ApplicationError, Conflict
+from core.db import lock_rows, retry_transient
 from feedback import importing, quality
-from feedback.models import Assignment, AuditEvent, ComparisonTask, Completion, Judgement, Membership, Project, Prompt
+from core.audit import record_audit
+from core.models import AuditEvent
+from feedback.models import Assignment, ComparisonTask, Completion, Judgement, Membership, Project, Prompt
 
 User = get_user_model()
 
@@ -49,12 +51,6 @@ CANDIDATES_PER_PICK = 8
 
 
 # --- audit ---------------------------------------------------------------------------------------
-
-
-def record_audit(*, actor, event_type: str, project: Project | None = None, target: str = "", extra: dict | None = None) -> AuditEvent:
-    """Append an audit row; call it inside the transaction of the change it records."""
-    actor = actor if getattr(actor, "is_authenticated", False) else None
-    return AuditEvent.objects.create(actor=actor, event_type=event_type, project=project, target=target, extra=extra or {})
 
 
 # --- projects and members ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from config.api_errors import ApplicationError
+from core.exceptions import ApplicationError
 from feedback import selectors, services
 from feedback.models import Assignment, Judgement
 

@@ -83,6 +83,11 @@ def notify(*, event: str, project, payload: dict) -> list[WebhookDelivery]:
     return deliveries
 
 
+def record_deliveries_for_event(sender, *, event: str, project, payload: dict, **kwargs) -> None:
+    """Receiver of core.events.domain_event: the outbox rows are written in the announcing transaction."""
+    notify(event=event, project=project, payload=payload)
+
+
 def attempt_delivery(delivery: WebhookDelivery) -> bool:
     """POST once; True when the receiver answered 2xx. Records the outcome on the delivery."""
     hook = delivery.webhook

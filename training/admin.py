@@ -36,7 +36,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel the selected runs")
     def cancel(self, request, queryset):
-        from config.api_errors import ApplicationError
+        from core.exceptions import ApplicationError
         from training import services
 
         for run in queryset:

@@ -17,8 +17,8 @@ from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from config.api_errors import Conflict
-from config.db import lock_rows
+from core.exceptions import Conflict
+from core.db import lock_rows
 from training.models import ModelVersion, PreferenceSnapshot, TrainingRun
 
 LOG_LIMIT_CHARS = 200_000
@@ -100,7 +100,7 @@ def finish_run(
     *, run_id: int, state: str, summary: dict | None = None, error: str = "",
     produced_version: ModelVersion | None = None,
 ) -> None:
-    from ops.services import notify
+    from core.events import announce
 
     with transaction.atomic():
         TrainingRun.objects.filter(pk=run_id).update(
@@ -109,7 +109,7 @@ def finish_run(
         )
         run = TrainingRun.objects.select_related("project").get(pk=run_id)
         event = "retrain.finished" if run.kind == TrainingRun.Kind.RETRAIN else "run.finished"
-        notify(event=event, project=run.project, payload={
+        announce(event=event, project=run.project, payload={
             "run": run.pk, "kind": run.kind, "state": state, "project": run.project.slug,
             "produced_version": produced_version.pk if produced_version else None,
         })
@@ -138,14 +138,14 @@ def register_model_version(
     )
     version.full_clean()
     version.save()
-    from feedback.models import AuditEvent
-    from feedback.services import record_audit
-    from ops.services import notify
+    from core.models import AuditEvent
+    from core.audit import record_audit
+    from core.events import announce
 
     record_audit(actor=None, event_type=AuditEvent.Type.VERSION_REGISTERED, project=project,
                  target=f"model_version:{version.pk}", extra={"name": version.name, "kind": version.kind, "status": status})
 
-    notify(event="model_version.registered", project=project, payload={
+    announce(event="model_version.registered", project=project, payload={
         "model_version": version.pk, "name": version.name, "kind": version.kind, "sha256": version.sha256,
         "snapshot": snapshot.pk if snapshot else None, "parent": parent.pk if parent else None,
     })
@@ -184,8 +184,8 @@ def start_training(*, project, kind: str, config: dict | None, created_by=None) 
 
     from django.core.exceptions import ValidationError
 
-    from feedback.models import AuditEvent
-    from feedback.services import record_audit
+    from core.models import AuditEvent
+    from core.audit import record_audit
     from training import jobs
 
     with warnings.catch_warnings(record=True) as caught:  # e.g. a PPO clip range outside 0.1–0.3
@@ -209,7 +209,7 @@ _SCORERS: dict[str, object] = {}
 
 def score_with_reward_model(*, version: ModelVersion, items: list[dict]) -> list[float]:
     """Score (prompt, completion) pairs with a registered reward model (loaded once per process)."""
-    from config.api_errors import ApplicationError
+    from core.exceptions import ApplicationError
     from training.pipeline.reward import RewardScorer
 
     from training.pipeline.models import TamperedModelError, manifest_sha256
@@ -284,8 +284,8 @@ def project_pairwise_agreement(*, project, last_n: int = 2000) -> float | None:
 
 
 def record_published(*, project, run: TrainingRun, policy: ModelVersion, tasks: int) -> None:
-    from feedback.models import AuditEvent
-    from feedback.services import record_audit
+    from core.models import AuditEvent
+    from core.audit import record_audit
 
     record_audit(actor=run.created_by, event_type=AuditEvent.Type.SAMPLES_PUBLISHED, project=project,
                  target=f"run:{run.pk}", extra={"policy": policy.name, "tasks": tasks})
@@ -298,8 +298,8 @@ def activate_policy(*, version: ModelVersion, project=None, actor=None, rollback
     The project's other active policies retire. Rolling back to a project-less default policy just
     retires the project's own, so the default samples for it again.
     """
-    from feedback.models import AuditEvent
-    from feedback.services import record_audit
+    from core.models import AuditEvent
+    from core.audit import record_audit
 
     if version.kind != ModelVersion.Kind.POLICY:
         raise ValueError("only policies can be activated")

@@ -9,7 +9,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from config.api_errors import ApplicationError
+from core.exceptions import ApplicationError
 from feedback import selectors as feedback_selectors
 from training import selectors, services
 from training.models import TrainingRun

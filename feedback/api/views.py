@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from config.api_errors import ApplicationError, error_responses
+from core.exceptions import ApplicationError, error_responses
 from feedback import exports, importing, selectors, services
 from feedback.api import serializers as s
 from feedback.models import Judgement, Project

@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from config.api_errors import ApplicationError, Conflict
+from core.exceptions import ApplicationError, Conflict
 from feedback import services
 from feedback.models import Assignment, ComparisonTask, Judgement
 from tests.feedback.factories import make_member, make_tasks

@@ -3,7 +3,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from feedback import exports
-from feedback.models import AuditEvent
+from core.models import AuditEvent
 from tests.feedback.factories import make_member
 from training import services as training_services
 from training.models import ModelVersion
@@ -36,7 +36,7 @@ def test_who_did_what_is_recorded_and_cannot_be_changed(project):
     superuser = make_member(project, "admin", is_superuser=True)
     browser = Client()
     browser.force_login(superuser)
-    page = browser.get("/admin/feedback/auditevent/")
-    assert page.status_code == 200 and b"prompts_imported" in page.content or b"Prompts imported" in page.content
-    assert browser.get(f"/admin/feedback/auditevent/{event.pk}/delete/").status_code == 403
-    assert browser.get("/admin/feedback/auditevent/add/").status_code == 403
+    page = browser.get("/admin/core/auditevent/")
+    assert page.status_code == 200 and b"Prompts imported" in page.content
+    assert browser.get(f"/admin/core/auditevent/{event.pk}/delete/").status_code == 403
+    assert browser.get("/admin/core/auditevent/add/").status_code == 403

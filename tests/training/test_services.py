@@ -5,7 +5,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from config.api_errors import Conflict
+from core.exceptions import Conflict
 from feedback import services as feedback_services
 from tests.feedback.factories import make_member, make_tasks
 from training import services

@@ -7,7 +7,7 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api_errors import ApplicationError, error_responses
+from core.exceptions import ApplicationError, error_responses
 from feedback import selectors as feedback_selectors
 from training import selectors, services
 from training.api import serializers as s

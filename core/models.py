@@ -1,0 +1,53 @@
+"""The audit trail: who did what to which project, when. Append-only.
+
+The project is a string reference ("feedback.Project") so that core imports no app; the row survives
+the project (SET_NULL) because an audit trail outlives what it describes.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class AuditEvent(models.Model):
+    """Append-only record of who did what to which project, when (imports, exports, training, publishing)."""
+
+    class Type(models.TextChoices):
+        PROJECT_CREATED = "project_created", "Project created"
+        PROJECT_CHANGED = "project_changed", "Project settings changed"
+        MEMBER_ADDED = "member_added", "Member added"
+        MEMBER_REMOVED = "member_removed", "Member removed"
+        PROMPTS_IMPORTED = "prompts_imported", "Prompts imported"
+        PREFERENCES_EXPORTED = "preferences_exported", "Preferences exported"
+        GOLD_MARKED = "gold_marked", "Gold task marked"
+        TASK_ADJUDICATED = "task_adjudicated", "Task adjudicated"
+        RUN_STARTED = "run_started", "Training run started"
+        RUN_CANCELLED = "run_cancelled", "Training run cancelled"
+        VERSION_REGISTERED = "version_registered", "Model version registered"
+        SAMPLES_PUBLISHED = "samples_published", "Samples published"
+        POLICY_ACTIVATED = "policy_activated", "Policy activated"
+        POLICY_ROLLED_BACK = "policy_rolled_back", "Policy rolled back"
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="audit_events")
+    event_type = models.CharField(max_length=40, choices=Type.choices)
+    project = models.ForeignKey("feedback.Project", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="audit_events")
+    target = models.CharField(max_length=200, blank=True, help_text="What was acted on, e.g. 'run:12'.")
+    extra = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.event_type} {self.target}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit events are append-only.")
