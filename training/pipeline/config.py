@@ -176,7 +176,9 @@ class PPOConfig:
     use_lora: bool = _field(True, "Train LoRA adapters; the frozen reference is the base with adapters off (no copy).")
     lora_r: int = _field(16, "LoRA rank.")
     lora_alpha: int = _field(32, "LoRA scaling numerator.")
-    lora_dropout: float = _field(0.0, "Dropout on the LoRA branch (0 keeps old and new log-probs comparable).")
+    lora_dropout: float = _field(
+        0.0, "Dropout on the LoRA branch during the updates only (0 keeps old and new log-probs comparable; "
+        "rollouts, the reference and the value estimates always run without dropout).")
     # Rollout
     num_iterations: int = _field(4, "PPO iterations (rollout → update).")
     batch_size: int = _field(8, "Rollouts (prompt, response) per iteration.")
@@ -231,6 +233,15 @@ class PPOConfig:
         _require(self, self.learning_rate > 0, "learning_rate", "must be > 0")
         _require(self, self.kl_bound > 0, "kl_bound", "must be > 0")
         _require(self, self.eval_samples_per_prompt >= 1, "eval_samples_per_prompt", "must be >= 1")
+        _require(self, self.lora_alpha > 0, "lora_alpha", "must be > 0")
+        _require(self, 0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
+        _require(self, self.max_prompt_length >= 1, "max_prompt_length", "must be >= 1")
+        _require(self, self.target_kl > 0, "target_kl", "must be > 0")
+        _require(self, self.kl_horizon >= 1, "kl_horizon", "must be >= 1")
+        _require(self, self.vf_coef >= 0, "vf_coef", "must be >= 0")
+        _require(self, self.missing_eos_penalty >= 0, "missing_eos_penalty", "must be >= 0")
+        _require(self, self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
+        _require(self, self.reward_collapse > 0, "reward_collapse", "must be > 0")
 
 
 @dataclasses.dataclass

@@ -80,16 +80,32 @@ def sample_ids(
     return out
 
 
+def sample_prompts(
+    model, tokenizer, prompts: Sequence[TextOrMessages], *, k: int = 2, max_new_tokens: int = 64,
+    temperature: float = 0.8, top_p: float = 0.95, seed: int | None = 0, batch_size: int = 16,
+    max_prompt_length: int | None = 512,
+) -> Samples:
+    """Text (or chat) prompts → `k` samples each, with ids, texts and `ended`; `prompt_index` points into
+    `prompts`. Chat messages (and plain strings, as a user turn) go through the chat template when the
+    tokenizer has one; prompts longer than `max_prompt_length` tokens get no samples."""
+    dataset = prompt_dataset(list(prompts), tokenizer, max_prompt_length=max_prompt_length)
+    if len(dataset) == 0:
+        return Samples()
+    samples = sample_ids(model, tokenizer, dataset["input_ids"], k=k, max_new_tokens=max_new_tokens,
+                         temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size)
+    samples.prompt_index = [dataset["prompt_index"][row] for row in samples.prompt_index]
+    return samples
+
+
 def sample_completions(
     model, tokenizer, prompts: Sequence[TextOrMessages], *, k: int = 2, max_new_tokens: int = 64,
     temperature: float = 0.8, top_p: float = 0.95, seed: int | None = 0, batch_size: int = 16,
     max_prompt_length: int | None = 512,
 ) -> list[list[str]]:
     """Text (or chat) prompts → k completion texts each ([] for a prompt too long to sample)."""
-    dataset = prompt_dataset(list(prompts), tokenizer, max_prompt_length=max_prompt_length)
-    samples = sample_ids(model, tokenizer, dataset["input_ids"], k=k, max_new_tokens=max_new_tokens,
-                         temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size)
+    samples = sample_prompts(model, tokenizer, prompts, k=k, max_new_tokens=max_new_tokens, temperature=temperature,
+                             top_p=top_p, seed=seed, batch_size=batch_size, max_prompt_length=max_prompt_length)
     completions: list[list[str]] = [[] for _ in prompts]
-    for row, text in zip(samples.prompt_index, samples.texts):
-        completions[dataset["prompt_index"][row]].append(text)
+    for index, text in zip(samples.prompt_index, samples.texts):
+        completions[index].append(text)
     return completions

@@ -12,6 +12,12 @@ memory; without LoRA it is a frozen deep copy. The value head is a linear layer 
 state. Before and after training the policy is evaluated on held-out prompts; `PPOResult.passes_gate`
 is True only when training ended normally, the new policy's eval reward beats its parent's and its
 KL to the reference is under the bound — callers publish nothing otherwise.
+
+Dropout stays off (the model is kept in eval mode; gradients flow all the same), so the old and new
+log-probabilities of a token differ only through the updates; only a LoRA dropout asked for in the
+settings is active, and only during the updates. A non-finite reward stops
+the run before any update uses it, and a non-finite loss or gradient before the optimiser steps, so
+the returned weights are never NaN.
 """
 
 from __future__ import annotations
@@ -148,6 +154,10 @@ class AdaptiveKLController:
         self.value *= 1.0 + error * n_steps / self.horizon
 
 
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
     var_returns = masked_var(returns, mask)
     return float(1.0 - masked_var(returns - values, mask) / var_returns) if var_returns > 0 else float("nan")
@@ -216,7 +226,7 @@ class EvalReport:
 
 @dataclass
 class PPOResult:
-    model: Any  # the trained policy (LoRA merged), ready to save
+    model: Any  # the trained policy (a peft model with LoRA: `merged_policy` folds the adapters in)
     value_head: ValueHead
     status: str  # completed | nan | kl_bound | reward_collapse | cancelled
     history: list[dict[str, float]] = field(default_factory=list)
@@ -224,10 +234,11 @@ class PPOResult:
     eval_after: EvalReport | None = None
     passes_gate: bool = False
     flags: list[str] = field(default_factory=list)
+    message: str = ""  # why the run stopped early, or why the gate failed, in words
 
     def summary(self) -> dict[str, Any]:
         report = {"status": self.status, "passes_gate": self.passes_gate, "flags": self.flags,
-                  "iterations": len(self.history)}
+                  "iterations": len(self.history), "message": self.message}
         for name, ev in (("before", self.eval_before), ("after", self.eval_after)):
             if ev is not None:
                 report.update({f"eval_{name}/reward": ev.reward, f"eval_{name}/kl": ev.kl,
@@ -235,11 +246,12 @@ class PPOResult:
         return report
 
 
-def _reference(policy, use_lora: bool):
-    """A context manager under which `policy` acts as the frozen reference (LoRA), or a frozen copy."""
-    if use_lora:
+def _reference(policy, use_lora: bool, ref_model=None):
+    """The frozen reference: None with LoRA (the policy with its adapters disabled), else a frozen copy
+    (or the caller's `ref_model`, frozen here)."""
+    if use_lora and ref_model is None:
         return None
-    reference = copy.deepcopy(policy)
+    reference = ref_model if ref_model is not None else copy.deepcopy(policy)
     reference.eval()
     for p in reference.parameters():
         p.requires_grad_(False)
@@ -256,6 +268,8 @@ def _ref_logprobs(policy, reference, batch: Batch, temperature: float) -> torch.
 
 def _scores(reward_fn: RewardFn, prompts, samples: Samples, missing_eos_penalty: float) -> torch.Tensor:
     raw = torch.tensor([float(x) for x in reward_fn([prompts[i] for i in samples.prompt_index], samples.texts)])
+    if raw.shape != (len(samples.texts),):
+        raise ValueError(f"reward_fn returned {raw.numel()} scores for {len(samples.texts)} completions")
     penalty = torch.tensor([0.0 if ended else missing_eos_penalty for ended in samples.ended])
     return raw - penalty
 
@@ -279,9 +293,16 @@ def evaluate(policy, reference, tokenizer, query_ids, prompts, reward_fn, cfg: P
 def train_ppo(
     cfg: PPOConfig, policy, tokenizer, reward_fn: RewardFn, train_prompts: Sequence[TextOrMessages],
     eval_prompts: Sequence[TextOrMessages], on_step: OnStep | None = None, should_stop: ShouldStop | None = None,
-    agreement_fn: AgreementFn | None = None,
+    agreement_fn: AgreementFn | None = None, ref_model=None,
 ) -> PPOResult:
-    """Optimise `policy` against `reward_fn` with PPO; see the module docstring for the loop."""
+    """Optimise `policy` against `reward_fn` with PPO; see the module docstring for the loop.
+
+    reward_fn(prompts, completions) -> one float per completion (prompts as given: text or chat messages).
+    agreement_fn(prompts, completions) -> one float (e.g. a held-out judge's mean score or agreement), read
+    before and after training for the reward-hacking flag. ref_model: a frozen reference to use instead of
+    the default (LoRA: the policy with adapters disabled; full fine-tuning: a frozen deep copy); it is
+    never trained. on_step(iteration, metrics) after every iteration; should_stop() polled before each.
+    """
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     if tokenizer.pad_token_id is None:
@@ -293,8 +314,10 @@ def train_ppo(
 
         from .models import lora_config
 
-        policy = get_peft_model(policy, lora_config(policy, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout))
-    reference = _reference(policy, cfg.use_lora)
+        lora = lora_config(policy, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
+        policy = get_peft_model(policy, lora)
+    reference = _reference(policy, cfg.use_lora, ref_model)
+    policy.eval()  # dropout off (see the module docstring); the optimiser trains it all the same
     value_head = ValueHead(policy.config.hidden_size)
     trainable = [p for p in policy.parameters() if p.requires_grad] + list(value_head.parameters())
     optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, eps=1e-5)
@@ -311,8 +334,10 @@ def train_ppo(
     eval_texts = [eval_prompts[i] for i in eval_set["prompt_index"]]
 
     result = PPOResult(model=policy, value_head=value_head, status="completed")
-    result.eval_before = evaluate(policy, reference, tokenizer, eval_queries, eval_texts, reward_fn, cfg, agreement_fn) \
-        if eval_queries else None
+    def held_out_eval() -> EvalReport:
+        return evaluate(policy, reference, tokenizer, eval_queries, eval_texts, reward_fn, cfg, agreement_fn)
+
+    result.eval_before = held_out_eval() if eval_queries else None
     first_reward: float | None = None
     seen_scores = torch.empty(0)
     order = torch.randperm(len(train_queries), generator=generator).tolist()
@@ -320,8 +345,9 @@ def train_ppo(
 
     for iteration in range(1, cfg.num_iterations + 1):
         if should_stop is not None and should_stop():
-            result.status = "cancelled"
+            result.status, result.message = "cancelled", f"cancelled before iteration {iteration}"
             break
+        iteration_started = time.perf_counter()
         # --- rollout ----------------------------------------------------------------------------------------
         picks = []
         while len(picks) < cfg.batch_size:
@@ -340,12 +366,22 @@ def train_ppo(
         started = time.perf_counter()
         scores = _scores(reward_fn, train_texts, samples, cfg.missing_eos_penalty)
         scoring_s = time.perf_counter() - started
+        if not torch.isfinite(scores).all():  # stop before any update learns from it
+            bad = int((~torch.isfinite(scores)).sum())
+            result.status, result.message = "nan", f"iteration {iteration}: reward_fn gave {bad} non-finite score(s)"
+            result.history.append({"objective/reward": float(scores.mean()), "time/sampling_s": sampling_s,
+                                   "time/scoring_s": scoring_s})
+            if on_step is not None:
+                on_step(iteration, result.history[-1])
+            break
 
         # --- old log-probs, values, reference log-probs -----------------------------------------------------
+        started = time.perf_counter()
         batch = make_batch(samples, tokenizer.pad_token_id)
         mask = batch.response_mask
         with torch.no_grad():
             old_logprobs, old_values, _ = forward_logprobs(policy, value_head, batch, cfg.temperature)
+        forward_s = time.perf_counter() - started
         started = time.perf_counter()
         ref_logprobs = _ref_logprobs(policy, reference, batch, cfg.temperature)
         reference_s = time.perf_counter() - started
@@ -363,8 +399,11 @@ def train_ppo(
         # --- epochs × minibatches ---------------------------------------------------------------------------
         started = time.perf_counter()
         stats: dict[str, list[float]] = {"policy": [], "value": [], "clipfrac": [], "approx_kl": [], "entropy": []}
-        policy.train()
+        bad_update = ""
+        policy.train(cfg.use_lora and cfg.lora_dropout > 0)  # dropout only if LoRA dropout was asked for
         for _ in range(cfg.ppo_epochs):
+            if bad_update:
+                break
             perm = torch.randperm(len(scores), generator=generator)
             for start in range(0, len(scores), cfg.mini_batch_size):
                 idx = perm[start : start + cfg.mini_batch_size]
@@ -374,14 +413,23 @@ def train_ppo(
                                     returns[idx], mb.response_mask, cfg.cliprange, cfg.cliprange_value)
                 loss = losses.policy + cfg.vf_coef * losses.value
                 optimizer.zero_grad()
+                if not torch.isfinite(loss):
+                    bad_update = f"iteration {iteration}: non-finite loss (policy {losses.policy.item()}, " \
+                                 f"value {losses.value.item()}; logits or values overflowed)"
+                    break
                 loss.backward()
-                nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                grad_norm = nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                if not torch.isfinite(grad_norm):
+                    bad_update = f"iteration {iteration}: non-finite gradient norm"
+                    optimizer.zero_grad()
+                    break
                 optimizer.step()
                 stats["policy"].append(losses.policy.item())
                 stats["value"].append(losses.value.item())
                 stats["clipfrac"].append(losses.clipfrac.item())
                 stats["approx_kl"].append(losses.approx_kl.item())
                 stats["entropy"].append(float(masked_mean(entropy.detach(), mb.response_mask)))
+        policy.eval()
         update_s = time.perf_counter() - started
 
         # --- metrics ----------------------------------------------------------------------------------------
@@ -392,28 +440,37 @@ def train_ppo(
             "objective/kl": mean_kl,
             "objective/rlhf_reward": mean_score - kl_ctl.value * mean_kl,
             "objective/kl_coef": kl_ctl.value,
-            "objective/entropy": sum(stats["entropy"]) / len(stats["entropy"]),
-            "policy/clipfrac": sum(stats["clipfrac"]) / len(stats["clipfrac"]),
-            "policy/approx_kl": sum(stats["approx_kl"]) / len(stats["approx_kl"]),
-            "losses/policy": sum(stats["policy"]) / len(stats["policy"]),
-            "losses/value": sum(stats["value"]) / len(stats["value"]),
+            "objective/entropy": _mean(stats["entropy"]),
+            "policy/clipfrac": _mean(stats["clipfrac"]),
+            "policy/approx_kl": _mean(stats["approx_kl"]),
+            "losses/policy": _mean(stats["policy"]),
+            "losses/value": _mean(stats["value"]),
             "val/explained_variance": explained_variance(old_values, returns, mask),
             "response/length_mean": float(mask.sum(1).mean()),
             "response/ended_share": sum(samples.ended) / len(samples.ended),
-            "time/sampling_s": sampling_s, "time/scoring_s": scoring_s,
+            "time/sampling_s": sampling_s, "time/scoring_s": scoring_s, "time/forward_s": forward_s,
             "time/reference_s": reference_s, "time/update_s": update_s,
         }
+        iteration_s = time.perf_counter() - iteration_started
+        metrics["time/iteration_s"] = iteration_s
+        metrics["time/samples_per_s"] = len(scores) / iteration_s
+        metrics["time/tokens_per_s"] = float(batch.attention_mask.sum()) / iteration_s
         result.history.append(metrics)
         if on_step is not None:
             on_step(iteration, metrics)
 
         # --- stop checks ------------------------------------------------------------------------------------
-        if not all(math.isfinite(v) for k, v in metrics.items() if k != "val/explained_variance") \
-                or not all(torch.isfinite(p).all() for p in trainable):
+        if bad_update:
+            result.status, result.message = "nan", bad_update
+            break
+        not_finite = [k for k, v in metrics.items() if k != "val/explained_variance" and not math.isfinite(v)]
+        if not_finite or not all(torch.isfinite(p).all() for p in trainable):
             result.status = "nan"
+            result.message = f"iteration {iteration}: non-finite {', '.join(not_finite) or 'weights'}"
             break
         if mean_kl > cfg.kl_bound:
             result.status = "kl_bound"
+            result.message = f"iteration {iteration}: KL to the reference {mean_kl:.3g} > kl_bound {cfg.kl_bound}"
             break
         # Reward collapse: the batch mean falls far below the first batch's, measured in the spread of the
         # scores of earlier batches (pooled, so differences between prompts count as noise); judged from the
@@ -423,25 +480,34 @@ def train_ppo(
         elif len(seen_scores) > len(scores) and \
                 mean_score < first_reward - cfg.reward_collapse * max(float(seen_scores.std()), 1e-6):
             result.status = "reward_collapse"
+            result.message = (f"iteration {iteration}: mean reward {mean_score:.3g} fell more than "
+                              f"{cfg.reward_collapse} std below the first batch's {first_reward:.3g}")
             break
         seen_scores = torch.cat([seen_scores, scores])
         kl_ctl.update(mean_kl, cfg.batch_size)
 
     # --- evaluation, gate and flags -----------------------------------------------------------------------------
     if result.status in {"completed", "kl_bound", "reward_collapse"} and eval_queries:
-        result.eval_after = evaluate(policy, reference, tokenizer, eval_queries, eval_texts, reward_fn, cfg, agreement_fn)
+        result.eval_after = held_out_eval()
     before, after = result.eval_before, result.eval_after
     result.passes_gate = bool(
         result.status == "completed" and before is not None and after is not None
         and math.isfinite(after.reward) and after.reward > before.reward + cfg.gate_min_improvement
         and after.kl < cfg.kl_bound
     )
+    if not result.passes_gate and not result.message:
+        if before is None or after is None:
+            result.message = "no held-out prompts to evaluate on: the gate cannot pass"
+        elif not (math.isfinite(after.reward) and after.reward > before.reward + cfg.gate_min_improvement):
+            result.message = (f"held-out reward {after.reward:.4g} does not beat the parent's {before.reward:.4g} "
+                              f"by more than {cfg.gate_min_improvement}")
+        else:
+            result.message = f"held-out KL to the reference {after.kl:.3g} >= kl_bound {cfg.kl_bound}"
     if before is not None and after is not None and after.reward > before.reward:
         if before.agreement is not None and after.agreement is not None and after.agreement < before.agreement:
             result.flags.append("possible_reward_hacking: reward rose while the held-out judge's agreement fell")
         if after.length > 1.3 * max(before.length, 1.0):
             result.flags.append("possible_reward_hacking: reward rose while answers grew much longer")
-    policy.eval()
     return result
 
 
@@ -452,7 +518,8 @@ def merged_policy(result: PPOResult):
 
 
 def save_policy(result: PPOResult, tokenizer, dest: Path, metadata: dict[str, Any]) -> str:
-    """Save the merged policy, its tokenizer and the value head (all safetensors) atomically; returns the manifest sha."""
+    """Save the merged policy, its tokenizer and the value head (all safetensors) atomically into `dest` (which
+    must not exist) with a manifest; returns the manifest's sha256."""
     from safetensors.torch import save_file
 
     from .models import save_model_atomic
@@ -462,6 +529,7 @@ def save_policy(result: PPOResult, tokenizer, dest: Path, metadata: dict[str, An
     def write(tmp_dir: Path) -> None:
         model.save_pretrained(tmp_dir, safe_serialization=True)
         tokenizer.save_pretrained(tmp_dir)
-        save_file({k: v.contiguous() for k, v in result.value_head.state_dict().items()}, str(tmp_dir / "value_head.safetensors"))
+        head = {k: v.contiguous() for k, v in result.value_head.state_dict().items()}
+        save_file(head, str(tmp_dir / "value_head.safetensors"))
 
     return save_model_atomic(write, Path(dest), metadata)

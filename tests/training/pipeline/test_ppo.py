@@ -5,13 +5,15 @@ from the start (a random 49k-token policy would need far longer to find any rewa
 share of answer words from the "good" half: learnable, cheap and exact.
 """
 
+import copy
+import dataclasses
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from training.pipeline.config import PPOConfig
+from training.pipeline.config import PPOConfig, config_from_dict
 from training.pipeline.models import load_tokenizer, tiny_causal_lm
 from training.pipeline.ppo import merged_policy, save_policy, train_ppo
 
@@ -59,10 +61,11 @@ def config(**overrides):
 def test_ppo_raises_held_out_reward_and_keeps_the_reference(tokenizer):
     policy = word_policy(tokenizer)
     reference_before = {k: v.clone() for k, v in policy.state_dict().items()}
+    reference = copy.deepcopy(policy)  # full fine-tuning: the frozen reference is a separate copy
     steps = []
     held_out_judge = iter([0.8, 0.3])  # before and after training: a second judge that likes the new answers less
     result = train_ppo(config(), policy, tokenizer, good_share, TRAIN, HELD_OUT, on_step=lambda s, m: steps.append(m),
-                       agreement_fn=lambda prompts, texts: next(held_out_judge))
+                       agreement_fn=lambda prompts, texts: next(held_out_judge), ref_model=reference)
     assert result.status == "completed"
     assert result.eval_after.reward > result.eval_before.reward + 0.1
     assert result.passes_gate
@@ -70,10 +73,15 @@ def test_ppo_raises_held_out_reward_and_keeps_the_reference(tokenizer):
     assert result.summary()["eval_after/agreement"] == 0.3
     assert steps[0]["objective/kl"] == pytest.approx(0.0, abs=1e-5)  # the first rollout is the reference's
     assert all(m["objective/kl"] < 50.0 for m in steps)
-    assert {"objective/entropy", "policy/clipfrac", "policy/approx_kl", "losses/value", "val/explained_variance",
-            "response/length_mean", "time/sampling_s", "time/reference_s", "time/update_s"} <= set(steps[0])
-    # Full fine-tuning trains the policy itself (the reference is a frozen copy inside train_ppo).
+    assert {"objective/reward", "objective/kl", "objective/entropy", "policy/clipfrac", "policy/approx_kl",
+            "losses/policy", "losses/value", "val/explained_variance", "response/length_mean", "time/sampling_s",
+            "time/scoring_s", "time/reference_s", "time/update_s", "time/iteration_s",
+            "time/tokens_per_s"} <= set(steps[0])
+    assert all(isinstance(v, float) for m in steps for v in m.values())  # one flat dict of floats per step
+    # Full fine-tuning trains the policy itself; the reference is bit-for-bit what it was, and frozen.
     assert any(not torch.equal(reference_before[k], v) for k, v in result.model.state_dict().items())
+    assert all(torch.equal(reference_before[k], v) for k, v in reference.state_dict().items())
+    assert not any(p.requires_grad for p in reference.parameters())
 
 
 def test_lora_reference_is_bit_for_bit_unchanged(tokenizer, tmp_path):
@@ -92,9 +100,21 @@ def test_lora_reference_is_bit_for_bit_unchanged(tokenizer, tmp_path):
 
 
 def test_nan_reward_stops_and_fails_the_gate(tokenizer):
+    calls = iter(range(1000))  # the evaluation before training scores normally; the first rollout gets NaN
     result = train_ppo(config(num_iterations=3), word_policy(tokenizer), tokenizer,
-                       lambda prompts, texts: [math.nan] * len(texts), TRAIN, HELD_OUT)
+                       lambda prompts, texts: [math.nan if next(calls) >= len(HELD_OUT) * 4 else 0.5 for _ in texts],
+                       TRAIN, HELD_OUT)
     assert result.status == "nan" and not result.passes_gate and len(result.history) == 1
+    assert "non-finite score" in result.message and result.summary()["status"] == "nan"
+    # It stopped before any update learned from the NaN: the weights are finite.
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+def test_exploding_update_stops_before_the_weights_turn_nan(tokenizer):
+    result = train_ppo(config(num_iterations=3, learning_rate=1e4), word_policy(tokenizer), tokenizer, good_share,
+                       TRAIN, HELD_OUT)
+    assert result.status == "nan" and not result.passes_gate and "non-finite" in result.message
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
 
 
 def test_kl_bound_stops(tokenizer):
@@ -128,6 +148,13 @@ def test_cliprange_outside_the_usual_range_warns_and_bad_values_fail():
         PPOConfig(cliprange=1.5)
     with pytest.raises(ValueError, match="mini_batch_size"):
         PPOConfig(batch_size=4, mini_batch_size=8)
+    with pytest.raises(ValueError, match="kl_estimator"):
+        PPOConfig(kl_estimator="k2")
+    with pytest.raises(ValueError, match="unknown PPOConfig setting"):
+        config_from_dict(PPOConfig, {"clip_range": 0.2})
+    cfg = config_from_dict(PPOConfig, {"cliprange": 0.15, "adaptive_kl": True})
+    assert dataclasses.asdict(cfg)["cliprange"] == 0.15
+    assert all(f.metadata.get("help") for f in dataclasses.fields(PPOConfig))
 
 
 def test_reward_collapse_stops(tokenizer):

@@ -5,7 +5,9 @@ import torch
 
 from training.pipeline.ppo import (
     AdaptiveKLController,
+    FixedKLController,
     compute_gae,
+    explained_variance,
     entropy_from_logits,
     kl_penalty,
     logprobs_from_logits,
@@ -64,6 +66,7 @@ def test_clipped_objective_by_hand():
     assert losses.clipfrac.item() == pytest.approx(1.0)
     # values: token 1 moves 0 → 1, clipped to 0.2: max((1−1)², (0.2−1)²) = 0.64; token 2: max(1, 1) = 1
     assert losses.value.item() == pytest.approx(0.5 * (0.64 + 1.0) / 2)
+    assert losses.value_clipfrac.item() == pytest.approx(0.5)  # only token 1's clipped value loss is the larger
     assert losses.approx_kl.item() == pytest.approx(0.5 * ((torch.log(torch.tensor(1.5)) ** 2
                                                              + torch.log(torch.tensor(0.5)) ** 2) / 2).item())
 
@@ -90,3 +93,47 @@ def test_batch_masks_responses_from_lengths_even_when_pad_is_inside_the_prompt()
     assert batch.input_ids.tolist() == [[5, 0, 6, 8, 9], [7, 0, 0, 0, 0]]
     assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
     assert batch.response_mask.tolist() == [[0, 0, 1, 1], [1, 0, 0, 0]]
+
+
+def test_gae_with_discount_by_hand():
+    rewards, values = torch.tensor([[0.0, 1.0]]), torch.tensor([[0.2, 0.4]])
+    advantages, returns = compute_gae(rewards, values, torch.ones(1, 2), gamma=0.5, lam=1.0)
+    # δ1 = 1 − 0.4 = 0.6 → A1 = 0.6; δ0 = 0 + 0.5·0.4 − 0.2 = 0 → A0 = 0 + 0.5·1·0.6 = 0.3
+    assert advantages.tolist()[0] == pytest.approx([0.3, 0.6])
+    assert returns.tolist()[0] == pytest.approx([0.5, 1.0])
+
+
+def test_clipfrac_counts_only_tokens_where_the_clip_binds():
+    old = torch.zeros(1, 3)
+    new = torch.log(torch.tensor([[1.1, 1.5, 1.5]]))
+    advantages = torch.tensor([[1.0, 1.0, -1.0]])
+    zeros = torch.zeros(1, 3)
+    losses = ppo_losses(new, old, advantages, zeros, zeros, zeros, torch.ones(1, 3), cliprange=0.2, cliprange_value=0.2)
+    # −1.1 (inside the range), max(−1.5, −1.2) = −1.2 (clipped), max(1.5, 1.2) = 1.5 (pessimistic: unclipped)
+    assert losses.policy.item() == pytest.approx((-1.1 - 1.2 + 1.5) / 3)
+    assert losses.clipfrac.item() == pytest.approx(1 / 3)
+
+
+def test_masked_tokens_do_not_count_in_the_losses():
+    new, old = torch.log(torch.tensor([[1.5, 9.0]])), torch.zeros(1, 2)
+    advantages, zeros = torch.tensor([[1.0, 5.0]]), torch.zeros(1, 2)
+    losses = ppo_losses(new, old, advantages, zeros, zeros, zeros, torch.tensor([[1.0, 0.0]]), 0.2, 0.2)
+    assert losses.policy.item() == pytest.approx(-1.2) and losses.clipfrac.item() == pytest.approx(1.0)
+
+
+def test_adaptive_kl_controller_lowers_beta_below_target_and_fixed_stays():
+    ctl = AdaptiveKLController(0.1, target=6.0, horizon=100)
+    ctl.update(current_kl=3.0, n_steps=10)  # 3/6 − 1 = −0.5, clipped to −0.2
+    assert ctl.value == pytest.approx(0.1 * 0.98)
+    ctl = AdaptiveKLController(0.1, target=6.0, horizon=100)
+    ctl.update(current_kl=6.6, n_steps=10)  # +0.1, inside the clip
+    assert ctl.value == pytest.approx(0.1 * 1.01)
+    fixed = FixedKLController(0.05)
+    fixed.update(current_kl=100.0, n_steps=10)
+    assert fixed.value == 0.05
+
+
+def test_explained_variance():
+    returns, mask = torch.tensor([[1.0, 2.0, 3.0]]), torch.ones(1, 3)
+    assert explained_variance(returns, returns, mask) == pytest.approx(1.0)
+    assert explained_variance(torch.zeros(1, 3), returns, mask) == pytest.approx(0.0)
