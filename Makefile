@@ -32,12 +32,16 @@ demo: bootstrap
 	$(BIN)/python manage.py seed_demo
 
 # Migrate, bootstrap the default models, load the demo project, then serve with gunicorn
-# (static files by whitenoise) and run the job worker beside it until Ctrl-C.
-run: demo
-	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+# (static files by whitenoise, collected by bin/run-server) and run the job worker beside it until Ctrl-C.
+run: venv
+	bin/check-port $(HOST) $(PORT)
+	$(MAKE) --no-print-directory demo
 	bin/run-server $(HOST) $(PORT)
 
+# Without the demo: migrate, collect static files, serve and work.
 serve: venv
+	bin/check-port $(HOST) $(PORT)
+	$(MAKE) --no-print-directory migrate
 	bin/run-server $(HOST) $(PORT)
 
 # The whole suite on SQLite; then again on PostgreSQL (database tests only) when it answers.

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,6 +26,19 @@ def test_production_refuses_to_start_without_a_secret_key():
     result = manage("check", DJANGO_SETTINGS_MODULE="config.settings.production", ALLOWED_HOSTS="labels.example.com")
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("key, reason", [
+    ("dev-only-insecure-key-change-me-0123456789abcdefghijklmnop", "development key"),
+    ("test-only-secret-key-not-for-production-0123456789abcdef", "development key"),
+    ("short-but-random-Xq9", "too short"),
+    ("a" * 64, "too short or too simple"),
+])
+def test_production_refuses_known_or_weak_secret_keys(key, reason):
+    result = manage("check", DJANGO_SETTINGS_MODULE="config.settings.production", ALLOWED_HOSTS="labels.example.com",
+                    SECRET_KEY=key)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and reason in result.stderr
 
 
 def test_openapi_schema_is_valid_without_warnings(tmp_path):
