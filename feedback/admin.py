@@ -1,14 +1,35 @@
-"""Django admin for the everyday operations: filters, search, counts, and actions."""
+"""Django admin (superusers only): filters, search, counts, and actions. Every change goes through
+`feedback.services`; tables whose rows only services create (prompts, tasks, leases, judgements,
+adjudications, snapshots) are read-only here. Training actions live in training's admin."""
 
 from django.contrib import admin
 from django.db.models import Count
 
-from feedback.models import Adjudication, Assignment, ComparisonTask, Completion, Judgement, Membership, Project, Prompt
+from feedback import services
+from feedback.models import (
+    Adjudication, Assignment, ComparisonTask, Completion, Judgement, Membership, PreferenceSnapshot, Project, Prompt,
+)
+from feedback.services.projects import PROJECT_FIELDS
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by services only: the admin shows them and never adds, edits or deletes them."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
+    fields = ["user", "role", "trust"]
+    readonly_fields = ["trust"]
     autocomplete_fields = ["user"]
 
 
@@ -17,44 +38,38 @@ class ProjectAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "completions_per_task", "overlap", "max_overlap", "lease_seconds", "gold_rate", "n_prompts", "n_tasks", "created_at"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
-    actions = ["export_preferences", "train_reward_model", "train_policy_ppo", "train_policy_dpo", "publish_samples",
-               "recompute_trust"]
+    actions = ["export_preferences", "recompute_trust"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["slug"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            changes = {name: form.cleaned_data[name] for name in form.changed_data if name in PROJECT_FIELDS}
+            services.update_project(project=Project.objects.get(pk=obj.pk), actor=request.user, **changes)
+            return
+        values = {name: form.cleaned_data[name] for name in PROJECT_FIELDS if name in form.cleaned_data}
+        created = services.create_project(slug=form.cleaned_data["slug"], actor=request.user, **values)
+        obj.pk, obj._state.adding, obj._state.db = created.pk, False, created._state.db
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        changed = formset.save(commit=False)
+        for membership in formset.deleted_objects:
+            services.remove_member(membership=membership, actor=request.user)
+        for membership in changed:
+            services.add_member(project=form.instance, username=membership.user.username, role=membership.role,
+                                actor=request.user)
 
     @admin.action(description="Export preferences (JSONL snapshot into EXPORT_DIR)")
     def export_preferences(self, request, queryset):
-        from feedback import exports
-
         for project in queryset:
-            snapshot = exports.create_snapshot(project=project, actor=request.user)
-            self.message_user(request, f"{project.slug}: snapshot {snapshot.pk} with {snapshot.counts.get('pairs', 0)} pairs in {snapshot.path}")
-
-    def _start(self, request, queryset, kind):
-        from training import services as training_services
-
-        for project in queryset:
-            run = training_services.start_training(project=project, kind=kind, config={}, created_by=request.user)
-            self.message_user(request, f"{project.slug}: queued {kind} run {run.pk} (see /training/runs/{run.pk}/)")
-
-    @admin.action(description="Train a reward model (in the worker)")
-    def train_reward_model(self, request, queryset):
-        self._start(request, queryset, "reward")
-
-    @admin.action(description="Improve the policy with PPO (in the worker)")
-    def train_policy_ppo(self, request, queryset):
-        self._start(request, queryset, "ppo")
-
-    @admin.action(description="Improve the policy with DPO (in the worker)")
-    def train_policy_dpo(self, request, queryset):
-        self._start(request, queryset, "dpo")
-
-    @admin.action(description="Publish new samples from the active policy (in the worker)")
-    def publish_samples(self, request, queryset):
-        self._start(request, queryset, "publish")
+            snapshot, stats = services.export_preferences(project=project, actor=request.user)
+            self.message_user(request, f"{project.slug}: snapshot {snapshot.pk} with {stats.counts()['pairs']} pairs in {snapshot.path}")
 
     @admin.action(description="Recompute annotators' trust (gold accuracy and agreement)")
     def recompute_trust(self, request, queryset):
-        from feedback import services
-
         for project in queryset:
             scores = services.recompute_trust(project=project)
             self.message_user(request, f"{project.slug}: trust recomputed for {len(scores)} members")
@@ -78,14 +93,29 @@ class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "project", "role", "trust", "created_at"]
     list_filter = ["role", "project"]
     search_fields = ["user__username", "project__slug"]
+    readonly_fields = ["trust"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["project", "user", "trust"] if obj is not None else ["trust"]
+
+    def save_model(self, request, obj, form, change):
+        membership, _ = services.add_member(project=obj.project, username=obj.user.username, role=obj.role,
+                                            actor=request.user)
+        obj.pk, obj._state.adding, obj._state.db = membership.pk, False, membership._state.db
+
+    def delete_model(self, request, obj):
+        services.remove_member(membership=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("project", "user"):
+            services.remove_member(membership=membership, actor=request.user)
 
 
 @admin.register(Prompt)
-class PromptAdmin(admin.ModelAdmin):
+class PromptAdmin(ReadOnlyAdmin):
     list_display = ["id", "external_id", "project", "short_text", "created_at"]
     list_filter = ["project"]
     search_fields = ["external_id", "text"]
-    readonly_fields = ["content_hash", "created_at"]
     show_full_result_count = False
 
     @admin.display(description="text")
@@ -94,7 +124,7 @@ class PromptAdmin(admin.ModelAdmin):
 
 
 @admin.register(Completion)
-class CompletionAdmin(admin.ModelAdmin):
+class CompletionAdmin(ReadOnlyAdmin):
     list_display = ["id", "prompt", "model_name", "model_version", "created_at"]
     list_filter = ["model_name"]
     search_fields = ["text", "model_name"]
@@ -103,7 +133,7 @@ class CompletionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ComparisonTask)
-class ComparisonTaskAdmin(admin.ModelAdmin):
+class ComparisonTaskAdmin(ReadOnlyAdmin):
     list_display = ["id", "project", "prompt", "status", "judgements_done", "judgements_needed", "slots_taken", "is_gold", "priority"]
     list_filter = ["project", "status", "is_gold"]
     search_fields = ["prompt__external_id", "prompt__text"]
@@ -113,25 +143,12 @@ class ComparisonTaskAdmin(admin.ModelAdmin):
 
     @admin.action(description="Make gold: the judges' consensus (or the adjudication) becomes the known answer")
     def make_gold_from_consensus(self, request, queryset):
-        from feedback import exports, services
-
-        made = 0
-        for task in queryset.prefetch_related("judgements"):
-            adjudication = getattr(task, "adjudication", None)
-            if adjudication is not None:
-                ranking = adjudication.ranking
-            else:
-                rankings = [j.ranking for j in task.judgements.all()]
-                if not rankings:
-                    continue
-                ranking = exports.consensus_ranking(rankings)
-            services.mark_gold(task=task, ranking=ranking, actor=request.user)
-            made += 1
+        made = sum(services.mark_gold_from_consensus(task=task, actor=request.user) is not None for task in queryset)
         self.message_user(request, f"{made} task(s) are gold now; tasks without judgements were left alone.")
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(ReadOnlyAdmin):
     list_display = ["id", "task", "annotator", "state", "leased_at", "leased_until", "finished_at"]
     list_filter = ["state", "project"]
     search_fields = ["annotator__username"]
@@ -140,20 +157,24 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Judgement)
-class JudgementAdmin(admin.ModelAdmin):
+class JudgementAdmin(ReadOnlyAdmin):
+    """Judgements are evidence: stored once, never edited."""
+
     list_display = ["id", "task", "annotator", "ranking_labels", "flags", "confidence", "seconds_spent", "created_at"]
     list_filter = ["task__project", "confidence"]
     search_fields = ["annotator__username", "comment"]
     raw_id_fields = ["task", "assignment"]
-    readonly_fields = [f.name for f in Judgement._meta.fields]
     show_full_result_count = False
-
-    def has_change_permission(self, request, obj=None):
-        return False  # judgements are evidence: stored once, never edited
 
 
 @admin.register(Adjudication)
-class AdjudicationAdmin(admin.ModelAdmin):
+class AdjudicationAdmin(ReadOnlyAdmin):
     list_display = ["task", "reviewer", "ranking", "created_at"]
     raw_id_fields = ["task"]
     search_fields = ["reviewer__username", "note"]
+
+
+@admin.register(PreferenceSnapshot)
+class PreferenceSnapshotAdmin(ReadOnlyAdmin):
+    list_display = ["id", "project", "state", "sha256", "agreement", "created_at"]
+    list_filter = ["project", "state"]

@@ -1,16 +1,16 @@
-"""Preference exports in TRL's format, and the PreferenceSnapshots that pin what they hold.
+"""Preference exports in TRL's format: a committed PreferenceSnapshot's rows → files.
 
-    judgements (filtered) ─▶ snapshot row (judgement ids + sha256) ─▶ per task: pairs with consensus
-        ─▶ rows {prompt, chosen, rejected, margin, agreement, n_judgements, prompt_id, chosen_model,
-                 rejected_model, snapshot, split} ─▶ JSONL / Parquet / Hugging Face datasets + README.md card
+    snapshot (judgement ids + sha256, committed by services.create_snapshot) ─▶ per task: pairs with
+        consensus (feedback.quality) ─▶ rows {prompt, chosen, rejected, margin, agreement, n_judgements,
+        prompt_id, chosen_model, rejected_model, snapshot, split} ─▶ JSONL / Parquet / Hugging Face + README.md
 
 Rows are produced task by task from a server-side cursor, so memory stays flat however many pairs
-there are. The split is by prompt (a hash of the prompt id), so no prompt is on both sides.
+there are. The split is by prompt (a hash of the prompt id), so no prompt is on both sides. Nothing
+here writes to the database: the snapshot row and its state belong to `services.snapshots`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import statistics
@@ -19,17 +19,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
-from core.models import AuditEvent
-from feedback.models import Adjudication, ComparisonTask, Completion, Judgement, Membership, Prompt
-from training.models import PreferenceSnapshot
+from feedback import quality, selectors
+from feedback.models import PreferenceSnapshot
+from feedback.quality import split_of  # noqa: F401  (kept importable here: training.jobs uses exports.split_of)
+from feedback.selectors import CompletionInfo, ExportBatch, PromptInfo, recent_agreement  # noqa: F401  (same)
 
 FORMATS = ("jsonl", "parquet", "hf")
 TASKS_PER_BATCH = 500
 DEFAULT_TRUST_THRESHOLD = 0.5
+SPLITS = ("train", "test")
 
 
 @dataclass(frozen=True)
@@ -58,75 +58,22 @@ class ExportFilters:
         values["models"] = list(self.models)
         return values
 
+    @classmethod
+    def of(cls, snapshot: PreferenceSnapshot) -> "ExportFilters":
+        known = {k: v for k, v in snapshot.filters.items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, "models": tuple(known.get("models", ()))})
 
-def split_of(prompt_key: str, *, test_fraction: float, seed: int = 0) -> str:
-    """'test' for a stable share of prompts, decided by a hash of the prompt, else 'train'."""
-    if test_fraction <= 0:
-        return "train"
-    digest = hashlib.sha256(f"{seed}:{prompt_key}".encode()).digest()
-    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"
-
-
-def _judgements(project, filters: ExportFilters):
-    qs = Judgement.objects.filter(task__project=project, task__is_gold=False)
-    if filters.only_trusted:
-        trusted = Membership.objects.filter(project=project, trust__gte=filters.trust_threshold).values("user_id")
-        qs = qs.filter(annotator_id__in=trusted)
-    if filters.since_snapshot is not None:
-        previous = PreferenceSnapshot.objects.filter(pk=filters.since_snapshot, project=project).first()
-        if previous is None:
-            raise ValidationError({"since_snapshot": f"No snapshot {filters.since_snapshot} in this project."})
-        qs = qs.filter(pk__gt=previous.counts.get("max_judgement_id", 0))
-    return qs
+    def judgements(self, project):
+        """The judgements these filters admit (a queryset; raises ValidationError for an unknown since_snapshot)."""
+        return selectors.judgements_in_scope(project=project, only_trusted=self.only_trusted,
+                                             trust_threshold=self.trust_threshold, since_snapshot=self.since_snapshot)
 
 
-@transaction.atomic
-def create_snapshot(*, project, filters: ExportFilters | None = None, actor=None, write_files: bool = True) -> PreferenceSnapshot:
-    """Pin the judgements an export holds (ids + sha256 of ids and rankings), then write its files.
-
-    The same judgements give the same sha256, whenever and wherever the snapshot is taken.
-    """
-    filters = filters or ExportFilters()
-    digest = hashlib.sha256()
-    id_ranges: list[list[int]] = []  # runs [first, last] of consecutive ids: compact for a million judgements
-    count = 0
-    for judgement_id, ranking in _judgements(project, filters).order_by("id").values_list("id", "ranking").iterator(chunk_size=5000):
-        count += 1
-        if id_ranges and id_ranges[-1][1] == judgement_id - 1:
-            id_ranges[-1][1] = judgement_id
-        else:
-            id_ranges.append([judgement_id, judgement_id])
-        digest.update(json.dumps([judgement_id, ranking], separators=(",", ":")).encode())
-    snapshot = PreferenceSnapshot.objects.create(
-        project=project, created_by=actor if getattr(actor, "is_authenticated", False) else None,
-        judgement_ids=id_ranges, filters=filters.as_dict(), sha256=digest.hexdigest(),
-        counts={"judgements": count, "max_judgement_id": id_ranges[-1][1] if id_ranges else 0},
-    )
-    from core.audit import record_audit
-
-    record_audit(actor=actor, event_type=AuditEvent.Type.PREFERENCES_EXPORTED, project=project,
-                 target=f"snapshot:{snapshot.pk}", extra={"filters": filters.as_dict(), "judgements": count})
-    from core.events import announce
-
-    announce(event="snapshot.created", project=project, payload={
-        "snapshot": snapshot.pk, "project": project.slug, "sha256": snapshot.sha256, "judgements": count,
-    })
-    if write_files:
-        out = Path(settings.EXPORT_DIR) / f"snapshot-{snapshot.pk}"
-        stats = write_export(snapshot, out, fmt="jsonl")
-        snapshot.path = str(out)
-        snapshot.counts = {**snapshot.counts, **stats.counts()}
-        snapshot.agreement = stats.mean_agreement()
-        snapshot.save(update_fields=["path", "counts", "agreement"])
-    return snapshot
-
-
-def _task_batches(snapshot: PreferenceSnapshot) -> Iterator[list[tuple[int, list]]]:
+def _task_batches(snapshot: PreferenceSnapshot, filters: ExportFilters) -> Iterator[list[tuple[int, list]]]:
     """(task_id, [(annotator_id, ranking, flags), …]) in task order, a batch of tasks at a time."""
-    filters = ExportFilters(**{**snapshot.filters, "models": tuple(snapshot.filters.get("models", ()))})
     max_id = snapshot.counts.get("max_judgement_id", 0)
     rows = (
-        _judgements(snapshot.project, filters).filter(pk__lte=max_id)
+        filters.judgements(snapshot.project).filter(pk__lte=max_id)
         .order_by("task_id", "id").values_list("task_id", "annotator_id", "ranking", "flags").iterator(chunk_size=5000)
     )
     grouped = ((task_id, [(a, r, f) for _, a, r, f in group]) for task_id, group in itertools.groupby(rows, key=lambda r: r[0]))
@@ -176,59 +123,6 @@ class ExportStats:
         }
 
 
-@dataclass(frozen=True)
-class PairConsensus:
-    chosen: int | None  # None: the judges tie overall (no consensus direction)
-    rejected: int | None
-    margin: float  # |weighted wins - weighted losses| / total weight, in [0, 1]
-    agreement: float  # share of the judges whose vote matches the consensus, in [0, 1]
-    n_judgements: int
-
-
-def consensus_pairs(votes: list[tuple[list[list[int]], float]], *, adjudicated_ranking=None) -> list[PairConsensus]:
-    """Trust-weighted consensus of every pair of a task from its rankings [(ranking, trust), …].
-
-    A reviewer's adjudicated ranking, when there is one, decides the direction; the annotators'
-    agreement with it is still reported.
-    """
-    from feedback import quality
-
-    per_pair: dict[tuple[int, int], list[tuple[int, float]]] = {}
-    for ranking, weight in votes:
-        for a, b, outcome in quality.pairs_from_ranking(ranking):
-            per_pair.setdefault((a, b), []).append((outcome, weight))
-    decided = {}
-    if adjudicated_ranking:
-        decided = {(a, b): outcome for a, b, outcome in quality.pairs_from_ranking(adjudicated_ranking)}
-    result = []
-    for (a, b), pair_votes in sorted(per_pair.items()):
-        weight_a = sum(w for o, w in pair_votes if o > 0)
-        weight_b = sum(w for o, w in pair_votes if o < 0)
-        total = sum(w for _, w in pair_votes)
-        direction = decided.get((a, b), (weight_a > weight_b) - (weight_a < weight_b))
-        agreeing = sum(1 for o, _ in pair_votes if o == direction)
-        margin = abs(weight_a - weight_b) / total if total else 0.0
-        if direction == 0:
-            result.append(PairConsensus(None, None, margin, agreeing / len(pair_votes), len(pair_votes)))
-        else:
-            chosen, rejected = (a, b) if direction > 0 else (b, a)
-            result.append(PairConsensus(chosen, rejected, margin, agreeing / len(pair_votes), len(pair_votes)))
-    return result
-
-
-def consensus_ranking(rankings: list[list[list[int]]]) -> list[list[int]]:
-    """A full ranking from several: completions ordered by their mean position (Borda); equal means tie."""
-    positions: dict[int, list[int]] = {}
-    for ranking in rankings:
-        for rank, group in enumerate(ranking):
-            for cid in group:
-                positions.setdefault(cid, []).append(rank)
-    by_mean: dict[float, list[int]] = {}
-    for cid, ranks in positions.items():
-        by_mean.setdefault(round(sum(ranks) / len(ranks), 6), []).append(cid)
-    return [sorted(by_mean[m]) for m in sorted(by_mean)]
-
-
 def _bits(bitmap: bytearray) -> int:
     return int.from_bytes(bitmap, "little").bit_count() if bitmap else 0
 
@@ -237,85 +131,108 @@ def _text(value) -> str:
     return value if isinstance(value, str) else "\n".join(m.get("content", "") for m in value)
 
 
+@dataclass(frozen=True)
+class _RowShape:
+    """How rows are spelled: TRL picks text or chat from the first row, so one export holds one shape."""
+
+    conversational: bool
+    snapshot_id: int
+
+    def row(self, prompt: PromptInfo, chosen: CompletionInfo, rejected: CompletionInfo,
+            pair: quality.PairConsensus, split: str) -> dict:
+        if self.conversational:
+            spelled = (prompt.messages or [{"role": "user", "content": prompt.text}],
+                       [{"role": "assistant", "content": chosen.text}], [{"role": "assistant", "content": rejected.text}])
+        else:
+            spelled = (prompt.text, chosen.text, rejected.text)
+        return {
+            "prompt": spelled[0], "chosen": spelled[1], "rejected": spelled[2],
+            "margin": round(pair.margin, 6), "agreement": round(pair.agreement, 6), "n_judgements": pair.n_judgements,
+            "prompt_id": prompt.key, "chosen_model": chosen.model, "rejected_model": rejected.model,
+            "snapshot": self.snapshot_id, "split": split,
+        }
+
+
 def iter_rows(snapshot: PreferenceSnapshot, stats: ExportStats | None = None) -> Iterator[dict]:
     """Every preference pair of the snapshot, as TRL-format rows (plus our provenance columns)."""
-    filters = snapshot.filters
-    models = set(filters.get("models") or ())
-    # TRL picks text or chat from the first row, so one export holds one shape: when the project has
-    # any chat prompt, every prompt is written as messages and every completion as an assistant turn.
-    conversational = Prompt.objects.filter(project_id=snapshot.project_id, messages__isnull=False).exists()
-    for batch in _task_batches(snapshot):
-        task_ids = [task_id for task_id, _ in batch]
-        tasks = dict(ComparisonTask.objects.filter(pk__in=task_ids).values_list("id", "prompt_id"))
-        prompts = {p[0]: p for p in Prompt.objects.filter(pk__in=set(tasks.values())).values_list("id", "external_id", "text", "messages")}
-        through = ComparisonTask.completions.through.objects.filter(comparisontask_id__in=task_ids)
-        completion_ids = set(through.values_list("completion_id", flat=True))
-        completions = {c[0]: c for c in Completion.objects.filter(pk__in=completion_ids).values_list("id", "text", "model_name")}
-        adjudicated = dict(Adjudication.objects.filter(task_id__in=task_ids).values_list("task_id", "ranking"))
-        trust = dict(Membership.objects.filter(project_id=snapshot.project_id).values_list("user_id", "trust"))
+    filters = ExportFilters.of(snapshot)
+    stats = stats if stats is not None else ExportStats()
+    # When the project has any chat prompt, every prompt is written as messages and every completion as a turn.
+    shape = _RowShape(conversational=selectors.has_chat_prompts(project_id=snapshot.project_id), snapshot_id=snapshot.pk)
+    for batch in _task_batches(snapshot, filters):
+        context = selectors.export_batch(project_id=snapshot.project_id, task_ids=[task_id for task_id, _ in batch])
         for task_id, judgements in batch:
-            flagged = any(flags for _, _, flags in judgements)
-            if filters.get("drop_flagged") and flagged:
+            if filters.drop_flagged and any(flags for _, _, flags in judgements):
                 continue
-            if stats is not None:
-                stats.judgements += len(judgements)
-            prompt = prompts[tasks[task_id]]
-            prompt_key = prompt[1] or f"prompt-{prompt[0]}"
-            split = split_of(prompt_key, test_fraction=filters.get("test_fraction", 0.1), seed=filters.get("split_seed", 0))
-            votes = [(ranking, trust.get(annotator, 1.0)) for annotator, ranking, _ in judgements]
-            for pair in consensus_pairs(votes, adjudicated_ranking=adjudicated.get(task_id)):
-                if pair.chosen is None:
-                    if stats is not None:
-                        stats.ties += 1
-                    continue
-                if pair.agreement < filters.get("min_agreement", 0.0):
-                    continue
-                chosen, rejected = completions[pair.chosen], completions[pair.rejected]
-                if models and not {chosen[2], rejected[2]} <= models:
-                    continue
-                row = {
-                    "prompt": (prompt[3] or [{"role": "user", "content": prompt[2]}]) if conversational else prompt[2],
-                    "chosen": [{"role": "assistant", "content": chosen[1]}] if conversational else chosen[1],
-                    "rejected": [{"role": "assistant", "content": rejected[1]}] if conversational else rejected[1],
-                    "margin": round(pair.margin, 6), "agreement": round(pair.agreement, 6),
-                    "n_judgements": pair.n_judgements, "prompt_id": prompt_key,
-                    "chosen_model": chosen[2], "rejected_model": rejected[2], "snapshot": snapshot.pk, "split": split,
-                }
-                if stats is not None:
-                    stats.add(row, prompt[0])
-                yield row
+            stats.judgements += len(judgements)
+            yield from _task_rows(task_id, judgements, context, filters, shape, stats)
+
+
+def _task_rows(task_id: int, judgements: list, context: ExportBatch, filters: ExportFilters, shape: _RowShape,
+               stats: ExportStats) -> Iterator[dict]:
+    prompt = context.prompt_of_task[task_id]
+    split = quality.split_of(prompt.key, test_fraction=filters.test_fraction, seed=filters.split_seed)
+    votes = [(ranking, context.trust.get(annotator, 1.0)) for annotator, ranking, _ in judgements]
+    for pair in quality.consensus_pairs(votes, adjudicated_ranking=context.adjudicated.get(task_id)):
+        if pair.chosen is None:
+            stats.ties += 1
+            continue
+        chosen, rejected = context.completions[pair.chosen], context.completions[pair.rejected]
+        if pair.agreement < filters.min_agreement or (filters.models and not {chosen.model, rejected.model} <= set(filters.models)):
+            continue
+        row = shape.row(prompt, chosen, rejected, pair, split)
+        stats.add(row, prompt.pk)
+        yield row
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ValidationError({"format": f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}."})
 
 
 def write_export(snapshot: PreferenceSnapshot, out_dir: Path, *, fmt: str = "jsonl", progress=None) -> ExportStats:
     """Write train/test files and a README.md dataset card into `out_dir`; returns the statistics.
 
-    Files are written under temporary names and renamed at the end, so a crash never leaves a
-    half-written export that looks complete.
+    Files are written under temporary `.partial` names and renamed at the end; when anything fails
+    (a full disk, a bad row) the partial files are removed and the error propagates, so a crash never
+    leaves a half-written export that looks complete. Runs outside any transaction.
     """
-    if fmt not in FORMATS:
-        raise ValidationError({"format": f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}."})
+    check_format(fmt)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stats = ExportStats()
     rows = iter_rows(snapshot, stats)
     if progress is not None:
         rows = progress(rows)
-    if fmt == "jsonl" or fmt == "hf":
-        handles = {split: (out_dir / f".{split}.jsonl.partial").open("w", encoding="utf-8") for split in ("train", "test")}
-        try:
-            for row in rows:
-                handles[row["split"]].write(json.dumps(row, ensure_ascii=False) + "\n")
-        finally:
-            for handle in handles.values():
-                handle.close()
-        for split in ("train", "test"):
-            (out_dir / f".{split}.jsonl.partial").replace(out_dir / f"{split}.jsonl")
-        if fmt == "hf":
-            _jsonl_to_hf(out_dir)
-    else:
-        _write_parquet(rows, out_dir)
-    (out_dir / "README.md").write_text(dataset_card(snapshot, stats, fmt), encoding="utf-8")
+    try:
+        if fmt == "parquet":
+            _write_parquet(rows, out_dir)
+        else:
+            _write_jsonl(rows, out_dir)
+            if fmt == "hf":
+                _jsonl_to_hf(out_dir)
+        (out_dir / "README.md").write_text(dataset_card(snapshot, stats, fmt), encoding="utf-8")
+    except BaseException:
+        remove_partial_files(out_dir)
+        raise
     return stats
+
+
+def remove_partial_files(out_dir: Path) -> None:
+    for partial in Path(out_dir).glob(".*.partial"):
+        partial.unlink(missing_ok=True)
+
+
+def _write_jsonl(rows: Iterable[dict], out_dir: Path) -> None:
+    handles = {split: (out_dir / f".{split}.jsonl.partial").open("w", encoding="utf-8") for split in SPLITS}
+    try:
+        for row in rows:
+            handles[row["split"]].write(json.dumps(row, ensure_ascii=False) + "\n")
+    finally:
+        for handle in handles.values():
+            handle.close()
+    for split in SPLITS:
+        (out_dir / f".{split}.jsonl.partial").replace(out_dir / f"{split}.jsonl")
 
 
 def _write_parquet(rows: Iterable[dict], out_dir: Path, batch_rows: int = 10_000) -> None:
@@ -407,8 +324,8 @@ Filters: `{json.dumps(snapshot.filters)}`
 
 
 def snapshot_split_rows(snapshot: PreferenceSnapshot) -> tuple[list[dict], list[dict]]:
-    """The snapshot's train and test rows (from its files when written, else computed)."""
-    if snapshot.path and (Path(snapshot.path) / "train.jsonl").exists():
+    """The snapshot's train and test rows (from its JSONL files when they were written whole, else computed)."""
+    if snapshot.is_complete and snapshot.path and (Path(snapshot.path) / "train.jsonl").exists():
         def read(name):
             with (Path(snapshot.path) / name).open(encoding="utf-8") as fh:
                 return [json.loads(line) for line in fh if line.strip()]
@@ -423,19 +340,3 @@ def stream_jsonl(snapshot: PreferenceSnapshot) -> Iterator[bytes]:
     """Rows as JSONL bytes for a streaming HTTP response (the client's disconnect just stops it)."""
     for row in iter_rows(snapshot):
         yield (json.dumps(row, ensure_ascii=False) + "\n").encode()
-
-
-def recent_agreement(*, project, last_n: int = 2000) -> float | None:
-    """Mean judge agreement over the consensus pairs of the last `last_n` judgements (None: no pair judged twice)."""
-    recent = list(
-        Judgement.objects.filter(task__project=project, task__is_gold=False).order_by("-id")
-        .values_list("task_id", "annotator_id", "ranking")[:last_n]
-    )
-    trust = dict(Membership.objects.filter(project=project).values_list("user_id", "trust"))
-    by_task: dict[int, list] = {}
-    for task_id, annotator, ranking in recent:
-        by_task.setdefault(task_id, []).append((ranking, trust.get(annotator, 1.0)))
-    agreements = [
-        pair.agreement for votes in by_task.values() if len(votes) > 1 for pair in consensus_pairs(votes)
-    ]
-    return sum(agreements) / len(agreements) if agreements else None

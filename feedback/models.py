@@ -194,8 +194,9 @@ class Assignment(models.Model):
     def label_map(self) -> dict[str, int]:
         return {LABELS[i]: cid for i, cid in enumerate(self.label_order)}
 
-    def label_map_by_id(self) -> list[str]:
-        """Labels ordered by completion id (handy to state "the lower id wins" in anonymous labels)."""
+    def labels_sorted_by_completion_id(self) -> list[str]:
+        """This annotator's labels, ordered by the completion id they stand for (e.g. ["c", "a", "b"]):
+        handy to state "the lower id wins" in anonymous labels."""
         by_id = {cid: LABELS[i] for i, cid in enumerate(self.label_order)}
         return [by_id[cid] for cid in sorted(by_id)]
 
@@ -242,3 +243,39 @@ class Adjudication(models.Model):
     note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+
+class PreferenceSnapshot(models.Model):
+    """A frozen set of judgements (ids + sha256) that an export holds and a reward model or DPO run learns from.
+
+    Its table was `training_preferencesnapshot` until the model moved here (migrations keep the rows).
+    A snapshot covers its judgements only when `state` is complete: at once for one that is read from the
+    database (training runs, the streamed API export), once its files were written whole for a file export.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending: files being written"
+        COMPLETE = "complete", "Complete"
+        FAILED = "failed", "Failed: files not written"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="snapshots")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    judgement_ids = models.JSONField(default=list, help_text="The judgements it holds, as runs [first id, last id].")
+    filters = models.JSONField(default=dict, blank=True)
+    counts = models.JSONField(default=dict, blank=True, help_text="pairs, train/test pairs, prompts, judgements …")
+    agreement = models.FloatField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    path = models.CharField(max_length=500, blank=True, help_text="Where its export files live.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    error = models.TextField(blank=True, help_text="Why writing its files failed.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.pk} of {self.project_id} ({self.sha256[:12]})"
+
+    @property
+    def is_complete(self) -> bool:
+        return self.state == self.State.COMPLETE

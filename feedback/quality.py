@@ -7,11 +7,18 @@
 - `bradley_terry` / `leaderboard`: model strengths from pairwise battles (ties count half a win each
   way), Elo-scaled, with bootstrap confidence intervals computed on aggregated counts, so a million
   judgements cost no more than their few hundred distinct (model a, model b, outcome) cells.
-- `wilson_interval`, `trust_score`, `needs_more_judgements`.
+- `consensus_pairs` / `consensus_ranking`: the trust-weighted consensus of a task's judges (exports,
+  dashboard and trust all use these, so the platform has one notion of "the judges' answer").
+- `gold_counts` / `agreement_counts`: the evidence behind an annotator's trust; `trust_score` turns it into one.
+- `split_of`: the stable train/test split by prompt.
+- `wilson_interval`, `needs_more_judgements`.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
 from itertools import combinations
 from typing import Hashable, Iterable, Sequence
 
@@ -243,3 +250,108 @@ def needs_more_judgements(rankings: Sequence[Sequence[Sequence[Hashable]]], *, m
         counts = np.bincount(np.asarray(outcomes) + 1, minlength=3)
         shares.append(counts.max() / counts.sum())
     return bool(shares) and float(np.mean(shares)) < agreement_threshold
+
+
+# --- consensus of a task's judges --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairConsensus:
+    chosen: Hashable | None  # None: the judges tie overall (no consensus direction)
+    rejected: Hashable | None
+    margin: float  # |weighted wins - weighted losses| / total weight, in [0, 1]
+    agreement: float  # share of the judges whose vote matches the consensus, in [0, 1]
+    n_judgements: int
+
+
+def consensus_pairs(votes: Sequence[tuple[Sequence[Sequence[Hashable]], float]], *,
+                    adjudicated_ranking=None) -> list[PairConsensus]:
+    """Trust-weighted consensus of every pair of a task from its rankings [(ranking, trust), …].
+
+    A reviewer's adjudicated ranking, when there is one, decides the direction; the annotators'
+    agreement with it is still reported.
+    """
+    per_pair: dict[tuple, list[tuple[int, float]]] = {}
+    for ranking, weight in votes:
+        for a, b, outcome in pairs_from_ranking(ranking):
+            per_pair.setdefault((a, b), []).append((outcome, weight))
+    decided = {(a, b): outcome for a, b, outcome in pairs_from_ranking(adjudicated_ranking or [])}
+    result = []
+    for (a, b), pair_votes in sorted(per_pair.items()):
+        weight_a = sum(w for o, w in pair_votes if o > 0)
+        weight_b = sum(w for o, w in pair_votes if o < 0)
+        total = sum(w for _, w in pair_votes)
+        direction = decided.get((a, b), (weight_a > weight_b) - (weight_a < weight_b))
+        agreement = sum(1 for o, _ in pair_votes if o == direction) / len(pair_votes)
+        margin = abs(weight_a - weight_b) / total if total else 0.0
+        chosen, rejected = (None, None) if direction == 0 else ((a, b) if direction > 0 else (b, a))
+        result.append(PairConsensus(chosen, rejected, margin, agreement, len(pair_votes)))
+    return result
+
+
+def consensus_ranking(rankings: Sequence[Sequence[Sequence[Hashable]]]) -> list[list]:
+    """A full ranking from several: completions ordered by their mean position (Borda); equal means tie."""
+    positions: dict[Hashable, list[int]] = {}
+    for ranking in rankings:
+        for rank, group in enumerate(ranking):
+            for cid in group:
+                positions.setdefault(cid, []).append(rank)
+    by_mean: dict[float, list] = {}
+    for cid, ranks in positions.items():
+        by_mean.setdefault(round(sum(ranks) / len(ranks), 6), []).append(cid)
+    return [sorted(by_mean[m]) for m in sorted(by_mean)]
+
+
+# --- evidence for trust ------------------------------------------------------------------------------------------
+
+
+def gold_pair_counts(ranking, gold_ranking) -> tuple[int, int]:
+    """(pairs matching the known answer, pairs the known answer decides) of one judgement of a gold task."""
+    truth = {(a, b): o for a, b, o in pairs_from_ranking(gold_ranking or [])}
+    hits = total = 0
+    for a, b, outcome in pairs_from_ranking(ranking):
+        if truth.get((a, b), 0) != 0:
+            hits += outcome == truth[(a, b)]
+            total += 1
+    return hits, total
+
+
+def gold_counts(judgements: Iterable[tuple[Hashable, Hashable, Sequence]], gold: dict) -> dict[Hashable, tuple[int, int]]:
+    """Per annotator, from [(annotator, task, ranking)] and {gold task: known ranking}: gold pairs right, decided."""
+    counts: dict[Hashable, list[int]] = defaultdict(lambda: [0, 0])
+    for annotator, task, ranking in judgements:
+        if gold.get(task):
+            hits, total = gold_pair_counts(ranking, gold[task])
+            counts[annotator][0] += hits
+            counts[annotator][1] += total
+    return {a: (h, n) for a, (h, n) in counts.items()}
+
+
+def agreement_counts(votes_by_task: dict[Hashable, Sequence[tuple[Hashable, Sequence]]],
+                     trust: dict) -> dict[Hashable, tuple[int, int]]:
+    """Per annotator, from {task: [(annotator, ranking), …]}: decided pairs agreeing with the consensus of the
+    others (own vote left out), and all such pairs compared."""
+    counts: dict[Hashable, list[int]] = defaultdict(lambda: [0, 0])
+    for votes in votes_by_task.values():
+        if len(votes) < 2:
+            continue
+        for i, (annotator, ranking) in enumerate(votes):
+            others = [(r, trust.get(a, 1.0)) for j, (a, r) in enumerate(votes) if j != i]
+            consensus = {(p.chosen, p.rejected) for p in consensus_pairs(others) if p.chosen is not None}
+            for a, b, outcome in pairs_from_ranking(ranking):
+                if outcome == 0 or not ({(a, b), (b, a)} & consensus):
+                    continue
+                counts[annotator][0] += ((a, b) if outcome > 0 else (b, a)) in consensus
+                counts[annotator][1] += 1
+    return {a: (h, n) for a, (h, n) in counts.items()}
+
+
+# --- the train/test split ----------------------------------------------------------------------------------------
+
+
+def split_of(prompt_key: str, *, test_fraction: float, seed: int = 0) -> str:
+    """'test' for a stable share of prompts, decided by a hash of the prompt, else 'train'."""
+    if test_fraction <= 0:
+        return "train"
+    digest = hashlib.sha256(f"{seed}:{prompt_key}".encode()).digest()
+    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.db.models import Count, F, QuerySet, Sum
 from django.http import Http404
 from django.utils import timezone
 
-from feedback.models import LABELS, Assignment, ComparisonTask, Completion, Judgement, Membership, Project
+from core.permissions import ADMIN, REVIEWER, has_project_role
+from feedback import quality
+from feedback.models import (
+    LABELS, Adjudication, Assignment, ComparisonTask, Completion, Judgement, Membership, PreferenceSnapshot, Project,
+    Prompt,
+)
+
+MAX_JUDGEMENTS_ANALYSED = 200_000
 
 
 def projects_for_user(*, user) -> QuerySet[Project]:
@@ -32,11 +42,21 @@ def role_in_project(*, user, project: Project) -> str | None:
 
 
 def is_project_admin(*, user, project: Project) -> bool:
-    return role_in_project(user=user, project=project) == Membership.Role.ADMIN
+    """Kept for callers outside feedback; new code asks core.permissions (has_project_role / require_project_role)."""
+    return has_project_role(user=user, project=project, role=ADMIN)
 
 
 def can_review(*, user, project: Project) -> bool:
-    return role_in_project(user=user, project=project) in {Membership.Role.ADMIN, Membership.Role.REVIEWER}
+    """Kept for callers outside feedback and for templates' flags; checks go through core.permissions."""
+    return has_project_role(user=user, project=project, role=REVIEWER)
+
+
+def assignment_of(*, task: ComparisonTask, annotator) -> Assignment | None:
+    return Assignment.objects.filter(task=task, annotator=annotator).first()
+
+
+def project_by_slug(*, slug: str) -> Project | None:
+    return Project.objects.filter(slug=slug).first()
 
 
 def labelled_completions(*, assignment: Assignment) -> list[dict]:
@@ -121,3 +141,151 @@ def annotator_throughput(*, project: Project) -> list[dict]:
     trust = dict(Membership.objects.filter(project=project).values_list("user__username", "trust"))
     return [{"annotator": r["annotator__username"], "judgements": r["n"], "mean_seconds": round(r["seconds"] or 0, 1),
              "trust": trust.get(r["annotator__username"])} for r in rows]
+
+
+def tasks_for_review(*, task_ids: list[int]) -> dict[int, ComparisonTask]:
+    tasks = (ComparisonTask.objects.filter(pk__in=task_ids).select_related("prompt")
+             .prefetch_related("completions", "judgements__annotator"))
+    return {t.pk: t for t in tasks}
+
+
+# --- judgements as evidence (dashboard, trust, agreement) -------------------------------------------------------
+
+
+@dataclass
+class JudgementEvidence:
+    """The project's recent judgements as plain data for `feedback.quality`."""
+
+    rows: list  # (judgement id, task id, annotator username, ranking, created_at), newest first
+    gold: dict  # gold task id -> known ranking
+    trust: dict  # username -> trust
+    by_task: dict = field(default_factory=dict)  # non-gold task id -> [(username, ranking, created_at), …]
+
+    def votes_by_task(self) -> dict:
+        """{task: [(annotator, ranking), …]} for the quality functions."""
+        return {task: [(a, r) for a, r, _ in votes] for task, votes in self.by_task.items()}
+
+    def gold_judgements(self) -> list:
+        return [(annotator, task, ranking) for _, task, annotator, ranking, _ in self.rows]
+
+
+def judgement_evidence(*, project: Project) -> JudgementEvidence:
+    rows = list(
+        Judgement.objects.filter(task__project=project).order_by("-id")
+        .values_list("id", "task_id", "annotator__username", "ranking", "created_at")[:MAX_JUDGEMENTS_ANALYSED]
+    )
+    gold = dict(ComparisonTask.objects.filter(project=project, is_gold=True).values_list("id", "gold_ranking"))
+    trust = dict(Membership.objects.filter(project=project).values_list("user__username", "trust"))
+    by_task: dict[int, list] = defaultdict(list)
+    for _, task_id, annotator, ranking, created_at in rows:
+        if task_id not in gold:
+            by_task[task_id].append((annotator, ranking, created_at))
+    return JudgementEvidence(rows=rows, gold=gold, trust=trust, by_task=dict(by_task))
+
+
+def trust_evidence(*, project: Project) -> dict[str, dict[str, int]]:
+    """Per annotator: gold pairs right/total and pairs agreeing with the others' consensus/total."""
+    data = judgement_evidence(project=project)
+    evidence: dict[str, dict[str, int]] = defaultdict(dict)
+    for annotator, (hits, n) in quality.agreement_counts(data.votes_by_task(), data.trust).items():
+        evidence[annotator].update(agree=hits, agree_total=n)
+    for annotator, (hits, n) in quality.gold_counts(data.gold_judgements(), data.gold).items():
+        evidence[annotator].update(gold_correct=hits, gold_total=n)
+    return dict(evidence)
+
+
+def gold_judgements_of(*, project: Project, annotator) -> list[tuple]:
+    """[(ranking, known ranking)] of the annotator's judgements of gold tasks."""
+    return list(Judgement.objects.filter(task__project=project, task__is_gold=True, annotator=annotator)
+                .values_list("ranking", "task__gold_ranking"))
+
+
+def recent_agreement(*, project: Project, last_n: int = 2000) -> float | None:
+    """Mean judge agreement over the consensus pairs of the last `last_n` judgements (None: no pair judged twice)."""
+    recent = list(
+        Judgement.objects.filter(task__project=project, task__is_gold=False).order_by("-id")
+        .values_list("task_id", "annotator_id", "ranking")[:last_n]
+    )
+    trust = dict(Membership.objects.filter(project=project).values_list("user_id", "trust"))
+    by_task: dict[int, list] = {}
+    for task_id, annotator, ranking in recent:
+        by_task.setdefault(task_id, []).append((ranking, trust.get(annotator, 1.0)))
+    agreements = [
+        pair.agreement for votes in by_task.values() if len(votes) > 1 for pair in quality.consensus_pairs(votes)
+    ]
+    return sum(agreements) / len(agreements) if agreements else None
+
+
+# --- what a snapshot holds ---------------------------------------------------------------------------------------
+
+SINCE_SNAPSHOT_UNKNOWN = "No complete snapshot {pk} in this project."
+
+
+def complete_snapshot(*, project: Project, pk: int) -> PreferenceSnapshot | None:
+    """A snapshot that covers its judgements (its files, if any, were written whole)."""
+    return PreferenceSnapshot.objects.filter(pk=pk, project=project, state=PreferenceSnapshot.State.COMPLETE).first()
+
+
+def judgements_in_scope(*, project: Project, only_trusted: bool = False, trust_threshold: float = 0.5,
+                        since_snapshot: int | None = None) -> QuerySet[Judgement]:
+    """The judgements an export may hold: non-gold, from trusted annotators if asked, newer than a complete snapshot."""
+    from django.core.exceptions import ValidationError
+
+    qs = Judgement.objects.filter(task__project=project, task__is_gold=False)
+    if only_trusted:
+        trusted = Membership.objects.filter(project=project, trust__gte=trust_threshold).values("user_id")
+        qs = qs.filter(annotator_id__in=trusted)
+    if since_snapshot is not None:
+        previous = complete_snapshot(project=project, pk=since_snapshot)
+        if previous is None:
+            raise ValidationError({"since_snapshot": SINCE_SNAPSHOT_UNKNOWN.format(pk=since_snapshot)})
+        qs = qs.filter(pk__gt=previous.counts.get("max_judgement_id", 0))
+    return qs
+
+
+class PromptInfo(NamedTuple):
+    pk: int
+    key: str  # the external id, else "prompt-<pk>": what the split hashes and rows name
+    text: str
+    messages: list | None
+
+
+class CompletionInfo(NamedTuple):
+    pk: int
+    text: str
+    model: str
+
+
+@dataclass(frozen=True)
+class ExportBatch:
+    """What the rows of a batch of tasks need, read in a handful of queries."""
+
+    prompt_of_task: dict[int, PromptInfo]
+    completions: dict[int, CompletionInfo]
+    adjudicated: dict[int, list]
+    trust: dict[int, float]
+
+
+def export_batch(*, project_id: int, task_ids: list[int]) -> ExportBatch:
+    prompt_ids = dict(ComparisonTask.objects.filter(pk__in=task_ids).values_list("id", "prompt_id"))
+    prompts = {
+        pk: PromptInfo(pk, external_id or f"prompt-{pk}", text, messages)
+        for pk, external_id, text, messages in
+        Prompt.objects.filter(pk__in=set(prompt_ids.values())).values_list("id", "external_id", "text", "messages")
+    }
+    through = ComparisonTask.completions.through.objects.filter(comparisontask_id__in=task_ids)
+    completions = {
+        pk: CompletionInfo(pk, text, model)
+        for pk, text, model in Completion.objects.filter(pk__in=through.values("completion_id"))
+        .values_list("id", "text", "model_name")
+    }
+    return ExportBatch(
+        prompt_of_task={task: prompts[prompt] for task, prompt in prompt_ids.items()},
+        completions=completions,
+        adjudicated=dict(Adjudication.objects.filter(task_id__in=task_ids).values_list("task_id", "ranking")),
+        trust=dict(Membership.objects.filter(project_id=project_id).values_list("user_id", "trust")),
+    )
+
+
+def has_chat_prompts(*, project_id: int) -> bool:
+    return Prompt.objects.filter(project_id=project_id, messages__isnull=False).exists()

@@ -12,8 +12,21 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from core.exceptions import ApplicationError
+from core.permissions import REVIEWER, has_project_role
+from feedback import dashboard as dashboard_data
 from feedback import selectors, services
-from feedback.models import Assignment, Judgement
+from feedback.models import Judgement
+
+DASHBOARD_CACHE_SECONDS = 60
+
+
+def _project_for_reviewer(request, slug):
+    """The project if the user may review it. Annotators get the same 404 as non-members: these pages do
+    not exist for them (get_project_for_user already answers 404 to non-members)."""
+    project = selectors.get_project_for_user(user=request.user, project_ref=slug)
+    if not has_project_role(user=request.user, project=project, role=REVIEWER):
+        raise Http404("No such project.")
+    return project
 
 
 @login_required
@@ -21,7 +34,7 @@ def project_list(request):
     projects = selectors.projects_for_user(user=request.user)
     rows = [
         {"project": p, "progress": selectors.annotator_progress(project=p, annotator=request.user),
-         "role": selectors.role_in_project(user=request.user, project=p)}
+         "role": p.role_of(request.user)}
         for p in projects
     ]
     return render(request, "feedback/project_list.html", {"rows": rows})
@@ -32,7 +45,8 @@ def project_detail(request, slug):
     project = selectors.get_project_for_user(user=request.user, project_ref=slug)
     progress = selectors.annotator_progress(project=project, annotator=request.user)
     return render(request, "feedback/project_detail.html", {
-        "project": project, "progress": progress, "can_review": selectors.can_review(user=request.user, project=project),
+        "project": project, "progress": progress,
+        "can_review": has_project_role(user=request.user, project=project, role=REVIEWER),
     })
 
 
@@ -70,7 +84,7 @@ def submit(request, slug, task_id):
     task = selectors.task_for_annotator(user=request.user, task_id=task_id)
     if task.project_id != project.pk:
         return HttpResponseBadRequest("Task is not in this project.")
-    assignment = Assignment.objects.filter(task=task, annotator=request.user).first()
+    assignment = selectors.assignment_of(task=task, annotator=request.user)
     labels = list(assignment.label_map()) if assignment else []
     confidence = request.POST.get("confidence", "")
     try:
@@ -101,27 +115,19 @@ def skip(request, slug, task_id):
 @login_required
 def dashboard(request, slug):
     """Progress, throughput, agreement, leaderboard and length bias, as plots with the numbers underneath."""
-    project = selectors.get_project_for_user(user=request.user, project_ref=slug)
-    if not selectors.can_review(user=request.user, project=project):
-        raise Http404("No such project.")
     from django.core.cache import cache
 
-    from feedback import dashboard as dashboard_data
-
+    project = _project_for_reviewer(request, slug)
     # The figures read up to 200k judgements: computed at most once a minute per project.
-    data = cache.get_or_set(f"feedback:dashboard:{project.pk}", lambda: dashboard_data.build(project=project), 60)
+    data = cache.get_or_set(f"feedback:dashboard:{project.pk}", lambda: dashboard_data.build(project=project),
+                            DASHBOARD_CACHE_SECONDS)
     return render(request, "feedback/dashboard.html", {"project": project, "data": data})
 
 
 @login_required
 def review(request, slug):
     """Reviewers see the most disputed tasks with every judgement, and record an adjudication beside them."""
-    from feedback import dashboard
-    from feedback.models import ComparisonTask
-
-    project = selectors.get_project_for_user(user=request.user, project_ref=slug)
-    if not selectors.can_review(user=request.user, project=project):
-        raise Http404("No such project.")
+    project = _project_for_reviewer(request, slug)
     if request.method == "POST":
         task_ref = request.POST.get("task", "")
         task = selectors.task_for_annotator(user=request.user, task_id=int(task_ref) if task_ref.isascii() and task_ref.isdigit() else 0)
@@ -135,8 +141,7 @@ def review(request, slug):
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         return redirect("feedback:review", slug=project.slug)
-    disputed = dashboard.disputed_tasks(project=project)
-    tasks = {t.pk: t for t in ComparisonTask.objects.filter(pk__in=[d["task_id"] for d in disputed])
-             .select_related("prompt").prefetch_related("completions", "judgements__annotator")}
+    disputed = dashboard_data.disputed_tasks(project=project)
+    tasks = selectors.tasks_for_review(task_ids=[d["task_id"] for d in disputed])
     items = [{**d, "task": tasks[d["task_id"]]} for d in disputed if d["task_id"] in tasks]
     return render(request, "feedback/review.html", {"project": project, "items": items})

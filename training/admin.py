@@ -1,13 +1,6 @@
 from django.contrib import admin
 
-from training.models import ModelVersion, PreferenceSnapshot, RetrainSchedule, TrainingRun
-
-
-@admin.register(PreferenceSnapshot)
-class PreferenceSnapshotAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "sha256", "agreement", "created_at"]
-    list_filter = ["project"]
-    readonly_fields = ["sha256", "judgement_ids", "counts", "created_at"]
+from training.models import ModelVersion, RetrainSchedule, TrainingRun
 
 
 @admin.register(ModelVersion)

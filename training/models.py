@@ -1,29 +1,13 @@
-"""Model registry, preference snapshots and training runs: every artefact names where it came from."""
+"""Model registry and training runs (preference snapshots live in feedback.models): every artefact names where it came from."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 
-
-class PreferenceSnapshot(models.Model):
-    """A frozen set of judgements (ids + sha256) that a reward model or DPO run learns from."""
-
-    project = models.ForeignKey("feedback.Project", on_delete=models.CASCADE, related_name="snapshots")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    judgement_ids = models.JSONField(default=list, help_text="The judgements it holds, as runs [first id, last id].")
-    filters = models.JSONField(default=dict, blank=True)
-    counts = models.JSONField(default=dict, blank=True, help_text="pairs, train/test pairs, prompts, judgements …")
-    agreement = models.FloatField(null=True, blank=True)
-    sha256 = models.CharField(max_length=64, db_index=True)
-    path = models.CharField(max_length=500, blank=True, help_text="Where its export files live.")
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"snapshot {self.pk} of {self.project_id} ({self.sha256[:12]})"
+# PreferenceSnapshot moved to feedback (it belongs to the judgements it snapshots); re-exported here so
+# `from training.models import PreferenceSnapshot` keeps working until callers import it from feedback.models.
+from feedback.models import PreferenceSnapshot  # noqa: F401
 
 
 class ModelVersion(models.Model):
@@ -48,7 +32,7 @@ class ModelVersion(models.Model):
         help_text="For a policy: the reward model it was optimised against.",
     )
     snapshot = models.ForeignKey(
-        PreferenceSnapshot, null=True, blank=True, on_delete=models.PROTECT, related_name="model_versions"
+        "feedback.PreferenceSnapshot", null=True, blank=True, on_delete=models.PROTECT, related_name="model_versions"
     )
     path = models.CharField(max_length=500)
     sha256 = models.CharField(max_length=64, help_text="sha256 of the manifest of its files.")
@@ -85,7 +69,7 @@ class TrainingRun(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     config = models.JSONField(default=dict, blank=True)
     snapshot = models.ForeignKey(
-        PreferenceSnapshot, null=True, blank=True, on_delete=models.PROTECT, related_name="training_runs"
+        "feedback.PreferenceSnapshot", null=True, blank=True, on_delete=models.PROTECT, related_name="training_runs"
     )
     base_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="runs_based_on"

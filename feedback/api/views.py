@@ -14,28 +14,40 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from core.exceptions import ApplicationError, error_responses
+from core.permissions import IsProjectAdmin, IsProjectReviewer
 from feedback import exports, importing, selectors, services
-from feedback.api import serializers as s
+from feedback.api.serializers import (
+    AuthTokenOutputSerializer, ExportQuerySerializer, ImportInputSerializer, ImportOutputSerializer,
+    JudgementInputSerializer, JudgementOutputSerializer, NextTaskOutputSerializer, ProjectSerializer,
+    ProjectStatsSerializer,
+)
 from feedback.models import Judgement, Project
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
     description="A retry with the same key returns the first result and stores nothing twice.",
 )
-FORBIDDEN_ADMIN_ONLY = "Only the project's admins may do this."
+PROJECT_CREATE_NEEDS_STAFF = "Only staff with the add_project permission may create projects."
 
 
-def _require_project_admin(request, project: Project) -> None:
-    if not selectors.is_project_admin(user=request.user, project=project):
-        raise ApplicationError(FORBIDDEN_ADMIN_ONLY, status_code=status.HTTP_403_FORBIDDEN)
+class ProjectRoleApi(APIView):
+    """An endpoint on one project that needs a role there: non-members get 404 (as for a missing project),
+    members without the role 403 (the DRF permission classes of core.permissions)."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get_project(self, request, project_ref) -> Project:
+        project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
+        self.check_object_permissions(request, project)
+        return project
 
 
 @extend_schema_view(
-    get=extend_schema(responses={200: s.ProjectSerializer(many=True), **error_responses(401, 403)}),
-    post=extend_schema(responses={201: s.ProjectSerializer, **error_responses(400, 401, 403)}),
+    get=extend_schema(responses={200: ProjectSerializer(many=True), **error_responses(401, 403)}),
+    post=extend_schema(responses={201: ProjectSerializer, **error_responses(400, 401, 403)}),
 )
 class ProjectListCreateApi(generics.ListCreateAPIView):
-    serializer_class = s.ProjectSerializer
+    serializer_class = ProjectSerializer
     filterset_fields = ["slug"]
 
     def get_queryset(self):
@@ -45,19 +57,19 @@ class ProjectListCreateApi(generics.ListCreateAPIView):
 
     def perform_create(self, serializer):
         if not (self.request.user.is_staff and self.request.user.has_perm("feedback.add_project")):
-            raise ApplicationError("Only staff with the add_project permission may create projects.", status_code=403)
+            raise ApplicationError(PROJECT_CREATE_NEEDS_STAFF, status_code=status.HTTP_403_FORBIDDEN)
         serializer.instance = services.create_project(**serializer.validated_data, actor=self.request.user)
 
 
 class ProjectDetailApi(APIView):
-    @extend_schema(responses={200: s.ProjectSerializer, **error_responses(401, 403, 404)})
+    @extend_schema(responses={200: ProjectSerializer, **error_responses(401, 403, 404)})
     def get(self, request, project_ref):
         project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
-        return Response(s.ProjectSerializer(project).data)
+        return Response(ProjectSerializer(project).data)
 
 
 class NextTaskApi(APIView):
-    @extend_schema(request=None, responses={200: s.NextTaskOutputSerializer, 204: OpenApiResponse(description="Nothing left for you."),
+    @extend_schema(request=None, responses={200: NextTaskOutputSerializer, 204: OpenApiResponse(description="Nothing left for you."),
                                             **error_responses(401, 403, 404)})
     def post(self, request, project_ref):
         project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
@@ -65,25 +77,25 @@ class NextTaskApi(APIView):
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         assignment.completions = selectors.labelled_completions(assignment=assignment)
-        return Response(s.NextTaskOutputSerializer(assignment).data)
+        return Response(NextTaskOutputSerializer(assignment).data)
 
 
 class JudgementCreateApi(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "submit"
 
-    @extend_schema(request=s.JudgementInputSerializer, parameters=[IDEMPOTENCY_HEADER],
-                   responses={201: s.JudgementOutputSerializer, 200: s.JudgementOutputSerializer,
+    @extend_schema(request=JudgementInputSerializer, parameters=[IDEMPOTENCY_HEADER],
+                   responses={201: JudgementOutputSerializer, 200: JudgementOutputSerializer,
                               **error_responses(400, 401, 403, 404, 409, 413, 429)})
     def post(self, request, task_id):
         task = selectors.task_for_annotator(user=request.user, task_id=task_id)
-        serializer = s.JudgementInputSerializer(data=request.data)
+        serializer = JudgementInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         judgement, created = services.submit_judgement(
             task=task, annotator=request.user, idempotency_key=request.headers.get("Idempotency-Key", "")[:128],
             **serializer.validated_data,
         )
-        return Response(s.JudgementOutputSerializer(judgement).data,
+        return Response(JudgementOutputSerializer(judgement).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -95,11 +107,11 @@ class TaskSkipApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-@extend_schema_view(get=extend_schema(responses={200: s.JudgementOutputSerializer(many=True), **error_responses(400, 401, 403)}))
+@extend_schema_view(get=extend_schema(responses={200: JudgementOutputSerializer(many=True), **error_responses(400, 401, 403)}))
 class MyJudgementListApi(generics.ListAPIView):
     """The caller's own judgements; nobody sees other annotators' judgements here."""
 
-    serializer_class = s.JudgementOutputSerializer
+    serializer_class = JudgementOutputSerializer
     filterset_fields = ["task", "task__project"]
 
     def get_queryset(self):
@@ -108,24 +120,24 @@ class MyJudgementListApi(generics.ListAPIView):
         return Judgement.objects.filter(annotator=self.request.user).order_by("-id")
 
 
-class ProjectStatsApi(APIView):
-    @extend_schema(responses={200: s.ProjectStatsSerializer, **error_responses(401, 403, 404)})
+class ProjectStatsApi(ProjectRoleApi):
+    permission_classes = [permissions.IsAuthenticated, IsProjectReviewer]
+
+    @extend_schema(responses={200: ProjectStatsSerializer, **error_responses(401, 403, 404)})
     def get(self, request, project_ref):
-        project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
-        if not selectors.can_review(user=request.user, project=project):
-            raise ApplicationError("Only reviewers and admins may see project statistics.", status_code=403)
-        return Response(s.ProjectStatsSerializer(selectors.project_stats(project=project)).data)
+        project = self.get_project(request, project_ref)
+        return Response(ProjectStatsSerializer(selectors.project_stats(project=project)).data)
 
 
-class ProjectImportApi(APIView):
+class ProjectImportApi(ProjectRoleApi):
+    permission_classes = [permissions.IsAuthenticated, IsProjectAdmin]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(request=s.ImportInputSerializer,
-                   responses={201: s.ImportOutputSerializer, **error_responses(400, 401, 403, 404, 413)})
+    @extend_schema(request=ImportInputSerializer,
+                   responses={201: ImportOutputSerializer, **error_responses(400, 401, 403, 404, 413)})
     def post(self, request, project_ref):
-        project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
-        _require_project_admin(request, project)
-        serializer = s.ImportInputSerializer(data=request.data)
+        project = self.get_project(request, project_ref)
+        serializer = ImportInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data.get("file")
         if upload is not None:
@@ -139,7 +151,7 @@ class ProjectImportApi(APIView):
             rows = importing.read_rows_from_objects(serializer.validated_data["rows"])
             source = "api rows"
         result = services.import_prompts(project=project, rows=rows, actor=request.user, source=source)
-        return Response(s.ImportOutputSerializer(result.as_dict()).data, status=status.HTTP_201_CREATED)
+        return Response(ImportOutputSerializer(result.as_dict()).data, status=status.HTTP_201_CREATED)
 
 
 class _JsonOnlyNegotiation(DefaultContentNegotiation):
@@ -149,9 +161,10 @@ class _JsonOnlyNegotiation(DefaultContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class ProjectExportApi(APIView):
+class ProjectExportApi(ProjectRoleApi):
     """Stream the project's preference pairs (JSONL) and record the snapshot they come from."""
 
+    permission_classes = [permissions.IsAuthenticated, IsProjectAdmin]
     content_negotiation_class = _JsonOnlyNegotiation
 
     @extend_schema(
@@ -165,9 +178,8 @@ class ProjectExportApi(APIView):
                    **error_responses(400, 401, 403, 404)},
     )
     def get(self, request, project_ref):
-        project = selectors.get_project_for_user(user=request.user, project_ref=project_ref)
-        _require_project_admin(request, project)
-        params = s.ExportQuerySerializer(data=request.query_params)
+        project = self.get_project(request, project_ref)
+        params = ExportQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         data = params.validated_data
         filters = exports.ExportFilters(
@@ -175,7 +187,7 @@ class ProjectExportApi(APIView):
             since_snapshot=data.get("since_snapshot"), models=tuple(data.get("model", [])),
             test_fraction=data["test_fraction"],
         )
-        snapshot = exports.create_snapshot(project=project, filters=filters, actor=request.user, write_files=False)
+        snapshot = services.create_snapshot(project=project, filters=filters, actor=request.user)
         response = StreamingHttpResponse(exports.stream_jsonl(snapshot), content_type="application/jsonl; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{project.slug}-snapshot-{snapshot.pk}.jsonl"'
         response["X-Snapshot-Id"] = str(snapshot.pk)
@@ -190,6 +202,6 @@ class ThrottledObtainAuthToken(ObtainAuthToken):
     throttle_scope = "login"
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(responses={200: s.AuthTokenOutputSerializer, **error_responses(400, 403, 429)})
+    @extend_schema(responses={200: AuthTokenOutputSerializer, **error_responses(400, 403, 429)})
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)

@@ -2,7 +2,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from feedback import services
-from feedback.models import Completion, ComparisonTask, Membership, Project, Prompt
+from feedback.models import Completion, ComparisonTask, Project, Prompt
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -14,6 +14,8 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class ProjectFactory(factory.django.DjangoModelFactory):
+    """Projects are made by `services.create_project` (validation and the audit row included)."""
+
     class Meta:
         model = Project
 
@@ -23,14 +25,17 @@ class ProjectFactory(factory.django.DjangoModelFactory):
     completions_per_task = 2
     overlap = 2
 
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        return services.create_project(**kwargs)
+
 
 def make_member(project, role="annotator", **user_fields):
+    """A new user (password "pass-word-123") made a member by `services.add_member`, as the command does."""
     user = UserFactory(**user_fields)
-    Membership.objects.create(project=project, user=user, role=role)
-    user.groups.add(services.ensure_role_groups()[role])
-    if role == Membership.Role.ADMIN:
-        user.is_staff = True
-        user.save()
+    _, token = services.add_member(project=project, username=user.username, role=role)
+    token.delete()  # tests that call the API with a token create their own, as a client would log in
+    user.refresh_from_db()
     return user
 
 

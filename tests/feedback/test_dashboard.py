@@ -6,9 +6,13 @@ from tests.feedback.factories import make_member, make_tasks
 from tests.feedback.test_exports import judge
 
 
+# Completion lengths by model: m0 is mid-length, m1 the longest, m2 the shortest.
+TEXTS = {0: "ten chars.", 1: "twenty characters...", 2: "five."}
+
+
 @pytest.fixture
 def busy_project(project):
-    make_tasks(project, 4, k=3)
+    make_tasks(project, 4, k=3, texts=TEXTS)
     gold = project.tasks.order_by("id").last()
     ids = dict(gold.completions.values_list("model_name", "id"))
     services.mark_gold(task=gold, ranking=[[ids["m0"]], [ids["m1"]], [ids["m2"]]])
@@ -34,7 +38,15 @@ def test_dashboard_figures(busy_project):
     assert by_name["alice"]["agreement"] == pytest.approx(2 / 3)
     assert data["stats"]["judgements_done"] == 6
     assert sum(n for _, n in data["charts"]["per_hour"]) == 8
-    assert data["length_bias"]["decided"] >= 0
+    # Trust after the gold task: alice 3/3 right -> (2*3 + 4) / (2*3 + 5) = 10/11, bob 0/3 -> 4/11.
+    # So on each of the 3 non-gold tasks the consensus is m0 > m1, m0 > m2, m1 > m2 (alice outweighs bob on
+    # m1 vs m2): 9 decided pairs; the longer completion wins m0 > m2 and m1 > m2, not m0 > m1: 6 of 9.
+    trust = dict(busy_project.memberships.values_list("user__username", "trust"))
+    assert trust == {"alice": pytest.approx(10 / 11), "bob": pytest.approx(4 / 11)}
+    bias = data["length_bias"]
+    assert bias["decided"] == 9 and bias["share"] == pytest.approx(6 / 9)
+    # Wilson 95% interval of 6/9, by hand: centre 0.6168, half-width 0.2626.
+    assert bias["lower"] == pytest.approx(0.3542, abs=1e-3) and bias["upper"] == pytest.approx(0.8794, abs=1e-3)
 
 
 def test_dashboard_page_for_reviewers_only(busy_project):

@@ -1,12 +1,12 @@
 import json
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
-from feedback import exports, services
-from feedback.models import Adjudication, Membership
+from feedback import exports, quality, services
+from feedback.models import Membership, PreferenceSnapshot
 from tests.feedback.factories import make_member, make_tasks
-from training.models import PreferenceSnapshot
 
 
 def judge(project, person, ranking_by_model, flags=()):
@@ -37,7 +37,7 @@ def rows_of(snapshot):
 
 
 def test_pairs_consensus_and_trl_columns(judged):
-    snapshot = exports.create_snapshot(project=judged, write_files=False)
+    snapshot = services.create_snapshot(project=judged)
     rows = rows_of(snapshot)
     assert {"prompt", "chosen", "rejected", "margin", "agreement", "n_judgements", "prompt_id", "chosen_model",
             "rejected_model", "snapshot"} <= set(rows[0])
@@ -57,48 +57,48 @@ def test_trust_weights_the_consensus(judged):
     bob = Membership.objects.filter(project=judged).order_by("-id").first()
     bob.trust = 0.2
     bob.save()
-    rows = rows_of(exports.create_snapshot(project=judged, write_files=False))
+    rows = rows_of(services.create_snapshot(project=judged))
     disputed = [r for r in rows if r["prompt_id"] == "p1" and {r["chosen_model"], r["rejected_model"]} == {"m0", "m1"}]
     assert [(r["chosen_model"], r["agreement"]) for r in disputed] == [("m1", 0.5)]
-    trusted_only = exports.create_snapshot(project=judged, filters=exports.ExportFilters(only_trusted=True), write_files=False)
+    trusted_only = services.create_snapshot(project=judged, filters=exports.ExportFilters(only_trusted=True))
     assert all(r["n_judgements"] == 1 for r in rows_of(trusted_only))
 
 
 def test_adjudication_decides_but_keeps_judgements(judged, project_admin):
     task = judged.tasks.order_by("id")[1]
     ids = dict(task.completions.values_list("model_name", "id"))
-    Adjudication.objects.create(task=task, reviewer=project_admin, ranking=[[ids["m1"]], [ids["m0"]], [ids["m2"]]])
-    rows = [r for r in rows_of(exports.create_snapshot(project=judged, write_files=False)) if r["prompt_id"] == "p1"]
+    services.adjudicate(task=task, reviewer=project_admin, ranking=[[ids["m1"]], [ids["m0"]], [ids["m2"]]])
+    rows = [r for r in rows_of(services.create_snapshot(project=judged)) if r["prompt_id"] == "p1"]
     assert ("m1", "m0") in {(r["chosen_model"], r["rejected_model"]) for r in rows}
     assert task.judgements.count() == 2
 
 
 def test_filters_min_agreement_and_flags(judged):
-    strict = exports.create_snapshot(project=judged, filters=exports.ExportFilters(min_agreement=1.0), write_files=False)
+    strict = services.create_snapshot(project=judged, filters=exports.ExportFilters(min_agreement=1.0))
     assert all(r["agreement"] == 1.0 for r in rows_of(strict))
     carol = make_member(judged)
     make_tasks(judged, 3, k=3)  # p0..p1 exist; p2 is new
     judge(judged, carol, [["m2"], ["m1"], ["m0"]], flags=["unsafe"])
-    flagged = exports.create_snapshot(project=judged, filters=exports.ExportFilters(drop_flagged=True), write_files=False)
+    flagged = services.create_snapshot(project=judged, filters=exports.ExportFilters(drop_flagged=True))
     assert "p2" not in {r["prompt_id"] for r in rows_of(flagged)}
-    everything = exports.create_snapshot(project=judged, write_files=False)
+    everything = services.create_snapshot(project=judged)
     assert "p2" in {r["prompt_id"] for r in rows_of(everything)}
 
 
 def test_since_snapshot_and_stable_hash(judged):
-    first = exports.create_snapshot(project=judged, write_files=False)
-    again = exports.create_snapshot(project=judged, write_files=False)
+    first = services.create_snapshot(project=judged)
+    again = services.create_snapshot(project=judged)
     assert first.sha256 == again.sha256 and first.judgement_ids == again.judgement_ids
-    newer = exports.create_snapshot(project=judged, filters=exports.ExportFilters(since_snapshot=first.pk), write_files=False)
+    newer = services.create_snapshot(project=judged, filters=exports.ExportFilters(since_snapshot=first.pk))
     assert newer.judgement_ids == [] and rows_of(newer) == []
     assert newer.sha256 != first.sha256
 
 
 def test_split_is_by_prompt():
     keys = [f"prompt-{i}" for i in range(2000)]
-    splits = {k: exports.split_of(k, test_fraction=0.2) for k in keys}
+    splits = {k: quality.split_of(k, test_fraction=0.2) for k in keys}
     assert 0.15 < sum(v == "test" for v in splits.values()) / len(keys) < 0.25
-    assert splits == {k: exports.split_of(k, test_fraction=0.2) for k in keys}  # stable
+    assert splits == {k: quality.split_of(k, test_fraction=0.2) for k in keys}  # stable
 
 
 def test_command_writes_files_card_and_snapshot(judged, tmp_path):
@@ -155,7 +155,7 @@ def test_one_shape_per_export_when_chats_and_text_mix(project):
     person = make_member(project)
     while (held := services.next_task(project=project, annotator=person)) is not None:
         services.submit_judgement(task=held.task, annotator=person, ranking=[["a"], ["b"]])
-    exported = rows_of(exports.create_snapshot(project=project, write_files=False))
+    exported = rows_of(services.create_snapshot(project=project))
     assert len(exported) == 2
     for row in exported:
         assert isinstance(row["prompt"], list) and row["chosen"][0]["role"] == "assistant"
@@ -166,7 +166,7 @@ def test_client_disconnecting_mid_stream_leaves_everything_intact(judged, projec
 
     client = APIClient()
     client.force_authenticate(project_admin)
-    snapshot = exports.create_snapshot(project=judged, write_files=False)
+    snapshot = services.create_snapshot(project=judged)
     stream = exports.stream_jsonl(snapshot)  # what the API response iterates
     assert json.loads(next(stream))["snapshot"] == snapshot.pk
     stream.close()  # the server closes the response's iterator when the client goes away
@@ -175,3 +175,46 @@ def test_client_disconnecting_mid_stream_leaves_everything_intact(judged, projec
     again = client.get(f"/api/v1/projects/{judged.slug}/export/")
     assert len(b"".join(again.streaming_content).splitlines()) == 5
     assert PreferenceSnapshot.objects.filter(sha256=snapshot.sha256).count() == 2
+
+
+class TestFileExportSnapshots:
+    """A file export's snapshot commits first, and covers its judgements only once its files were written whole."""
+
+    def test_written_export_is_complete_and_announced(self, judged, tmp_path):
+        snapshot, stats = services.export_preferences(project=judged, out_dir=tmp_path / "out")
+        snapshot.refresh_from_db()
+        assert snapshot.state == PreferenceSnapshot.State.COMPLETE and snapshot.path == str(tmp_path / "out")
+        assert snapshot.counts["pairs"] == stats.counts()["pairs"] == 5
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["README.md", "test.jsonl", "train.jsonl"]
+
+    def test_full_disk_marks_it_failed_and_leaves_no_partial_files(self, judged, tmp_path, monkeypatch):
+        def full_disk(rows, out_dir):
+            (out_dir / ".train.jsonl.partial").write_text(json.dumps(next(iter(rows))) + "\n")
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(exports, "_write_jsonl", full_disk)
+        with pytest.raises(OSError):
+            services.export_preferences(project=judged, out_dir=tmp_path)
+        snapshot = PreferenceSnapshot.objects.get()
+        assert snapshot.state == PreferenceSnapshot.State.FAILED and "No space left" in snapshot.error
+        assert list(tmp_path.iterdir()) == []
+
+    def test_since_snapshot_accepts_complete_snapshots_only(self, judged, tmp_path, monkeypatch):
+        monkeypatch.setattr(exports, "_write_jsonl", lambda rows, out_dir: (_ for _ in ()).throw(OSError("disk")))
+        with pytest.raises(OSError):
+            services.export_preferences(project=judged, out_dir=tmp_path)
+        failed = PreferenceSnapshot.objects.get()
+        with pytest.raises(ValidationError) as excinfo:
+            services.create_snapshot(project=judged, filters=exports.ExportFilters(since_snapshot=failed.pk))
+        assert "since_snapshot" in excinfo.value.message_dict
+        complete = services.create_snapshot(project=judged)
+        newer = services.create_snapshot(project=judged, filters=exports.ExportFilters(since_snapshot=complete.pk))
+        assert newer.counts["judgements"] == 0
+
+    def test_rows_for_training_come_from_the_database_and_from_complete_files_alike(self, judged, tmp_path):
+        from_db = exports.snapshot_split_rows(services.create_snapshot(project=judged))
+        snapshot, _ = services.export_preferences(project=judged, out_dir=tmp_path)
+        from_files = exports.snapshot_split_rows(snapshot)
+        strip = lambda rows: sorted((r["prompt_id"], r["chosen_model"], r["rejected_model"]) for r in rows)  # noqa: E731
+        assert [strip(rows) for rows in from_db] == [strip(rows) for rows in from_files]
+        assert sum(map(len, from_files)) == 5

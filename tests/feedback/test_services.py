@@ -222,7 +222,7 @@ class TestAdaptiveOverlapAndTrust:
         for _ in range(2):
             person = make_member(project)
             held = services.next_task(project=project, annotator=person)
-            services.submit_judgement(task=held.task, annotator=person, ranking=[[held.label_map_by_id()[0]], [held.label_map_by_id()[1]]])
+            services.submit_judgement(task=held.task, annotator=person, ranking=[[held.labels_sorted_by_completion_id()[0]], [held.labels_sorted_by_completion_id()[1]]])
         task.refresh_from_db()
         assert task.status == ComparisonTask.Status.COMPLETE and task.judgements_done == 2
 

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from feedback import exports
+from feedback import exports, services
 from feedback.models import Project
 
 
@@ -37,15 +37,11 @@ class Command(BaseCommand):
                 trust_threshold=opts["trust_threshold"], since_snapshot=opts["since_snapshot"],
                 models=tuple(opts["model"]), test_fraction=opts["test_fraction"],
             )
-            snapshot = exports.create_snapshot(project=project, filters=filters, write_files=False)
             bar = lambda rows: tqdm(rows, unit="pair", desc="export", disable=opts["verbosity"] == 0)  # noqa: E731
-            stats = exports.write_export(snapshot, out, fmt=opts["format"], progress=bar)
+            snapshot, stats = services.export_preferences(project=project, out_dir=out, fmt=opts["format"],
+                                                          filters=filters, progress=bar)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
-        snapshot.path = str(out)
-        snapshot.counts = {**snapshot.counts, **stats.counts()}
-        snapshot.agreement = stats.mean_agreement()
-        snapshot.save(update_fields=["path", "counts", "agreement"])
         c = stats.counts()
         self.stdout.write(f"snapshot {snapshot.pk} ({snapshot.sha256[:12]}): {c['pairs']} pairs "
                           f"({c['train_pairs']} train / {c['test_pairs']} test) written to {out}")

@@ -8,13 +8,14 @@ import secrets
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from feedback import importing, services
-from feedback.models import Project
+import feedback
+from feedback import importing, selectors, services
+from training import services as training_services
 
-DEMO_FILE = Path(__file__).resolve().parent.parent.parent / "fixtures" / "demo_prompts.jsonl"
+DEMO_FILE = Path(feedback.__file__).resolve().parent / "fixtures" / "demo_prompts.jsonl"
+DEMO_USERS = (("admin", "admin"), ("reviewer", "reviewer"), ("annotator", "annotator"), ("annotator2", "annotator"))
 INSTRUCTIONS = """Rank the answers **best first**. Prefer answers that are *correct*, then *helpful*, then *concise*.
 
 - Use a tie (`=`) when two answers are equally good.
@@ -31,7 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-samples", action="store_true", help="do not queue policy sampling")
 
     def handle(self, *args, **opts):
-        project = Project.objects.filter(slug=opts["slug"]).first() or services.create_project(
+        project = selectors.project_by_slug(slug=opts["slug"]) or services.create_project(
             slug=opts["slug"], name="Demo: helpful answers", instructions=INSTRUCTIONS, completions_per_task=3,
             overlap=2, lease_seconds=600,
         )
@@ -40,10 +41,9 @@ class Command(BaseCommand):
         self.stdout.write(f"demo project '{project.slug}': {result.prompts_created} new prompts, {result.tasks_created} new tasks")
 
         credentials = self._credentials()
-        User = get_user_model()
-        for username, role in (("admin", "admin"), ("reviewer", "reviewer"), ("annotator", "annotator"), ("annotator2", "annotator")):
+        for username, role in DEMO_USERS:
             services.add_member(project=project, username=username, role=role, password=credentials[username])
-        User.objects.filter(username="admin").update(is_superuser=True, is_staff=True)
+        services.make_superuser(username="admin")
 
         if not opts["no_samples"]:
             self._queue_sampling(project)
@@ -56,7 +56,7 @@ class Command(BaseCommand):
         known = {}
         if path.exists():
             known = dict(line.split(None, 1) for line in path.read_text().splitlines() if line.strip())
-        names = ["admin", "reviewer", "annotator", "annotator2"]
+        names = [username for username, _ in DEMO_USERS]
         credentials = {name: known.get(name, "").strip() or secrets.token_urlsafe(9) for name in names}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{k} {v}\n" for k, v in credentials.items()))
@@ -64,10 +64,6 @@ class Command(BaseCommand):
         return credentials
 
     def _queue_sampling(self, project) -> None:
-        try:
-            from training import services as training_services
-        except ImportError:
-            return
         queued = training_services.queue_demo_sampling(project=project)
         if queued:
             self.stdout.write(f"queued run {queued.pk}: the default policy samples completions for prompts without them")

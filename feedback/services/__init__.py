@@ -1,0 +1,39 @@
+"""Every write of the annotation platform. Views, admin, commands and jobs call these; nothing else writes.
+
+One module per concern; everything is importable from here (`from feedback import services;
+services.next_task(...)`):
+
+- `projects`: create_project, update_project, add_member, remove_member, ensure_role_groups, make_superuser
+- `prompts`: import_prompts (rows parsed and validated by `feedback.importing`), create_task
+- `queue`: next_task, submit_judgement, skip_task, release_expired_leases
+- `review`: mark_gold, mark_gold_from_consensus, adjudicate, recompute_trust
+- `snapshots`: create_snapshot (rows read from the database), export_preferences (files)
+"""
+
+from feedback.services.projects import (
+    ROLE_GROUPS, ROLE_UNKNOWN, add_member, create_project, ensure_role_groups, make_superuser, remove_member,
+    update_project,
+)
+from feedback.services.prompts import TASK_COMPLETIONS_RANGE, ImportResult, create_task, import_prompts
+from feedback.services.queue import (
+    ALREADY_JUDGED, COMMENT_LIMIT, COMMENT_TOO_LONG, CONFIDENCE_RANGE, FLAG_UNKNOWN, IDEMPOTENCY_KEY_REUSED,
+    LEASE_EXPIRED, NOT_LEASEHOLDER, NUL_NOT_ALLOWED, RANKING_BAD_GROUP, RANKING_DUPLICATE_LABEL, RANKING_MISSING_LABEL,
+    RANKING_NOT_A_LIST, RANKING_UNKNOWN_LABEL, next_task, ranking_to_completion_ids, release_expired_leases, skip_task,
+    submit_judgement,
+)
+from feedback.services.review import (
+    ADJUDICATION_RANKING_INVALID, GOLD_RANKING_INVALID, adjudicate, mark_gold, mark_gold_from_consensus,
+    recompute_trust,
+)
+from feedback.services.snapshots import create_snapshot, export_preferences
+
+__all__ = [
+    "ADJUDICATION_RANKING_INVALID", "ALREADY_JUDGED", "COMMENT_LIMIT", "COMMENT_TOO_LONG", "CONFIDENCE_RANGE",
+    "FLAG_UNKNOWN", "GOLD_RANKING_INVALID", "IDEMPOTENCY_KEY_REUSED", "LEASE_EXPIRED", "NOT_LEASEHOLDER",
+    "NUL_NOT_ALLOWED", "RANKING_BAD_GROUP", "RANKING_DUPLICATE_LABEL", "RANKING_MISSING_LABEL", "RANKING_NOT_A_LIST",
+    "RANKING_UNKNOWN_LABEL", "ROLE_GROUPS", "ROLE_UNKNOWN", "TASK_COMPLETIONS_RANGE", "ImportResult",
+    "add_member", "adjudicate", "create_project", "create_snapshot", "create_task", "ensure_role_groups",
+    "export_preferences", "import_prompts", "make_superuser", "mark_gold", "mark_gold_from_consensus", "next_task",
+    "ranking_to_completion_ids", "recompute_trust", "release_expired_leases", "remove_member", "skip_task",
+    "submit_judgement", "update_project",
+]

@@ -1,0 +1,253 @@
+"""The queue: leasing the next task, judging it, skipping it.
+
+Queue writes are short transactions. On SQLite each transaction takes the write lock when it starts
+(IMMEDIATE, see settings), so writers queue instead of failing; on PostgreSQL candidate tasks are
+locked with SKIP LOCKED so concurrent annotators never wait on each other's rows. Either way the
+unique constraints (one assignment and one judgement per task and annotator) are the last line of
+defence: no judgement is ever lost or stored twice.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Sequence
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from core.db import lock_rows, retry_transient
+from core.exceptions import ApplicationError, Conflict
+from feedback import quality
+from feedback.models import Assignment, ComparisonTask, Judgement, Project
+from feedback.services.review import update_trust_from_gold
+
+User = get_user_model()
+
+RANKING_NOT_A_LIST = "Ranking must be a non-empty list of groups of labels, best first, e.g. [[\"a\"], [\"b\", \"c\"]]."
+RANKING_BAD_GROUP = "Each ranking group must be a non-empty list of labels; got {group!r}."
+RANKING_UNKNOWN_LABEL = "Unknown completion label {label!r}; this task shows {labels}."
+RANKING_DUPLICATE_LABEL = "Label {label!r} appears more than once in the ranking."
+RANKING_MISSING_LABEL = "Ranking must name every completion exactly once; missing: {labels}."
+FLAG_UNKNOWN = "Unknown flag {flag!r}; allowed: {allowed}."
+CONFIDENCE_RANGE = "Confidence must be an integer from 1 to 5."
+NOT_LEASEHOLDER = "You do not hold a lease on this task. Ask for the next task first."
+LEASE_EXPIRED = "Your lease on this task expired and it went back to the pool. Ask for the next task."
+ALREADY_JUDGED = "You have already judged this task."
+IDEMPOTENCY_KEY_REUSED = "This Idempotency-Key was already used for another task."
+COMMENT_TOO_LONG = "Comment is limited to {limit} characters."
+NUL_NOT_ALLOWED = "Text must not contain NUL characters."
+
+COMMENT_LIMIT = 5000
+CANDIDATES_PER_PICK = 8
+
+
+def release_expired_leases(*, project: Project, now: datetime | None = None, limit: int = 500) -> int:
+    """Return tasks whose lease ran out to the pool. Uses the partial index on live leases only."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        expired = Assignment.objects.filter(project=project, state=Assignment.State.LEASED, leased_until__lte=now)
+        if connection.features.has_select_for_update_skip_locked:
+            expired = lock_rows(expired, skip_locked=True)
+        rows = list(expired.values_list("id", "task_id")[:limit])
+        if not rows:
+            return 0
+        Assignment.objects.filter(id__in=[assignment_id for assignment_id, _ in rows]).delete()
+        for task_id, n in Counter(task_id for _, task_id in rows).items():
+            ComparisonTask.objects.filter(pk=task_id).update(slots_taken=F("slots_taken") - n)
+    return len(rows)
+
+
+@retry_transient
+def next_task(*, project: Project, annotator, now: datetime | None = None) -> Assignment | None:
+    """Lease the next task this annotator has not seen; the same one again if they already hold a lease.
+
+    Picking walks the partial index of open tasks in (priority, id) order and claims a slot with a
+    conditional UPDATE, so it never scans finished tasks and never over-assigns a task.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        # One pick at a time per annotator (two tabs must not end up holding two leases).
+        list(lock_rows(User.objects.filter(pk=annotator.pk)).values_list("pk", flat=True))
+        held = (
+            Assignment.objects.select_related("task__prompt")
+            .filter(annotator=annotator, project=project, state=Assignment.State.LEASED, leased_until__gt=now)
+            .first()
+        )
+        if held is not None:
+            return held
+        release_expired_leases(project=project, now=now)
+
+        seen_by_me = Assignment.objects.filter(task=OuterRef("pk"), annotator=annotator)
+        if project.gold_rate > 0 and random.random() < project.gold_rate:
+            # Gold tasks are served to every annotator once, mixed in at the project's rate and
+            # indistinguishable from the others; they have no overlap limit.
+            gold = (
+                ComparisonTask.objects.filter(project=project, is_gold=True, status=ComparisonTask.Status.OPEN)
+                .filter(~Exists(seen_by_me)).order_by("id").first()
+            )
+            if gold is not None:
+                ComparisonTask.objects.filter(pk=gold.pk).update(slots_taken=F("slots_taken") + 1)
+                return _lease(gold, annotator=annotator, project=project, now=now)
+        candidates = (
+            ComparisonTask.objects.filter(
+                project=project, status=ComparisonTask.Status.OPEN, is_gold=False,
+                slots_taken__lt=F("judgements_needed"),
+            )
+            .filter(~Exists(seen_by_me))
+            .order_by("priority", "id")
+        )
+        for _ in range(CANDIDATES_PER_PICK):
+            if connection.features.has_select_for_update_skip_locked:
+                # PostgreSQL: take the first open task no other picker holds (one row, so nobody waits on
+                # rows we do not need); when every candidate is held, wait for the first one rather than
+                # saying "nothing left" because of a lock.
+                task = lock_rows(candidates, skip_locked=True, of=("self",)).first()
+                if task is None and candidates.exists():
+                    task = lock_rows(candidates, of=("self",)).first()
+            else:
+                task = candidates.first()  # SQLite: this transaction already holds the write lock
+            if task is None:
+                return None
+            claimed = ComparisonTask.objects.filter(
+                pk=task.pk, status=ComparisonTask.Status.OPEN, slots_taken__lt=F("judgements_needed")
+            ).update(slots_taken=F("slots_taken") + 1)
+            if claimed:
+                return _lease(task, annotator=annotator, project=project, now=now)
+    return None
+
+
+def _lease(task: ComparisonTask, *, annotator, project: Project, now: datetime) -> Assignment:
+    label_order = list(task.completions.values_list("id", flat=True))
+    random.shuffle(label_order)  # a fresh anonymous order for every annotator
+    return Assignment.objects.create(
+        task=task, annotator=annotator, project=project, label_order=label_order,
+        leased_at=now, leased_until=now + timedelta(seconds=project.lease_seconds),
+    )
+
+
+def ranking_to_completion_ids(ranking, label_map: dict[str, int]) -> list[list[int]]:
+    """Translate a ranking in anonymous labels into completion ids, checking it names each exactly once."""
+    if not isinstance(ranking, list) or not ranking:
+        raise ValidationError({"ranking": RANKING_NOT_A_LIST})
+    labels_shown = ", ".join(sorted(label_map))
+    seen: set[str] = set()
+    groups: list[list[int]] = []
+    for group in ranking:
+        if isinstance(group, str):
+            group = [group]  # a flat ["a", "b"] is shorthand for [["a"], ["b"]]
+        if not isinstance(group, list) or not group:
+            raise ValidationError({"ranking": RANKING_BAD_GROUP.format(group=group)})
+        ids = []
+        for label in group:
+            if not isinstance(label, str) or label.lower() not in label_map:
+                raise ValidationError({"ranking": RANKING_UNKNOWN_LABEL.format(label=label, labels=labels_shown)})
+            label = label.lower()
+            if label in seen:
+                raise ValidationError({"ranking": RANKING_DUPLICATE_LABEL.format(label=label)})
+            seen.add(label)
+            ids.append(label_map[label])
+        groups.append(ids)
+    missing = sorted(set(label_map) - seen)
+    if missing:
+        raise ValidationError({"ranking": RANKING_MISSING_LABEL.format(labels=", ".join(missing))})
+    return groups
+
+
+def _clean_flags(flags) -> list[str]:
+    flags = list(flags or [])
+    allowed = Judgement.Flag.values
+    for flag in flags:
+        if flag not in allowed:
+            raise ValidationError({"flags": FLAG_UNKNOWN.format(flag=flag, allowed=", ".join(allowed))})
+    return sorted(set(flags))
+
+
+@retry_transient
+def submit_judgement(
+    *, task: ComparisonTask, annotator, ranking, flags: Sequence[str] = (), confidence: int | None = None,
+    comment: str = "", idempotency_key: str = "", now: datetime | None = None,
+) -> tuple[Judgement, bool]:
+    """Store the leaseholder's ranking once. Returns (judgement, created).
+
+    A retry with the same Idempotency-Key returns the first judgement and stores nothing.
+    """
+    now = now or timezone.now()
+    idempotency_key = (idempotency_key or "").strip()
+    if confidence is not None and (isinstance(confidence, bool) or confidence not in range(1, 6)):
+        raise ValidationError({"confidence": CONFIDENCE_RANGE})
+    comment = comment or ""
+    if len(comment) > COMMENT_LIMIT:
+        raise ValidationError({"comment": COMMENT_TOO_LONG.format(limit=COMMENT_LIMIT)})
+    if "\x00" in comment:
+        raise ValidationError({"comment": NUL_NOT_ALLOWED})
+    flags = _clean_flags(flags)
+
+    with transaction.atomic():
+        assignment = lock_rows(Assignment.objects.filter(task=task, annotator=annotator)).first()
+        if idempotency_key:
+            # Checked after taking the lock: a concurrent retry waits for the first and then sees it.
+            prior = Judgement.objects.filter(annotator=annotator, idempotency_key=idempotency_key).first()
+            if prior is not None:
+                if prior.task_id != task.pk:
+                    raise Conflict(IDEMPOTENCY_KEY_REUSED)
+                return prior, False
+        if assignment is None or assignment.state == Assignment.State.SKIPPED:
+            raise ApplicationError(NOT_LEASEHOLDER, status_code=403)
+        if assignment.state == Assignment.State.SUBMITTED:
+            raise Conflict(ALREADY_JUDGED)
+        if assignment.leased_until <= now:
+            raise Conflict(LEASE_EXPIRED)
+
+        ranking_ids = ranking_to_completion_ids(ranking, assignment.label_map())
+        judgement = Judgement.objects.create(
+            task=task, annotator=annotator, assignment=assignment, ranking=ranking_ids,
+            ranking_labels=[[label.lower() for label in ([g] if isinstance(g, str) else g)] for g in ranking],
+            flags=flags, confidence=confidence, comment=comment, idempotency_key=idempotency_key,
+            seconds_spent=max(0.0, (now - assignment.leased_at).total_seconds()),
+        )
+        assignment.state = Assignment.State.SUBMITTED
+        assignment.finished_at = now
+        assignment.save(update_fields=["state", "finished_at"])
+        if task.is_gold:
+            update_trust_from_gold(project=task.project, annotator=annotator)
+            return judgement, True  # gold tasks stay open for every annotator; they never complete
+        ComparisonTask.objects.filter(pk=task.pk).update(judgements_done=F("judgements_done") + 1)
+        _ask_again_if_judges_disagree(task)
+        ComparisonTask.objects.filter(
+            pk=task.pk, status=ComparisonTask.Status.OPEN, judgements_done__gte=F("judgements_needed")
+        ).update(status=ComparisonTask.Status.COMPLETE)
+    return judgement, True
+
+
+def _ask_again_if_judges_disagree(task: ComparisonTask) -> None:
+    """Adaptive overlap: a task that reached its need with disagreeing judges wants one more, up to max_overlap."""
+    project = task.project
+    if not project.max_overlap or project.max_overlap <= project.overlap:
+        return
+    task.refresh_from_db(fields=["judgements_done", "judgements_needed"])
+    if task.judgements_done < task.judgements_needed or task.judgements_needed >= project.max_overlap:
+        return
+    rankings = list(Judgement.objects.filter(task=task).values_list("ranking", flat=True))
+    if quality.needs_more_judgements(rankings, min_judgements=project.overlap, max_judgements=project.max_overlap,
+                                     agreement_threshold=project.agreement_threshold):
+        ComparisonTask.objects.filter(pk=task.pk).update(judgements_needed=F("judgements_needed") + 1)
+
+
+@retry_transient
+def skip_task(*, task: ComparisonTask, annotator, now: datetime | None = None) -> Assignment:
+    """Give a leased task back: it returns to the pool for others and is never served to this annotator again."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        assignment = lock_rows(Assignment.objects.filter(task=task, annotator=annotator)).first()
+        if assignment is None or assignment.state != Assignment.State.LEASED or assignment.leased_until <= now:
+            raise ApplicationError(NOT_LEASEHOLDER, status_code=403)
+        assignment.state = Assignment.State.SKIPPED
+        assignment.finished_at = now
+        assignment.save(update_fields=["state", "finished_at"])
+        ComparisonTask.objects.filter(pk=task.pk).update(slots_taken=F("slots_taken") - 1)
+    return assignment
