@@ -226,13 +226,13 @@ def register_version(
 
 
 def _activate(*, version: ModelVersion, project) -> ModelVersion:
-    """Make `version` active. A project has one active policy (the others retire); reward models stay
-    active side by side (PPO uses the previous one as a held-out judge)."""
+    """Make `version` active. A project has one active policy (the others retire), and so has the
+    project-less default scope (`project` None); reward models stay active side by side (PPO uses the
+    previous one as a held-out judge)."""
     check_activatable(version=version)
     if version.kind == ModelVersion.Kind.POLICY:
-        if project is None:
-            raise ValidationError(NAME_THE_PROJECT)
-        ModelVersion.objects.filter(project=project, kind=ModelVersion.Kind.POLICY, status=ModelVersion.Status.ACTIVE
+        scope = {"project": project} if project is not None else {"project__isnull": True}
+        ModelVersion.objects.filter(**scope, kind=ModelVersion.Kind.POLICY, status=ModelVersion.Status.ACTIVE
                                     ).exclude(pk=version.pk).update(status=ModelVersion.Status.RETIRED)
     ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.ACTIVE)
     version.refresh_from_db()

@@ -18,12 +18,15 @@ def test_who_did_what_is_recorded_and_cannot_be_changed(project):
     client.post(f"/api/v1/projects/{project.slug}/import/", {"rows": [{"id": "a", "prompt": "p"}]}, format="json")
     exports.create_snapshot(project=project, actor=admin, write_files=False)
     client.post("/api/v1/training-runs/", {"project": project.slug, "kind": "reward"}, format="json")
-    version = training_services.register_model_version(project=project, name="p1", kind=ModelVersion.Kind.POLICY,
-                                                       path="/nowhere", sha256="0" * 64, config={}, metrics={})
-    client.post(f"/api/v1/model-versions/{version.pk}/activate/", {}, format="json")
+    version = training_services.register_version(project=project, name="p1", kind=ModelVersion.Kind.POLICY,
+                                                 path="/nowhere", sha256="0" * 64, config={},
+                                                 metrics={"eval_after/reward": 0.4})
+    assert client.post(f"/api/v1/model-versions/{version.pk}/activate/", {}, format="json").status_code == 200
+    run_id = client.get("/api/v1/training-runs/").json()["results"][0]["id"]
+    assert client.post(f"/api/v1/training-runs/{run_id}/cancel/").status_code == 200
     events = list(AuditEvent.objects.order_by("id").values_list("event_type", "actor__username"))
     assert [e for e, _ in events] == ["prompts_imported", "preferences_exported", "run_started", "version_registered",
-                                      "policy_rolled_back"]
+                                      "policy_rolled_back", "run_cancelled"]
     assert all(actor == admin.username for e, actor in events if e != "version_registered")
 
     event = AuditEvent.objects.first()
