@@ -11,7 +11,7 @@ import threading
 import traceback
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 
 from training import services
 from training.models import TrainingRun
@@ -33,8 +33,12 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stopped.wait(settings.RUN_HEARTBEAT_SECONDS):
-                if services.beat(run_id=self.context.run.pk):
-                    self.context.cancel_requested = True
+                try:
+                    if services.beat(run_id=self.context.run.pk):
+                        self.context.cancel_requested = True
+                except DatabaseError as exc:  # a missed beat is harmless; a dead heartbeat thread is not
+                    logger.warning("run %s: heartbeat skipped: %s", self.context.run.pk, exc)
+                    connection.close()
         finally:
             connection.close()
 
