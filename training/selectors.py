@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import Http404
 
+from core.permissions import REVIEWER, has_project_role
 from feedback import selectors as feedback_selectors
 from training.models import ModelVersion, TrainingRun
 
@@ -18,7 +19,7 @@ def runs_for_user(*, user) -> QuerySet[TrainingRun]:
 def run_for_reviewer(*, user, run_id: int) -> TrainingRun:
     """A run the user may watch: reviewers and admins of its project."""
     run = runs_for_user(user=user).filter(pk=run_id).first()
-    if run is None or not feedback_selectors.can_review(user=user, project=run.project):
+    if run is None or not has_project_role(user=user, project=run.project, role=REVIEWER):
         raise Http404("No such run.")
     return run
 
