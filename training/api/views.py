@@ -17,6 +17,7 @@ from training.models import ModelVersion, TrainingRun
 
 ADMIN_ONLY = [IsAuthenticated, IsProjectAdmin]  # IsProjectAdmin is checked on the run or project acted on
 
+
 class TrainingRunDetailApi(APIView):
     @extend_schema(responses={200: s.TrainingRunSerializer, **error_responses(401, 403, 404)})
     def get(self, request, run_id):
