@@ -26,7 +26,6 @@ class AuditEvent(models.Model):
         RUN_CANCELLED = "run_cancelled", "Training run cancelled"
         VERSION_REGISTERED = "version_registered", "Model version registered"
         SAMPLES_PUBLISHED = "samples_published", "Samples published"
-        POLICY_ACTIVATED = "policy_activated", "Policy activated"
         POLICY_ROLLED_BACK = "policy_rolled_back", "Policy rolled back"
 
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -8,6 +8,6 @@ class OpsConfig(AppConfig):
 
     def ready(self):
         from core.events import domain_event
-        from ops.services import record_deliveries_for_event
+        from ops.dispatch import on_domain_event
 
-        domain_event.connect(record_deliveries_for_event, dispatch_uid="ops.webhooks")
+        domain_event.connect(on_domain_event, dispatch_uid="ops.webhooks")

@@ -2,7 +2,7 @@
 
 from django.db import models
 
-EVENTS = ("snapshot.created", "model_version.registered", "run.finished", "retrain.finished")
+from ops.validators import EVENTS, check_events, check_url
 
 
 class Webhook(models.Model):
@@ -18,10 +18,8 @@ class Webhook(models.Model):
         return self.url
 
     def clean(self):
-        from ops import services
-
-        services.check_events(self.events)
-        services.check_url(self.url)
+        check_events(self.events)
+        check_url(self.url)
 
 
 class WebhookDelivery(models.Model):

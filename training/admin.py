@@ -1,6 +1,60 @@
-from django.contrib import admin
+"""Django admin of the training app (superusers only): the registry, runs, schedules, and the project
+actions that start training. Every action goes through the same services as the API and the pages."""
 
-from training.models import ModelVersion, RetrainSchedule, TrainingRun
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import ValidationError
+
+from core.exceptions import ApplicationError
+from feedback.admin import ProjectAdmin
+from feedback.models import Project
+from training import services
+from training.models import ModelVersion, RetrainSchedule, TrainingRun, TrainingRunMetric
+
+TRAINING_ACTIONS = ["train_reward_model", "train_policy_ppo", "train_policy_dpo", "publish_samples"]
+
+
+class TrainingProjectAdmin(ProjectAdmin):
+    """feedback's ProjectAdmin plus the actions that start runs (training depends on feedback, not back)."""
+
+    actions = [*dict.fromkeys([*ProjectAdmin.actions, *TRAINING_ACTIONS])]
+
+    def _start(self, request, queryset, kind):
+        for project in queryset:
+            try:
+                run = services.start_training(project=project, kind=kind, config={}, created_by=request.user)
+            except ValidationError as exc:
+                self.message_user(request, f"{project.slug}: {' '.join(exc.messages)}", messages.ERROR)
+                continue
+            self.message_user(request, f"{project.slug}: queued {kind} run {run.pk} (see /training/runs/{run.pk}/)")
+
+    @admin.action(description="Train a reward model (in the worker)")
+    def train_reward_model(self, request, queryset):
+        self._start(request, queryset, TrainingRun.Kind.REWARD)
+
+    @admin.action(description="Improve the policy with PPO (in the worker)")
+    def train_policy_ppo(self, request, queryset):
+        self._start(request, queryset, TrainingRun.Kind.PPO)
+
+    @admin.action(description="Improve the policy with DPO (in the worker)")
+    def train_policy_dpo(self, request, queryset):
+        self._start(request, queryset, TrainingRun.Kind.DPO)
+
+    @admin.action(description="Publish new samples from the active policy (in the worker)")
+    def publish_samples(self, request, queryset):
+        self._start(request, queryset, TrainingRun.Kind.PUBLISH)
+
+
+admin.site.unregister(Project)
+admin.site.register(Project, TrainingProjectAdmin)
+
+
+class ActivateForm(ActionForm):
+    """The action bar's extra field: the project a policy becomes active for (a default policy has none)."""
+
+    project = forms.ModelChoiceField(Project.objects.order_by("slug"), required=False,
+                                     help_text="For a default (project-less) policy: the project it samples for.")
 
 
 @admin.register(ModelVersion)
@@ -10,31 +64,47 @@ class ModelVersionAdmin(admin.ModelAdmin):
     search_fields = ["name", "sha256"]
     readonly_fields = ["sha256", "path", "metrics", "created_at"]
     actions = ["roll_back_to"]
+    action_form = ActivateForm
 
-    @admin.action(description="Make this policy the active one (roll back or forward)")
+    @admin.action(description="Make this policy the active one (roll back or forward; choose the project for a default policy)")
     def roll_back_to(self, request, queryset):
-        from training import services
+        try:
+            chosen = ActivateForm.base_fields["project"].clean(request.POST.get("project") or None)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            return
+        for version in queryset:
+            try:
+                version = services.activate_policy(version=version, project=chosen, actor=request.user)
+            except ValidationError as exc:
+                self.message_user(request, f"{version.name}: {' '.join(exc.messages)}", messages.ERROR)
+                continue
+            self.message_user(request, f"{version.name} is now the active policy of {chosen or version.project}")
 
-        for version in queryset.filter(kind=ModelVersion.Kind.POLICY):
-            services.activate_policy(version=version, actor=request.user, rollback=True)
-            self.message_user(request, f"{version.name} is now the active policy of {version.project or 'all projects'}")
+
+class TrainingRunMetricInline(admin.TabularInline):
+    model = TrainingRunMetric
+    extra = 0
+    can_delete = False
+    readonly_fields = ["step", "metrics", "created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "state", "project", "progress", "produced_version", "created_at", "finished_at"]
     list_filter = ["kind", "state", "project"]
-    readonly_fields = ["metrics", "summary", "log", "error", "heartbeat_at", "started_at", "finished_at"]
+    readonly_fields = ["summary", "log", "error", "heartbeat_at", "started_at", "finished_at"]
+    inlines = [TrainingRunMetricInline]
     actions = ["cancel"]
 
     @admin.action(description="Cancel the selected runs")
     def cancel(self, request, queryset):
-        from core.exceptions import ApplicationError
-        from training import services
-
         for run in queryset:
             try:
-                services.request_cancel(run=run)
+                services.request_cancel(run=run, actor=request.user)
             except ApplicationError:
                 continue
 

@@ -5,10 +5,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-# PreferenceSnapshot moved to feedback (it belongs to the judgements it snapshots); re-exported here so
-# `from training.models import PreferenceSnapshot` keeps working until callers import it from feedback.models.
-from feedback.models import PreferenceSnapshot  # noqa: F401
-
 
 class ModelVersion(models.Model):
     class Kind(models.TextChoices):
@@ -79,7 +75,6 @@ class TrainingRun(models.Model):
     )
     parent_run = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_runs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    metrics = models.JSONField(default=list, blank=True, help_text="One dict per logged step.")
     summary = models.JSONField(default=dict, blank=True, help_text="Evaluation report and final figures.")
     log = models.TextField(blank=True)
     error = models.TextField(blank=True)
@@ -100,6 +95,27 @@ class TrainingRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in {self.State.SUCCEEDED, self.State.FAILED, self.State.CANCELLED}
+
+
+class TrainingRunMetric(models.Model):
+    """One logged step of a run: a flat dict of figures (`objective/kl`, `loss` …). A row per step, so the
+    worker appends without rewriting what it logged before."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="step_metrics")
+    step = models.PositiveIntegerField()
+    metrics = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "step"]
+        constraints = [models.UniqueConstraint(fields=["run", "step"], name="run_metric_unique_step")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} step {self.step}"
+
+    def as_row(self) -> dict:
+        """The step as the API and the pages show it: {"step": 3, "loss": 0.61, …}."""
+        return {"step": self.step, **self.metrics}
 
 
 class RetrainSchedule(models.Model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import Http404
 
+from core.permissions import REVIEWER, has_project_role
 from feedback import selectors as feedback_selectors
 from training.models import ModelVersion, TrainingRun
 
@@ -12,13 +13,13 @@ from training.models import ModelVersion, TrainingRun
 def runs_for_user(*, user) -> QuerySet[TrainingRun]:
     return TrainingRun.objects.filter(project__in=feedback_selectors.projects_for_user(user=user)).select_related(
         "project", "produced_version", "snapshot"
-    )
+    ).prefetch_related("step_metrics")
 
 
 def run_for_reviewer(*, user, run_id: int) -> TrainingRun:
     """A run the user may watch: reviewers and admins of its project."""
     run = runs_for_user(user=user).filter(pk=run_id).first()
-    if run is None or not feedback_selectors.can_review(user=user, project=run.project):
+    if run is None or not has_project_role(user=user, project=run.project, role=REVIEWER):
         raise Http404("No such run.")
     return run
 
@@ -46,6 +47,30 @@ def active_policy(*, project) -> ModelVersion | None:
         or ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY, status=ModelVersion.Status.ACTIVE, project__isnull=True)
         .order_by("-created_at").first()
     )
+
+
+def newest_reward_model(*, project, exclude: ModelVersion | None = None) -> ModelVersion | None:
+    """The project's newest active reward model (other than `exclude`): what PPO optimises against and
+    publishing ranks prompts by; the one before it is PPO's held-out judge."""
+    versions = ModelVersion.objects.filter(project=project, kind=ModelVersion.Kind.REWARD, status=ModelVersion.Status.ACTIVE)
+    if exclude is not None:
+        versions = versions.exclude(pk=exclude.pk)
+    return versions.order_by("-created_at", "-pk").first()
+
+
+def run_metrics(*, run: TrainingRun) -> list[dict]:
+    """The run's logged steps in order, one flat dict each: [{"step": 1, "loss": 0.7, …}, …]."""
+    return [row.as_row() for row in run.step_metrics.all()]
+
+
+def metric_series(*, run: TrainingRun) -> dict[str, list]:
+    """Metric name → [[step, value], …] for every numeric metric the run logged (the run page's curves)."""
+    series: dict[str, list] = {}
+    for row in run.step_metrics.all():
+        for name, value in row.metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                series.setdefault(name, []).append([row.step, value])
+    return series
 
 
 def lineage(*, version: ModelVersion) -> list[ModelVersion]:

@@ -1,57 +1,110 @@
-"""Every write of the training app: runs, their heartbeats and results, and the model registry.
+"""Every write of the training app: runs and their lifecycle, the model registry, published samples.
 
 A run's life: queued → running → succeeded | failed | cancelled. The worker that executes it beats
 a heartbeat; a run whose heartbeat stops (the worker was killed) is marked failed by
 `fail_stale_runs`, so nothing stays "running" forever, and no ModelVersion is registered unless
 its files were completely written first.
+
+Imports go one way: tasks → execution → runners → services. Services queue a run by sending
+`training.signals.run_queued` after commit; they never import the code that executes runs.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from core.exceptions import Conflict
+from core.audit import record_audit
 from core.db import lock_rows
-from training.models import ModelVersion, PreferenceSnapshot, TrainingRun
+from core.events import announce
+from core.exceptions import Conflict
+from core.models import AuditEvent
+from feedback import selectors as feedback_selectors
+from feedback.models import PreferenceSnapshot
+from training import selectors
+from training.models import ModelVersion, RetrainSchedule, TrainingRun, TrainingRunMetric
+from training.run_configs import validate_config
+from training.signals import run_queued
 
 LOG_LIMIT_CHARS = 200_000
 RUN_ALREADY_FINISHED = "This run has already finished."
+ONLY_POLICIES_ACTIVATE = "Only policies can be activated this way."
+NAME_THE_PROJECT = "Name the project whose policy this becomes."
+OTHER_PROJECTS_POLICY = "This policy belongs to another project."
+CANNOT_ACTIVATE_REJECTED = "{name} was rejected by its gate and cannot be activated."
+CANNOT_ACTIVATE_UNEVALUATED = "{name} has no evaluation metrics and cannot be activated."
+
+
+# --- starting and stopping runs ----------------------------------------------------------------------------------
 
 
 def create_run(
     *, project, kind: str, config: dict | None = None, created_by=None, snapshot: PreferenceSnapshot | None = None,
     base_version: ModelVersion | None = None, parent_run: TrainingRun | None = None, enqueue: bool = True,
 ) -> TrainingRun:
-    """Record a queued run and hand it to the worker once the row is committed."""
-    from training.tasks import run_training_job
+    """Record a queued run and (unless `enqueue` is off) hand it to the worker once the row is committed.
 
+    The settings are stored as given: `start_training` is the entry point that validates them first."""
     with transaction.atomic():
         run = TrainingRun.objects.create(
             project=project, kind=kind, config=config or {}, created_by=created_by, snapshot=snapshot,
             base_version=base_version, parent_run=parent_run,
         )
         if enqueue:
-            transaction.on_commit(lambda: run_training_job.enqueue(run.pk))
+            transaction.on_commit(lambda: run_queued.send(sender=TrainingRun, run_id=run.pk))
     return run
 
 
-def request_cancel(*, run: TrainingRun) -> TrainingRun:
+def start_training(
+    *, project, kind: str, config: dict | None, created_by=None, enqueue: bool = True, parent_run=None,
+) -> TrainingRun:
+    """Start a run: the one way in for the API, the pages, the admin and the commands.
+
+    Validates the settings now (ValidationError naming the setting), records the run, its settings'
+    warnings (in its log) and an audit row in one transaction, then queues it after commit (or leaves
+    it for the caller to execute in-process when `enqueue` is off)."""
+    with warnings.catch_warnings(record=True) as caught:  # e.g. a PPO clip range outside 0.1–0.3
+        warnings.simplefilter("always")
+        try:
+            normalised = validate_config(kind, config)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError({"config": str(exc)}) from None
+    messages = [str(w.message) for w in caught]
+    with transaction.atomic():
+        run = create_run(project=project, kind=kind, config=normalised, created_by=created_by, enqueue=enqueue,
+                         parent_run=parent_run)
+        for message in messages:
+            append_log(run_id=run.pk, line=f"warning: {message}")
+        record_audit(actor=created_by, event_type=AuditEvent.Type.RUN_STARTED, project=project,
+                     target=f"run:{run.pk}", extra={"kind": kind, "warnings": messages})
+    run.refresh_from_db(fields=["log"])
+    return run
+
+
+def request_cancel(*, run: TrainingRun, actor=None) -> TrainingRun:
     """Ask a run to stop. A queued run is cancelled at once; a running one stops at its next step."""
     with transaction.atomic():
-        if TrainingRun.objects.filter(pk=run.pk, state=TrainingRun.State.QUEUED).update(
+        queued = TrainingRun.objects.filter(pk=run.pk, state=TrainingRun.State.QUEUED).update(
             state=TrainingRun.State.CANCELLED, cancel_requested=True, finished_at=timezone.now()
+        )
+        if not queued and not TrainingRun.objects.filter(pk=run.pk, state=TrainingRun.State.RUNNING).update(
+            cancel_requested=True
         ):
-            return TrainingRun.objects.get(pk=run.pk)
-        if not TrainingRun.objects.filter(pk=run.pk, state=TrainingRun.State.RUNNING).update(cancel_requested=True):
             raise Conflict(RUN_ALREADY_FINISHED)
+        record_audit(actor=actor, event_type=AuditEvent.Type.RUN_CANCELLED, project=run.project,
+                     target=f"run:{run.pk}", extra={"kind": run.kind, "was": "queued" if queued else "running"})
     return TrainingRun.objects.get(pk=run.pk)
+
+
+# --- the worker's writes on its run ------------------------------------------------------------------------------
 
 
 def start_run(*, run_id: int) -> bool:
@@ -86,22 +139,28 @@ def _json_number(value):
     return value if math.isfinite(value) else str(value)
 
 
+@transaction.atomic
 def record_step(*, run_id: int, step: int, metrics: dict, progress: float | None = None) -> bool:
-    """Append one step's metrics (a flat dict) and beat; returns True when cancellation was requested."""
-    # Only the run's own worker writes its metrics, so read-append-write needs no lock.
-    current = TrainingRun.objects.filter(pk=run_id).values_list("metrics", flat=True).first() or []
-    clean = {k: _json_number(v) for k, v in metrics.items()}
-    current.append({"step": step, **clean})
-    TrainingRun.objects.filter(pk=run_id).update(metrics=current)
+    """Store one step's metrics (a flat dict; a second report for the same step is merged in) and beat.
+    Returns True when cancellation was requested."""
+    clean = {k: _json_number(v) for k, v in metrics.items() if k != "step"}
+    row, created = TrainingRunMetric.objects.get_or_create(run_id=run_id, step=step, defaults={"metrics": clean})
+    if not created:
+        row.metrics = {**row.metrics, **clean}
+        row.save(update_fields=["metrics"])
     return beat(run_id=run_id, progress=progress)
+
+
+def attach_snapshot(*, run: TrainingRun, snapshot: PreferenceSnapshot) -> None:
+    """Name the preference snapshot a run learns from (created by the run when none was given)."""
+    TrainingRun.objects.filter(pk=run.pk).update(snapshot=snapshot)
+    run.snapshot = snapshot
 
 
 def finish_run(
     *, run_id: int, state: str, summary: dict | None = None, error: str = "",
     produced_version: ModelVersion | None = None,
 ) -> None:
-    from core.events import announce
-
     with transaction.atomic():
         TrainingRun.objects.filter(pk=run_id).update(
             state=state, summary=summary or {}, error=error[-LOG_LIMIT_CHARS:], produced_version=produced_version,
@@ -126,29 +185,78 @@ def fail_stale_runs(*, stale_after_seconds: int | None = None) -> int:
     )
 
 
+# --- the model registry ------------------------------------------------------------------------------------------
+
+
+def check_activatable(*, version: ModelVersion) -> None:
+    """The registry's invariants for an active version: never one its gate rejected, never one nothing
+    evaluated. The bootstrapped defaults (no project) are the baseline everything is measured against,
+    so they are exempt from the second rule."""
+    if version.status == ModelVersion.Status.REJECTED:
+        raise ValidationError(CANNOT_ACTIVATE_REJECTED.format(name=version.name))
+    if version.project_id is not None and not version.metrics:
+        raise ValidationError(CANNOT_ACTIVATE_UNEVALUATED.format(name=version.name))
+
+
 @transaction.atomic
-def register_model_version(
+def register_version(
     *, project, name: str, kind: str, path: str, sha256: str, config: dict, metrics: dict,
     parent: ModelVersion | None = None, reward_model: ModelVersion | None = None,
-    snapshot: PreferenceSnapshot | None = None, status: str = ModelVersion.Status.CANDIDATE,
+    snapshot: PreferenceSnapshot | None = None, rejected: bool = False, activate: bool = False, actor=None,
 ) -> ModelVersion:
+    """Register a trained version, audit it, announce it and (with `activate`) make it active — in one
+    transaction, so a version is never registered without its audit row or half activated.
+
+    `rejected`: its gate refused it; it is kept for the record and can never be activated."""
+    status = ModelVersion.Status.REJECTED if rejected else ModelVersion.Status.CANDIDATE
     version = ModelVersion(
         project=project, name=name, kind=kind, path=path, sha256=sha256, config=config, metrics=metrics,
         parent=parent, reward_model=reward_model, snapshot=snapshot, status=status,
     )
     version.full_clean()
     version.save()
-    from core.models import AuditEvent
-    from core.audit import record_audit
-    from core.events import announce
-
-    record_audit(actor=None, event_type=AuditEvent.Type.VERSION_REGISTERED, project=project,
-                 target=f"model_version:{version.pk}", extra={"name": version.name, "kind": version.kind, "status": status})
-
+    record_audit(actor=actor, event_type=AuditEvent.Type.VERSION_REGISTERED, project=project,
+                 target=f"model_version:{version.pk}",
+                 extra={"name": version.name, "kind": version.kind, "status": status, "activate": activate})
+    if activate:
+        version = _activate(version=version, project=project)
     announce(event="model_version.registered", project=project, payload={
         "model_version": version.pk, "name": version.name, "kind": version.kind, "sha256": version.sha256,
-        "snapshot": snapshot.pk if snapshot else None, "parent": parent.pk if parent else None,
+        "status": version.status, "snapshot": snapshot.pk if snapshot else None, "parent": parent.pk if parent else None,
     })
+    return version
+
+
+def _activate(*, version: ModelVersion, project) -> ModelVersion:
+    """Make `version` active. A project has one active policy (the others retire), and so has the
+    project-less default scope (`project` None); reward models stay active side by side (PPO uses the
+    previous one as a held-out judge)."""
+    check_activatable(version=version)
+    if version.kind == ModelVersion.Kind.POLICY:
+        scope = {"project": project} if project is not None else {"project__isnull": True}
+        ModelVersion.objects.filter(**scope, kind=ModelVersion.Kind.POLICY, status=ModelVersion.Status.ACTIVE
+                                    ).exclude(pk=version.pk).update(status=ModelVersion.Status.RETIRED)
+    ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.ACTIVE)
+    version.refresh_from_db()
+    return version
+
+
+@transaction.atomic
+def activate_policy(*, version: ModelVersion, project=None, actor=None) -> ModelVersion:
+    """Make `version` the policy that samples for `project` (default: its own): rolling back or forward.
+
+    The project's other active policies retire. Rolling back to a project-less default policy just
+    retires the project's own, so the default samples for it again."""
+    if version.kind != ModelVersion.Kind.POLICY:
+        raise ValidationError(ONLY_POLICIES_ACTIVATE)
+    project = project or version.project
+    if project is None:
+        raise ValidationError(NAME_THE_PROJECT)
+    if version.project_id not in (None, project.pk):
+        raise ValidationError(OTHER_PROJECTS_POLICY)
+    version = _activate(version=version, project=project)
+    record_audit(actor=actor, event_type=AuditEvent.Type.POLICY_ROLLED_BACK, project=project,
+                 target=f"model_version:{version.pk}", extra={"name": version.name})
     return version
 
 
@@ -165,67 +273,7 @@ def register_default_policy(*, path) -> ModelVersion:
     return version
 
 
-def queue_demo_sampling(*, project) -> TrainingRun | None:
-    """Queue one publish run that samples completions for the demo's prompts without any (once)."""
-    from training import selectors
-
-    if selectors.active_policy(project=project) is None:
-        return None
-    if TrainingRun.objects.filter(project=project, kind=TrainingRun.Kind.PUBLISH).exists():
-        return None
-    return create_run(project=project, kind=TrainingRun.Kind.PUBLISH, config={"prompts": "without_completions"})
-
-
-
-
-def start_training(*, project, kind: str, config: dict | None, created_by=None) -> TrainingRun:
-    """Validate the trainer's settings now (a 400 naming the setting), then queue the run."""
-    import warnings
-
-    from django.core.exceptions import ValidationError
-
-    from core.models import AuditEvent
-    from core.audit import record_audit
-    from training import jobs
-
-    with warnings.catch_warnings(record=True) as caught:  # e.g. a PPO clip range outside 0.1–0.3
-        warnings.simplefilter("always")
-        try:
-            normalised = jobs.validate_config(kind, config or {})
-        except (TypeError, ValueError) as exc:
-            raise ValidationError({"config": str(exc)}) from None
-    with transaction.atomic():
-        run = create_run(project=project, kind=kind, config=normalised, created_by=created_by)
-        for warning in caught:
-            append_log(run_id=run.pk, line=f"warning: {warning.message}")
-        record_audit(actor=created_by, event_type=AuditEvent.Type.RUN_STARTED, project=project, target=f"run:{run.pk}",
-                     extra={"kind": kind, "warnings": [str(w.message) for w in caught]})
-    run.refresh_from_db(fields=["log"])
-    return run
-
-
-_SCORERS: dict[str, object] = {}
-
-
-def score_with_reward_model(*, version: ModelVersion, items: list[dict]) -> list[float]:
-    """Score (prompt, completion) pairs with a registered reward model (loaded once per process)."""
-    from core.exceptions import ApplicationError
-    from training.pipeline.reward import RewardScorer
-
-    from training.pipeline.models import TamperedModelError, manifest_sha256
-
-    if version.kind != ModelVersion.Kind.REWARD:
-        raise ApplicationError("Only reward models can score; this version is a policy.")
-    scorer = _SCORERS.get(version.sha256)
-    if scorer is None:
-        try:
-            if manifest_sha256(version.path) != version.sha256:
-                raise TamperedModelError(f"{version.path}: manifest.json differs from the one registered")
-            scorer = _SCORERS[version.sha256] = RewardScorer(version.path)
-        except (TamperedModelError, FileNotFoundError) as exc:
-            raise ApplicationError(f"The files of {version.name} fail their integrity check and were not loaded: {exc}",
-                                   status_code=409) from None
-    return [float(x) for x in scorer.score([i["prompt"] for i in items], [i["completion"] for i in items])]
+# --- the retraining schedule ------------------------------------------------------------------------------------
 
 
 def retrain_if_due(*, now=None, agreement_fn=None) -> list[TrainingRun]:
@@ -237,7 +285,6 @@ def retrain_if_due(*, now=None, agreement_fn=None) -> list[TrainingRun]:
     advanced with a conditional UPDATE.
     """
     from feedback.models import Judgement
-    from training.models import RetrainSchedule
 
     now = now or timezone.now()
     started = []
@@ -270,47 +317,52 @@ def retrain_if_due(*, now=None, agreement_fn=None) -> list[TrainingRun]:
             if advanced:
                 started.append(create_run(
                     project=project, kind=TrainingRun.Kind.RETRAIN,
-                    config={"method": schedule.method, "steps": schedule.config, "trigger": {
-                        "new_judgements": new_count, "agreement": agreement, "hours_passed": bool(hours_passed)}},
+                    config=validate_config(TrainingRun.Kind.RETRAIN, {
+                        "method": schedule.method, "steps": schedule.config, "trigger": {
+                            "new_judgements": new_count, "agreement": agreement, "hours_passed": bool(hours_passed)}}),
                 ))
     return started
 
 
 def project_pairwise_agreement(*, project, last_n: int = 2000) -> float | None:
     """Mean agreement of recent consensus pairs (None when no pair has two judges yet)."""
-    from feedback import exports
+    return feedback_selectors.recent_agreement(project=project, last_n=last_n)
 
-    return exports.recent_agreement(project=project, last_n=last_n)
+
+# --- published samples ------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def publish_prompt(*, project, prompt, samples: list[tuple[str, ModelVersion]], generation: dict,
+                   priority: int) -> bool:
+    """Store a prompt's sampled completions (once per text and model) and make a comparison task of them,
+    together. False (and nothing stored) when fewer than two distinct completions remain."""
+    from feedback import services as feedback_services
+    from feedback.importing import CompletionRow
+    from feedback.models import Completion
+
+    if len(samples) < 2:
+        return False
+    completions = [
+        Completion.objects.get_or_create(
+            prompt=prompt, content_hash=CompletionRow(text=text, model=version.name).content_hash,
+            defaults={"text": text, "model_name": version.name, "model_version": version, "generation": generation},
+        )[0]
+        for text, version in samples[:4]
+    ]
+    feedback_services.create_task(project=project, prompt=prompt, completions=completions, priority=priority)
+    return True
 
 
 def record_published(*, project, run: TrainingRun, policy: ModelVersion, tasks: int) -> None:
-    from core.models import AuditEvent
-    from core.audit import record_audit
-
     record_audit(actor=run.created_by, event_type=AuditEvent.Type.SAMPLES_PUBLISHED, project=project,
                  target=f"run:{run.pk}", extra={"policy": policy.name, "tasks": tasks})
 
 
-@transaction.atomic
-def activate_policy(*, version: ModelVersion, project=None, actor=None, rollback: bool = False) -> ModelVersion:
-    """Make `version` the policy that samples for `project` (default: its own). Also the way to roll back.
-
-    The project's other active policies retire. Rolling back to a project-less default policy just
-    retires the project's own, so the default samples for it again.
-    """
-    from core.models import AuditEvent
-    from core.audit import record_audit
-
-    if version.kind != ModelVersion.Kind.POLICY:
-        raise ValueError("only policies can be activated")
-    project = project or version.project
-    if project is None:
-        raise ValueError("name the project whose policy this becomes")
-    ModelVersion.objects.filter(project=project, kind=ModelVersion.Kind.POLICY,
-                                status=ModelVersion.Status.ACTIVE).exclude(pk=version.pk).update(status=ModelVersion.Status.RETIRED)
-    ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.ACTIVE)
-    version.refresh_from_db()
-    if rollback:  # activation right after training is part of its registration, already recorded
-        record_audit(actor=actor, event_type=AuditEvent.Type.POLICY_ROLLED_BACK, project=project,
-                     target=f"model_version:{version.pk}", extra={"name": version.name})
-    return version
+def queue_demo_sampling(*, project) -> TrainingRun | None:
+    """Queue one publish run that samples completions for the demo's prompts without any (once)."""
+    if selectors.active_policy(project=project) is None:
+        return None
+    if TrainingRun.objects.filter(project=project, kind=TrainingRun.Kind.PUBLISH).exists():
+        return None
+    return start_training(project=project, kind=TrainingRun.Kind.PUBLISH, config={"prompts": "without_completions"})

@@ -1,31 +1,31 @@
-"""Jobs for the worker (Django's tasks API via the django-tasks backport; `manage.py db_worker` runs them)."""
+"""The worker's entry points (Django's tasks API via the django-tasks backport; `manage.py db_worker` runs them)."""
 
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
 from django_tasks import task
 
-from training import runners
+from training import execution, services
+
+MAINTENANCE_INTERVAL_SECONDS = 60
 
 
 @task()
 def run_training_job(run_id: int) -> str:
-    # Importing the runner modules registers every kind of run.
-    import training.jobs  # noqa: F401
-
-    return runners.execute(run_id)
+    return execution.execute(run_id)
 
 
-MAINTENANCE_INTERVAL_SECONDS = 60
+def enqueue_run(sender=None, *, run_id: int, **kwargs) -> None:
+    """Receiver of training.signals.run_queued (sent after the run's transaction commits)."""
+    run_training_job.enqueue(run_id)
 
 
 @task()
 def maintenance_tick() -> dict:
     """Every minute inside the worker: fail runs whose worker died, start retraining that is due, then
     schedule the next tick (a self-rescheduling task: no cron needed)."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from training import services
-
     failed = services.fail_stale_runs()
     started = [run.pk for run in services.retrain_if_due()]
     maintenance_tick.using(run_after=timezone.now() + timedelta(seconds=MAINTENANCE_INTERVAL_SECONDS)).enqueue()

@@ -10,26 +10,16 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from core.exceptions import ApplicationError
+from core.permissions import ADMIN, REVIEWER, has_project_role, require_project_role
 from feedback import selectors as feedback_selectors
 from training import selectors, services
 from training.models import TrainingRun
 
 
-def _chart_series(run: TrainingRun) -> dict[str, list]:
-    """Metric name → [[step, value], …] for every numeric metric the run logged."""
-    series: dict[str, list] = {}
-    for row in run.metrics:
-        step = row.get("step")
-        for name, value in row.items():
-            if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                series.setdefault(name, []).append([step, value])
-    return series
-
-
 @login_required
 def registry(request):
     reviewable = [p for p in feedback_selectors.projects_for_user(user=request.user)
-                  if feedback_selectors.can_review(user=request.user, project=p)]
+                  if has_project_role(user=request.user, project=p, role=REVIEWER)]
     if not reviewable and not request.user.is_superuser:
         raise Http404("Nothing to review.")
     versions = selectors.versions_for_user(user=request.user).order_by("-created_at")[:200]
@@ -41,12 +31,12 @@ def registry(request):
 @login_required
 def run_detail(request, run_id):
     run = selectors.run_for_reviewer(user=request.user, run_id=run_id)
-    is_admin = feedback_selectors.is_project_admin(user=request.user, project=run.project)
+    is_admin = has_project_role(user=request.user, project=run.project, role=ADMIN)
     return render(request, "training/run_detail.html", {"run": run, "is_admin": is_admin, **_live_context(run)})
 
 
 def _live_context(run: TrainingRun) -> dict:
-    return {"run": run, "series": _chart_series(run), "log_tail": selectors.log_tail(run=run),
+    return {"run": run, "series": selectors.metric_series(run=run), "log_tail": selectors.log_tail(run=run),
             "lineage": selectors.lineage(version=run.produced_version) if run.produced_version else []}
 
 
@@ -62,10 +52,9 @@ def run_live(request, run_id):
 @require_POST
 def run_cancel(request, run_id):
     run = selectors.run_for_reviewer(user=request.user, run_id=run_id)
-    if not feedback_selectors.is_project_admin(user=request.user, project=run.project):
-        raise Http404("No such run.")
+    require_project_role(user=request.user, project=run.project, role=ADMIN)
     try:
-        services.request_cancel(run=run)
+        services.request_cancel(run=run, actor=request.user)
     except ApplicationError as exc:
         messages.error(request, exc.message)
     return redirect("training:run-detail", run_id=run.pk)
@@ -75,8 +64,7 @@ def run_cancel(request, run_id):
 @require_POST
 def run_start(request, slug):
     project = feedback_selectors.get_project_for_user(user=request.user, project_ref=slug)
-    if not feedback_selectors.is_project_admin(user=request.user, project=project):
-        raise Http404("No such project.")
+    require_project_role(user=request.user, project=project, role=ADMIN)
     try:
         run = services.start_training(project=project, kind=request.POST.get("kind", ""), config={}, created_by=request.user)
     except ValidationError as exc:

@@ -43,7 +43,7 @@ class ProjectRoleApi(APIView):
 
 
 @extend_schema_view(
-    get=extend_schema(responses={200: ProjectSerializer(many=True), **error_responses(401, 403)}),
+    get=extend_schema(responses={200: ProjectSerializer(many=True), **error_responses(400, 401, 403)}),
     post=extend_schema(responses={201: ProjectSerializer, **error_responses(400, 401, 403)}),
 )
 class ProjectListCreateApi(generics.ListCreateAPIView):

@@ -25,14 +25,14 @@ from feedback.services.review import (
     ADJUDICATION_RANKING_INVALID, GOLD_RANKING_INVALID, adjudicate, mark_gold, mark_gold_from_consensus,
     recompute_trust,
 )
-from feedback.services.snapshots import create_snapshot, export_preferences
+from feedback.services.snapshots import create_snapshot, export_preferences, record_split_counts
 
 __all__ = [
     "ADJUDICATION_RANKING_INVALID", "ALREADY_JUDGED", "COMMENT_LIMIT", "COMMENT_TOO_LONG", "CONFIDENCE_RANGE",
     "FLAG_UNKNOWN", "GOLD_RANKING_INVALID", "IDEMPOTENCY_KEY_REUSED", "LEASE_EXPIRED", "NOT_LEASEHOLDER",
     "NUL_NOT_ALLOWED", "RANKING_BAD_GROUP", "RANKING_DUPLICATE_LABEL", "RANKING_MISSING_LABEL", "RANKING_NOT_A_LIST",
     "RANKING_UNKNOWN_LABEL", "ROLE_GROUPS", "ROLE_UNKNOWN", "TASK_COMPLETIONS_RANGE", "ImportResult",
-    "add_member", "adjudicate", "create_project", "create_snapshot", "create_task", "ensure_role_groups",
+    "add_member", "adjudicate", "create_project", "create_snapshot", "record_split_counts", "create_task", "ensure_role_groups",
     "export_preferences", "import_prompts", "make_superuser", "mark_gold", "mark_gold_from_consensus", "next_task",
     "ranking_to_completion_ids", "recompute_trust", "release_expired_leases", "remove_member", "skip_task",
     "submit_judgement", "update_project",

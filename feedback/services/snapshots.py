@@ -56,6 +56,15 @@ def export_preferences(
     return _mark_complete(snapshot, out, stats), stats
 
 
+def record_split_counts(*, snapshot: PreferenceSnapshot, train_pairs: int, test_pairs: int) -> PreferenceSnapshot:
+    """A file-less snapshot's pair counts, once a training run has read its rows (traceability on the registry)."""
+    counts = {**snapshot.counts, "pairs": train_pairs + test_pairs, "train_pairs": train_pairs,
+              "test_pairs": test_pairs}
+    PreferenceSnapshot.objects.filter(pk=snapshot.pk).update(counts=counts)
+    snapshot.counts = counts
+    return snapshot
+
+
 def _pin(project: Project, filters: ExportFilters) -> dict:
     """Judgement ids (as runs of consecutive ids) and the sha256 of ids and rankings: the same judgements give
     the same sha256, whenever and wherever the snapshot is taken."""

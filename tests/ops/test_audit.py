@@ -2,8 +2,8 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from feedback import exports
 from core.models import AuditEvent
+from feedback import services as feedback_services
 from tests.feedback.factories import make_member
 from training import services as training_services
 from training.models import ModelVersion
@@ -13,17 +13,21 @@ pytestmark = pytest.mark.django_db
 
 def test_who_did_what_is_recorded_and_cannot_be_changed(project):
     admin = make_member(project, "admin")
+    already = AuditEvent.objects.count()  # the project's creation and the membership, by the factory
     client = APIClient()
     client.force_authenticate(admin)
     client.post(f"/api/v1/projects/{project.slug}/import/", {"rows": [{"id": "a", "prompt": "p"}]}, format="json")
-    exports.create_snapshot(project=project, actor=admin, write_files=False)
+    feedback_services.create_snapshot(project=project, actor=admin)
     client.post("/api/v1/training-runs/", {"project": project.slug, "kind": "reward"}, format="json")
-    version = training_services.register_model_version(project=project, name="p1", kind=ModelVersion.Kind.POLICY,
-                                                       path="/nowhere", sha256="0" * 64, config={}, metrics={})
-    client.post(f"/api/v1/model-versions/{version.pk}/activate/", {}, format="json")
-    events = list(AuditEvent.objects.order_by("id").values_list("event_type", "actor__username"))
+    version = training_services.register_version(project=project, name="p1", kind=ModelVersion.Kind.POLICY,
+                                                 path="/nowhere", sha256="0" * 64, config={},
+                                                 metrics={"eval_after/reward": 0.4})
+    assert client.post(f"/api/v1/model-versions/{version.pk}/activate/", {}, format="json").status_code == 200
+    run_id = client.get("/api/v1/training-runs/").json()["results"][0]["id"]
+    assert client.post(f"/api/v1/training-runs/{run_id}/cancel/").status_code == 200
+    events = list(AuditEvent.objects.order_by("id").values_list("event_type", "actor__username"))[already:]
     assert [e for e, _ in events] == ["prompts_imported", "preferences_exported", "run_started", "version_registered",
-                                      "policy_rolled_back"]
+                                      "policy_rolled_back", "run_cancelled"]
     assert all(actor == admin.username for e, actor in events if e != "version_registered")
 
     event = AuditEvent.objects.first()

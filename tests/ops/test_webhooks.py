@@ -1,5 +1,6 @@
 """Webhooks against a real local HTTP receiver (a thread), with the worker's task called in-process."""
 
+import hashlib
 import hmac
 import json
 import threading
@@ -9,7 +10,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from ops import services
+from ops import services, validators
+from ops.dispatch import notify
 from ops.models import Webhook, WebhookDelivery
 from ops.tasks import deliver_webhook
 
@@ -48,12 +50,16 @@ def test_signed_delivery_after_commit(project, receiver, local_allowed, django_c
     hook = Webhook.objects.create(project=project, url=receiver["url"], secret="s3cret", events=["snapshot.created"])
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         with transaction.atomic():
-            delivery, = services.notify(event="snapshot.created", project=project, payload={"snapshot": 7})
+            delivery, = notify(event="snapshot.created", project=project, payload={"snapshot": 7})
     assert len(callbacks) == 1 and not receiver["received"]  # nothing is sent before the commit
     assert deliver_webhook.call(delivery.pk) == "delivered"
     request = receiver["received"][0]
-    expected = services.sign("s3cret", request["headers"]["X-Webhook-Timestamp"], request["body"])
+    # The receiver's side, written out: HMAC-SHA256 with the shared secret over "<timestamp>.<body>".
+    signed = request["headers"]["X-Webhook-Timestamp"].encode() + b"." + request["body"]
+    expected = "sha256=" + hmac.new(b"s3cret", signed, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(request["headers"]["X-Signature-256"], expected)
+    wrong = "sha256=" + hmac.new(b"not-the-secret", signed, hashlib.sha256).hexdigest()
+    assert not hmac.compare_digest(request["headers"]["X-Signature-256"], wrong)
     assert json.loads(request["body"])["payload"] == {"snapshot": 7}
     delivery.refresh_from_db()
     assert delivery.state == WebhookDelivery.State.DELIVERED and delivery.attempts == 1 and hook.deliveries.count() == 1
@@ -64,7 +70,7 @@ def test_rolled_back_change_sends_nothing(project, receiver, local_allowed, djan
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         try:
             with transaction.atomic():
-                services.notify(event="run.finished", project=project, payload={})
+                notify(event="run.finished", project=project, payload={})
                 raise RuntimeError("the change fails")
         except RuntimeError:
             pass
@@ -75,7 +81,7 @@ def test_retries_with_backoff_then_succeeds(project, receiver, local_allowed):
     from django_tasks_db.models import DBTaskResult
 
     Webhook.objects.create(project=None, url=receiver["url"], secret="x", events=["run.finished"])
-    delivery, = services.notify(event="run.finished", project=project, payload={"run": 1})
+    delivery, = notify(event="run.finished", project=project, payload={"run": 1})
     receiver["statuses"].extend([500, 502])
     assert deliver_webhook.call(delivery.pk) == "retrying"
     retry = DBTaskResult.objects.filter(task_path="ops.tasks.deliver_webhook").order_by("-enqueued_at").first()
@@ -97,7 +103,7 @@ def test_inward_urls_are_refused(url):
 def test_delivery_time_check_defeats_rebinding(project, receiver, settings):
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
     Webhook.objects.create(url=receiver["url"], secret="x", events=["run.finished"])
-    delivery, = services.notify(event="run.finished", project=project, payload={})
+    delivery, = notify(event="run.finished", project=project, payload={})
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False  # the name now resolves inward as far as policy goes
     assert deliver_webhook.call(delivery.pk) == "failed"
     delivery.refresh_from_db()
@@ -107,4 +113,6 @@ def test_delivery_time_check_defeats_rebinding(project, receiver, settings):
 
 def test_unknown_events_are_refused():
     with pytest.raises(ValidationError):
-        services.check_events(["model.exploded"])
+        validators.check_events(["model.exploded"])
+    with pytest.raises(ValidationError):
+        Webhook(url="https://example.com/hook", secret="x", events=["model.exploded"]).full_clean()

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from feedback.models import ComparisonTask, Completion
 from tests.feedback.factories import make_member
-from training import runners, services
+from training import execution, selectors, services
 from training.models import ModelVersion, TrainingRun
 from training.pipeline.models import manifest_sha256
 
@@ -18,9 +18,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def default_policy(tiny_llama_dir):
-    return services.register_model_version(
+    return services.register_version(
         project=None, name="tiny-default-policy", kind=ModelVersion.Kind.POLICY, path=str(tiny_llama_dir),
-        sha256=manifest_sha256(tiny_llama_dir), config={}, metrics={}, status=ModelVersion.Status.ACTIVE,
+        sha256=manifest_sha256(tiny_llama_dir), config={}, metrics={}, activate=True,
     )
 
 
@@ -44,10 +44,8 @@ def judged_through_the_api(project, project_admin, capital_rows):
 
 
 def run_inline(project, kind, config):
-    import training.jobs  # noqa: F401  (registers the runners)
-
     run = services.start_training(project=project, kind=kind, config=config)
-    runners.execute(run.pk)
+    execution.execute(run.pk)
     run.refresh_from_db()
     return run
 
@@ -68,7 +66,7 @@ def test_the_loop_closes(judged_through_the_api, default_policy, tiny_bert_dir, 
     assert ppo_run.state == TrainingRun.State.SUCCEEDED, ppo_run.error
     policy = ppo_run.produced_version
     assert (policy.parent, policy.reward_model, policy.snapshot) == (default_policy, reward, reward.snapshot)
-    assert policy.status == ModelVersion.Status.ACTIVE and len(ppo_run.metrics) == 2
+    assert policy.status == ModelVersion.Status.ACTIVE and len(selectors.run_metrics(run=ppo_run)) == 2
 
     # New prompts arrive; publishing samples them from the new policy and they are served at once.
     admin = make_member(project, "admin")
@@ -92,8 +90,6 @@ def test_the_loop_closes(judged_through_the_api, default_policy, tiny_bert_dir, 
     assert back.status_code == 200, back.content
     policy.refresh_from_db()
     assert policy.status == ModelVersion.Status.RETIRED
-    from training import selectors
-
     assert selectors.active_policy(project=project) == default_policy
 
 
@@ -118,9 +114,31 @@ def test_dpo_and_retrain_chain(judged_through_the_api, default_policy, tiny_bert
     project = judged_through_the_api
     dpo = run_inline(project, TrainingRun.Kind.DPO, {"max_steps": 2, "batch_size": 4, "max_length": 128, "use_lora": False,
                                                      "learning_rate": 1e-4})
+    # On held-out pairs this small the accuracy may land at or below chance: then the gate rejects it.
     assert dpo.produced_version is not None and dpo.produced_version.snapshot == dpo.snapshot
+    if dpo.state == TrainingRun.State.SUCCEEDED:
+        assert dpo.produced_version.status == ModelVersion.Status.ACTIVE
+        assert selectors.active_policy(project=project) == dpo.produced_version
+    else:
+        assert dpo.state == TrainingRun.State.FAILED and "not above chance" in dpo.error, dpo.error
+        assert dpo.produced_version.status == ModelVersion.Status.REJECTED
     chain = run_inline(project, TrainingRun.Kind.RETRAIN, {"method": "dpo", "steps": {
-        "dpo": {"max_steps": 1, "batch_size": 4, "max_length": 128, "use_lora": False},
+        "dpo": {"max_steps": 1, "batch_size": 4, "max_length": 128, "use_lora": False, "learning_rate": 1e-4},
         "publish": {"max_new_tokens": 4, "prompts": "all", "max_prompts": 2}}})
-    children = list(TrainingRun.objects.filter(parent_run=chain).order_by("id").values_list("kind", flat=True))
-    assert children[0] == "dpo" and chain.summary.get("dpo", {}).get("run")
+    children = list(TrainingRun.objects.filter(parent_run=chain).order_by("id"))
+    assert [c.kind for c in children][0] == TrainingRun.Kind.DPO
+    dpo_step = children[0]
+    assert chain.summary["dpo"] == {"run": dpo_step.pk, "state": dpo_step.state}
+    assert dpo_step.produced_version is not None and dpo_step.produced_version.parent_id is not None
+    if dpo_step.state == TrainingRun.State.SUCCEEDED:
+        # The chain went on to publish from the new policy, and the whole chain succeeded.
+        assert chain.state == TrainingRun.State.SUCCEEDED, chain.error
+        publish_step = children[1]
+        assert publish_step.kind == TrainingRun.Kind.PUBLISH and publish_step.state == TrainingRun.State.SUCCEEDED
+        assert chain.summary["publish"] == {"run": publish_step.pk, "state": TrainingRun.State.SUCCEEDED}
+        assert selectors.active_policy(project=project) == dpo_step.produced_version
+        assert publish_step.summary["policy"] == dpo_step.produced_version.name
+    else:
+        # A rejected step stops the chain: the chain failed, and nothing was published after it.
+        assert chain.state == TrainingRun.State.FAILED and f"step dpo (run {dpo_step.pk})" in chain.error
+        assert len(children) == 1 and dpo_step.produced_version.status == ModelVersion.Status.REJECTED

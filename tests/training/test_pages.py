@@ -85,3 +85,11 @@ def test_settings_warnings_reach_the_run_log(project):
                           format="json")
     assert response.status_code == 201
     assert "cliprange=0.5 is outside the usual 0.1–0.3" in response.json()["log_tail"]
+
+
+def test_only_project_admins_start_or_cancel(project, run):
+    reviewer = client_for(make_member(project, "reviewer"))
+    assert reviewer.post(f"/training/projects/{project.slug}/start/", {"kind": "reward"}).status_code == 403
+    assert reviewer.post(f"/training/runs/{run.pk}/cancel/").status_code == 403
+    run.refresh_from_db()
+    assert not run.cancel_requested and TrainingRun.objects.count() == 1

@@ -4,28 +4,26 @@ from feedback import importing
 from feedback import services as feedback_services
 from feedback.models import ComparisonTask, Completion
 from tests.feedback.factories import make_member
-from training import runners, services
+from training import execution, services
 from training.models import ModelVersion, TrainingRun
 from training.pipeline.models import manifest_sha256
 
 
 @pytest.fixture
 def tiny_policy(tiny_llama_dir):
-    return services.register_model_version(
+    return services.register_version(
         project=None, name="tiny-policy", kind=ModelVersion.Kind.POLICY, path=str(tiny_llama_dir),
-        sha256=manifest_sha256(tiny_llama_dir), config={}, metrics={}, status=ModelVersion.Status.ACTIVE,
+        sha256=manifest_sha256(tiny_llama_dir), config={}, metrics={}, activate=True,
     )
 
 
 @pytest.mark.django_db
 def test_publish_samples_become_tasks_served_to_annotators(project, tiny_policy):
-    import training.jobs  # noqa: F401  (registers the runners)
-
     rows = [importing.clean_row({"id": f"open-{i}", "prompt": f"Tell me a fact about the number {i}."}, i + 1) for i in range(3)]
     feedback_services.import_prompts(project=project, rows=rows)
     run = services.start_training(project=project, kind=TrainingRun.Kind.PUBLISH,
                                   config={"max_new_tokens": 8, "completions_per_prompt": 2, "temperature": 1.0})
-    assert runners.execute(run.pk) == TrainingRun.State.SUCCEEDED
+    assert execution.execute(run.pk) == TrainingRun.State.SUCCEEDED
     run.refresh_from_db()
     assert run.summary["published_tasks"] == 3
     assert set(Completion.objects.values_list("model_version", flat=True)) == {tiny_policy.pk}
@@ -36,7 +34,7 @@ def test_publish_samples_become_tasks_served_to_annotators(project, tiny_policy)
     assert ComparisonTask.objects.filter(project=project).count() == 3
     # Publishing again finds no prompt waiting for completions.
     again = services.start_training(project=project, kind=TrainingRun.Kind.PUBLISH, config={"max_new_tokens": 8})
-    assert runners.execute(again.pk) == TrainingRun.State.SUCCEEDED
+    assert execution.execute(again.pk) == TrainingRun.State.SUCCEEDED
     assert TrainingRun.objects.get(pk=again.pk).summary["published_tasks"] == 0
 
 

@@ -2,7 +2,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.feedback.factories import make_member
-from training import services
+from training import scoring, services
 from training.models import ModelVersion
 from training.pipeline.models import manifest_sha256, save_pretrained_atomic, load_reward_model, load_tokenizer
 
@@ -14,7 +14,7 @@ def reward_version(project, tiny_bert_dir, tmp_path):
     dest = tmp_path / "reward"
     tokenizer = load_tokenizer(tiny_bert_dir)
     save_pretrained_atomic(load_reward_model(tiny_bert_dir, tokenizer=tokenizer), tokenizer, dest, {"kind": "reward"})
-    return services.register_model_version(project=project, name="tiny-reward", kind=ModelVersion.Kind.REWARD,
+    return services.register_version(project=project, name="tiny-reward", kind=ModelVersion.Kind.REWARD,
                                            path=str(dest), sha256=manifest_sha256(dest), config={}, metrics={})
 
 
@@ -29,7 +29,7 @@ def test_score_api(project, reward_version):
 
 
 def test_tampered_model_is_refused_with_409(project, reward_version):
-    services._SCORERS.clear()
+    scoring._SCORERS.clear()
     weights = next(p for p in __import__("pathlib").Path(reward_version.path).glob("*.safetensors"))
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF

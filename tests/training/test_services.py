@@ -8,7 +8,7 @@ from django.utils import timezone
 from core.exceptions import Conflict
 from feedback import services as feedback_services
 from tests.feedback.factories import make_member, make_tasks
-from training import services
+from training import selectors, services
 from training.models import RetrainSchedule, TrainingRun
 
 
@@ -53,8 +53,12 @@ class TestRunLifecycle:
         run = services.create_run(project=project, kind=TrainingRun.Kind.PPO, enqueue=False)
         services.start_run(run_id=run.pk)
         services.record_step(run_id=run.pk, step=1, metrics={"objective/kl": float("nan"), "loss": 0.5}, progress=0.5)
+        services.record_step(run_id=run.pk, step=1, metrics={"objective/reward": 1.5})  # merged into step 1
+        services.record_step(run_id=run.pk, step=2, metrics={"loss": 0.25})
         run.refresh_from_db()
-        assert run.metrics == [{"step": 1, "objective/kl": "nan", "loss": 0.5}] and run.progress == 0.5
+        assert selectors.run_metrics(run=run) == [{"step": 1, "objective/kl": "nan", "loss": 0.5, "objective/reward": 1.5},
+                                                  {"step": 2, "loss": 0.25}]
+        assert run.progress == 0.5
 
 
 class TestRetrainIfDue:

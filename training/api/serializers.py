@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from training import selectors
 from training.models import ModelVersion, TrainingRun
 
 
@@ -12,12 +13,16 @@ class TrainingRunCreateSerializer(serializers.Serializer):
 class TrainingRunSerializer(serializers.ModelSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     log_tail = serializers.SerializerMethodField()
+    metrics = serializers.SerializerMethodField(help_text="One flat dict per logged step: [{'step': 1, 'loss': …}, …].")
 
     class Meta:
         model = TrainingRun
         fields = ["id", "project", "kind", "state", "progress", "config", "snapshot", "base_version", "produced_version",
                   "parent_run", "metrics", "summary", "error", "log_tail", "cancel_requested", "heartbeat_at",
                   "created_at", "started_at", "finished_at"]
+
+    def get_metrics(self, run) -> list[dict]:
+        return selectors.run_metrics(run=run)
 
     def get_log_tail(self, run) -> str:
         return "\n".join(run.log.splitlines()[-40:])

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from feedback.models import Project
-from training import jobs, runners, services
+from training import execution, services
 from training.models import TrainingRun
 
 
@@ -50,13 +50,11 @@ class RunCommand(BaseCommand):
         config.update(parse_overrides(opts["set"]))
         kind = self.run_kind(opts)
         try:
-            normalised = jobs.validate_config(kind, config)
-        except (TypeError, ValueError) as exc:
-            raise CommandError(f"bad settings: {exc}") from None
-        try:
-            run = services.create_run(project=project, kind=kind, config=normalised, enqueue=opts["queue"])
+            run = services.start_training(project=project, kind=kind, config=config, enqueue=opts["queue"])
         except ValidationError as exc:
-            raise CommandError(" ".join(exc.messages)) from None
+            raise CommandError(f"bad settings: {' '.join(exc.messages)}") from None
+        for line in run.log.splitlines():
+            self.stderr.write(line)
         if opts["queue"]:
             self.stdout.write(f"queued {kind} run {run.pk}; the worker (manage.py db_worker) runs it")
             return
@@ -69,10 +67,8 @@ class RunCommand(BaseCommand):
             raise CommandError((run.error or state).strip().splitlines()[-1])
 
     def run_here(self, run: TrainingRun, quiet: bool) -> str:
-        import training.jobs  # noqa: F401  (registers the runners)
-
         outcome: dict = {}
-        worker = threading.Thread(target=lambda: outcome.setdefault("state", runners.execute(run.pk)), daemon=True)
+        worker = threading.Thread(target=lambda: outcome.setdefault("state", execution.execute(run.pk)), daemon=True)
         worker.start()
         with tqdm(total=100, unit="%", desc=f"{run.kind} run {run.pk}", disable=quiet) as bar:
             while worker.is_alive():

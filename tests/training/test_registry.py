@@ -1,0 +1,125 @@
+"""The model registry's invariants, the run kinds' declarations, and the one way runs start."""
+
+import dataclasses
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+
+from core.models import AuditEvent
+from tests.feedback.factories import ProjectFactory
+from training import selectors, services
+from training.models import ModelVersion, TrainingRun
+from training.run_configs import CONFIG_CLASSES, validate_config
+from training.run_kinds import RUN_KINDS
+from training.runners.policy import dpo_gate, ppo_gate
+
+pytestmark = pytest.mark.django_db
+
+
+def register(project, name, kind=ModelVersion.Kind.POLICY, **kwargs):
+    defaults = {"path": f"/nowhere/{name}", "sha256": "0" * 64, "config": {}, "metrics": {"eval/accuracy": 0.8}}
+    return services.register_version(project=project, name=name, kind=kind, **{**defaults, **kwargs})
+
+
+class TestRegisterVersion:
+    def test_registers_audits_and_activates_together(self, project):
+        old = register(project, "p-old", activate=True)
+        new = register(project, "p-new", activate=True)
+        old.refresh_from_db()
+        assert (old.status, new.status) == (ModelVersion.Status.RETIRED, ModelVersion.Status.ACTIVE)
+        assert selectors.active_policy(project=project) == new
+        rows = AuditEvent.objects.filter(event_type=AuditEvent.Type.VERSION_REGISTERED).order_by("id")
+        assert [r.target for r in rows] == [f"model_version:{old.pk}", f"model_version:{new.pk}"]
+        assert rows.last().extra["activate"] is True
+
+    def test_reward_models_stay_active_side_by_side(self, project):
+        first = register(project, "r1", kind=ModelVersion.Kind.REWARD, activate=True)
+        second = register(project, "r2", kind=ModelVersion.Kind.REWARD, activate=True)
+        first.refresh_from_db()
+        assert first.status == second.status == ModelVersion.Status.ACTIVE
+        assert selectors.newest_reward_model(project=project) == second
+        assert selectors.newest_reward_model(project=project, exclude=second) == first
+
+    def test_rejected_versions_cannot_be_activated(self, project):
+        rejected = register(project, "p-bad", rejected=True)
+        assert rejected.status == ModelVersion.Status.REJECTED
+        with pytest.raises(ValidationError) as excinfo:
+            services.activate_policy(version=rejected)
+        assert services.CANNOT_ACTIVATE_REJECTED.format(name="p-bad") in excinfo.value.messages
+        with pytest.raises(ValidationError):
+            register(project, "p-bad-2", rejected=True, activate=True)
+        assert not ModelVersion.objects.filter(name="p-bad-2").exists()  # the registration rolled back whole
+        rejected.refresh_from_db()
+        assert rejected.status == ModelVersion.Status.REJECTED
+
+    def test_versions_without_evaluation_cannot_be_activated(self, project):
+        unevaluated = register(project, "p-blind", metrics={})
+        with pytest.raises(ValidationError) as excinfo:
+            services.activate_policy(version=unevaluated)
+        assert services.CANNOT_ACTIVATE_UNEVALUATED.format(name="p-blind") in excinfo.value.messages
+        assert selectors.active_policy(project=project) is None
+
+    def test_default_policy_needs_a_project_and_no_metrics(self, project):
+        default = register(None, "default", metrics={}, activate=True)
+        own = register(project, "own", activate=True)
+        with pytest.raises(ValidationError):
+            services.activate_policy(version=default)  # whose policy would it become?
+        services.activate_policy(version=default, project=project)
+        own.refresh_from_db()
+        assert own.status == ModelVersion.Status.RETIRED and selectors.active_policy(project=project) == default
+        with pytest.raises(ValidationError):
+            services.activate_policy(version=own, project=ProjectFactory())  # another project's policy
+
+
+class TestRunKinds:
+    def test_every_kind_is_declared_once_with_its_settings(self):
+        assert set(RUN_KINDS) == set(TrainingRun.Kind.values) == set(CONFIG_CLASSES)
+        for kind, declared in RUN_KINDS.items():
+            assert declared.config_class is CONFIG_CLASSES[kind]
+            assert dataclasses.is_dataclass(declared.config_class)
+
+    def test_gates_say_why(self):
+        ok = type("R", (), {"passes_gate": True, "status": "completed", "message": ""})()
+        nan = type("R", (), {"passes_gate": False, "status": "nan", "message": "iteration 1: NaN loss"})()
+        assert ppo_gate(ok) == (True, "")
+        passed, message = ppo_gate(nan)
+        assert not passed and "'nan'" in message and "NaN loss" in message
+        dpo = lambda accuracy: type("R", (), {"metrics": {"eval/accuracy": accuracy}})()  # noqa: E731
+        assert dpo_gate(dpo(0.75))[0] and dpo_gate(dpo(None))[0]
+        passed, message = dpo_gate(dpo(0.5))
+        assert not passed and "0.50 is not above chance" in message
+
+    def test_retrain_steps_are_checked_when_the_chain_starts(self):
+        assert validate_config(TrainingRun.Kind.RETRAIN, {"method": "dpo"})["steps"] == {}
+        with pytest.raises(ValueError, match="steps.publish"):
+            validate_config(TrainingRun.Kind.RETRAIN, {"steps": {"publish": {"completions_per_prompt": 9}}})
+        with pytest.raises(ValueError, match="unknown kind"):
+            validate_config(TrainingRun.Kind.RETRAIN, {"steps": {"nonsense": {}}})
+
+
+class TestStartingRuns:
+    def test_the_command_starts_runs_like_the_api(self, project, django_capture_on_commit_callbacks):
+        with django_capture_on_commit_callbacks(execute=True):
+            call_command("publish_samples", "--project", project.slug, "--queue", "--set", "max_prompts=3")
+        run = TrainingRun.objects.get()
+        assert run.config["max_prompts"] == 3 and run.config["temperature"] == 0.8  # validated, defaults filled in
+        audit = AuditEvent.objects.get(event_type=AuditEvent.Type.RUN_STARTED)
+        assert audit.target == f"run:{run.pk}" and audit.extra["kind"] == "publish"
+        from django_tasks_db.models import DBTaskResult
+
+        assert DBTaskResult.objects.get().args_kwargs["args"] == [run.pk]  # queued after commit
+
+    def test_the_command_refuses_bad_settings(self, project):
+        from django.core.management.base import CommandError
+
+        audited = AuditEvent.objects.count()  # the project's creation, by the factory
+        with pytest.raises(CommandError, match="completions_per_prompt"):
+            call_command("publish_samples", "--project", project.slug, "--queue", "--set", "completions_per_prompt=9")
+        assert not TrainingRun.objects.exists() and AuditEvent.objects.count() == audited
+
+    def test_cancelling_is_audited(self, project, project_admin):
+        run = services.start_training(project=project, kind=TrainingRun.Kind.REWARD, config={}, enqueue=False)
+        services.request_cancel(run=run, actor=project_admin)
+        audit = AuditEvent.objects.get(event_type=AuditEvent.Type.RUN_CANCELLED)
+        assert (audit.actor, audit.target, audit.extra["was"]) == (project_admin, f"run:{run.pk}", "queued")

@@ -1,0 +1,40 @@
+"""The kinds of TrainingRun, declared in one place: each kind's settings, the runner that does it, and
+the gate its result must pass before it becomes active.
+
+`gate(result) -> (passed, message)` is called by the runner on what the pipeline returned; a result
+that fails its gate never becomes active (the message says why, on the run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from training.models import TrainingRun
+from training.pipeline.config import DPOConfig, PPOConfig, RewardConfig
+from training.run_configs import PublishConfig, RetrainConfig
+from training.runners import policy, publish, retrain, reward
+from training.runners.base import Gate, RunContext, no_gate
+
+
+@dataclass(frozen=True)
+class RunKind:
+    config_class: type
+    runner: Callable[[RunContext], dict]
+    gate: Gate = no_gate
+
+
+RUN_KINDS: dict[str, RunKind] = {
+    TrainingRun.Kind.REWARD: RunKind(config_class=RewardConfig, runner=reward.run_reward),
+    TrainingRun.Kind.PPO: RunKind(config_class=PPOConfig, runner=policy.run_ppo, gate=policy.ppo_gate),
+    TrainingRun.Kind.DPO: RunKind(config_class=DPOConfig, runner=policy.run_dpo, gate=policy.dpo_gate),
+    TrainingRun.Kind.PUBLISH: RunKind(config_class=PublishConfig, runner=publish.run_publish),
+    TrainingRun.Kind.RETRAIN: RunKind(config_class=RetrainConfig, runner=retrain.run_retrain),
+}
+
+
+def run_kind(kind: str) -> RunKind:
+    try:
+        return RUN_KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown kind of run {kind!r}") from None

@@ -1,0 +1,136 @@
+"""Improving the policy: PPO against the project's newest reward model, or DPO on a preference snapshot.
+
+Each kind's gate (declared with it in `training.run_kinds`) decides whether the result becomes the
+project's active policy: PPO's must beat its parent's held-out reward with KL under the bound (a failed
+PPO result is not even registered: its weights may not be finite), DPO's held-out preference accuracy
+must be above chance (a failed one is registered as rejected, for the record).
+"""
+
+from __future__ import annotations
+
+from training import selectors, services
+from training.models import ModelVersion, TrainingRun
+from training.runners.base import RunCancelled, RunContext, failed, registry_dir
+from training.runners.reward import snapshot_rows
+
+NO_POLICY = "no policy to start from: run `manage.py bootstrap_models` first"
+NO_REWARD_MODEL = "no reward model for this project yet: train one first (train_reward_model)"
+NO_PROMPTS = "the project has no prompts to train on"
+
+
+def ppo_gate(result) -> tuple[bool, str]:
+    if result.passes_gate:
+        return True, ""
+    why = f": {result.message}" if result.message else ""
+    return False, (f"PPO ended with status '{result.status}' and did not pass the gate (beat the parent's held-out "
+                   f"reward with KL under the bound){why}; nothing was registered.")
+
+
+def dpo_gate(result) -> tuple[bool, str]:
+    accuracy = result.metrics.get("eval/accuracy")
+    if accuracy is None or accuracy > 0.5:
+        return True, ""
+    return False, f"held-out preference accuracy {accuracy:.2f} is not above chance: registered as rejected, not active."
+
+
+def _base_policy(run: TrainingRun, cfg_policy: str, default_name: str) -> tuple[ModelVersion | None, str]:
+    """The version a policy run starts from: the run's base version, else the project's active policy,
+    unless the settings name another model directory explicitly."""
+    if cfg_policy != default_name:
+        return None, cfg_policy
+    version = run.base_version or selectors.active_policy(project=run.project)
+    if version is None:
+        raise ValueError(NO_POLICY)
+    return version, version.path
+
+
+def _prompt_split(project, test_fraction: float = 0.2) -> tuple[list, list]:
+    from feedback.quality import split_of
+    from feedback.models import Prompt
+
+    train, held_out = [], []
+    for prompt in Prompt.objects.filter(project=project).order_by("id").iterator(chunk_size=2000):
+        key = prompt.external_id or f"prompt-{prompt.pk}"
+        (held_out if split_of(key, test_fraction=test_fraction) == "test" else train).append(prompt.payload)
+    if not held_out and len(train) > 1:
+        held_out.append(train.pop())
+    return train, held_out
+
+
+def _holdout_agreement(ctx: RunContext, reward: ModelVersion):
+    """A held-out judge for reward hacking: the project's previous reward model, which PPO does not optimise.
+    If the optimised reward rises while the held-out one falls, the run is flagged on its page."""
+    from training.pipeline.reward import RewardScorer
+
+    holdout = selectors.newest_reward_model(project=ctx.run.project, exclude=reward)
+    if holdout is None:
+        return None
+    scorer = RewardScorer(holdout.path)
+    ctx.log(f"held-out judge for reward hacking: {holdout.name}")
+    return lambda prompts, texts: sum(scorer.score(prompts, texts)) / max(1, len(texts))
+
+
+def run_ppo(ctx: RunContext) -> dict:
+    from training.pipeline.config import PPOConfig
+    from training.pipeline.models import load_causal_lm, load_tokenizer
+    from training.pipeline.ppo import save_policy, train_ppo
+    from training.pipeline.reward import RewardScorer
+
+    run, cfg = ctx.run, ctx.config
+    base, policy_path = _base_policy(run, cfg.policy, PPOConfig.policy)
+    reward = selectors.newest_reward_model(project=run.project)
+    if reward is None:
+        raise ValueError(NO_REWARD_MODEL)
+    train_prompts, eval_prompts = _prompt_split(run.project)
+    if not train_prompts:
+        raise ValueError(NO_PROMPTS)
+    ctx.total_steps = cfg.num_iterations
+    ctx.log(f"PPO from {policy_path} against {reward.name}: {len(train_prompts)} training, "
+            f"{len(eval_prompts)} held-out prompts")
+    tokenizer = load_tokenizer(policy_path)
+    policy = load_causal_lm(policy_path, verify=cfg.verify_policy)
+    result = train_ppo(cfg, policy, tokenizer, RewardScorer(reward.path).score, train_prompts, eval_prompts,
+                       on_step=ctx.on_step, should_stop=ctx.should_stop, agreement_fn=_holdout_agreement(ctx, reward))
+    summary = result.summary()
+    if result.status == "cancelled":
+        raise RunCancelled()
+    passed, message = ctx.gate(result)
+    if not passed:
+        ctx.log(f"not published: {message}")
+        return failed(summary, message)
+    dest = registry_dir("ppo", run)
+    sha = save_policy(result, tokenizer, dest, {"kind": "policy", "method": "ppo", "reward_model": reward.name,
+                                               "parent": base.name if base else policy_path})
+    version = services.register_version(
+        project=run.project, name=f"policy-{run.project.slug}-run{run.pk}", kind=ModelVersion.Kind.POLICY,
+        path=str(dest), sha256=sha, config=run.config, metrics=summary, parent=base, reward_model=reward,
+        snapshot=reward.snapshot, activate=True, actor=run.created_by,
+    )
+    return {"summary": summary, "produced_version": version}
+
+
+def run_dpo(ctx: RunContext) -> dict:
+    from training.pipeline.config import DPOConfig
+    from training.pipeline.dpo import train_dpo
+    from training.pipeline.reward import TrainingCancelled
+
+    run, cfg = ctx.run, ctx.config
+    base, cfg.policy = _base_policy(run, cfg.policy, DPOConfig.policy)
+    snapshot, train_rows, test_rows = snapshot_rows(ctx)
+    ctx.total_steps = cfg.max_steps if cfg.max_steps > 0 else None
+    ctx.log(f"DPO from {cfg.policy} on snapshot {snapshot.pk}: {len(train_rows)} pairs")
+    try:
+        result = train_dpo(cfg, train_rows, test_rows or None, registry_dir("dpo", run),
+                           on_step=ctx.on_step, should_stop=ctx.should_stop)
+    except TrainingCancelled:
+        raise RunCancelled() from None
+    passed, message = ctx.gate(result)
+    version = services.register_version(
+        project=run.project, name=f"policy-{run.project.slug}-run{run.pk}", kind=ModelVersion.Kind.POLICY,
+        path=str(result.path), sha256=result.manifest_sha256, config=run.config, metrics=result.metrics,
+        parent=base, snapshot=snapshot, rejected=not passed, activate=passed, actor=run.created_by,
+    )
+    if not passed:
+        ctx.log(message)
+        return failed(result.metrics, message, produced_version=version)
+    return {"summary": result.metrics, "produced_version": version}

@@ -1,0 +1,48 @@
+"""A reward model from a preference snapshot (TRL RewardTrainer), registered and active at once."""
+
+from __future__ import annotations
+
+from training import services
+from training.models import ModelVersion
+from training.runners.base import RunCancelled, RunContext, failed, registry_dir
+
+NO_PAIRS = "the snapshot holds no preference pairs yet: collect judgements first"
+
+
+def snapshot_rows(ctx: RunContext) -> tuple[object, list, list]:
+    """The run's preference snapshot (a new one unless the run names one) and its train/test rows."""
+    from feedback import exports
+    from feedback import services as feedback_services
+
+    run = ctx.run
+    snapshot = run.snapshot or feedback_services.create_snapshot(project=run.project, actor=run.created_by)
+    services.attach_snapshot(run=run, snapshot=snapshot)
+    train_rows, test_rows = exports.snapshot_split_rows(snapshot)
+    feedback_services.record_split_counts(snapshot=snapshot, train_pairs=len(train_rows), test_pairs=len(test_rows))
+    ctx.log(f"snapshot {snapshot.pk}: {len(train_rows)} training pairs, {len(test_rows)} held-out pairs")
+    if not train_rows:
+        raise ValueError(NO_PAIRS)
+    return snapshot, train_rows, test_rows
+
+
+def run_reward(ctx: RunContext) -> dict:
+    from training.pipeline.reward import TrainingCancelled, train_reward_model
+
+    run, cfg = ctx.run, ctx.config
+    snapshot, train_rows, test_rows = snapshot_rows(ctx)
+    ctx.total_steps = cfg.max_steps if cfg.max_steps > 0 else None
+    try:
+        result = train_reward_model(cfg, train_rows, test_rows or None, registry_dir("reward", run),
+                                    on_step=ctx.on_step, should_stop=ctx.should_stop)
+    except TrainingCancelled:
+        raise RunCancelled() from None
+    passed, message = ctx.gate(result)
+    version = services.register_version(
+        project=run.project, name=f"reward-{run.project.slug}-run{run.pk}", kind=ModelVersion.Kind.REWARD,
+        path=str(result.path), sha256=result.manifest_sha256, config=run.config, metrics=result.metrics,
+        snapshot=snapshot, rejected=not passed, activate=passed, actor=run.created_by,
+    )
+    ctx.log(f"registered {version.name} ({version.status}): held-out accuracy {result.metrics.get('eval/accuracy')}")
+    if not passed:
+        return failed(result.metrics, message, produced_version=version)
+    return {"summary": result.metrics, "produced_version": version}
