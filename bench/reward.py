@@ -39,20 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.pipeline.config import RewardConfig  # noqa: E402
 from training.pipeline.data import input_format_for, preference_dataset  # noqa: E402
-from training.pipeline.models import (  # noqa: E402
-    DEFAULT_POLICY,
-    DEFAULT_REWARD_BACKBONE,
-    bootstrap_default_models,
-    load_reward_model,
-    load_tokenizer,
-    lora_config,
-)
-from training.pipeline.reward import (  # noqa: E402
-    RewardScorer,
-    quiet_progress_bars,
-    train_reward_model,
-    trl_reward_args,
-)
+from training.pipeline.bootstrap import DEFAULT_POLICY, DEFAULT_REWARD_BACKBONE, bootstrap_default_models  # noqa: E402
+from training.pipeline.callbacks import quiet_progress_bars  # noqa: E402
+from training.pipeline.models import load_reward_model, load_tokenizer, lora_config  # noqa: E402
+from training.pipeline.reward import train_reward_model, trl_reward_args  # noqa: E402
+from training.pipeline.reward_scoring import RewardScorer  # noqa: E402
 
 BACKBONES = {
     "minilm": {"name": DEFAULT_REWARD_BACKBONE, "use_lora": False, "learning_rate": 1e-4},
@@ -154,6 +145,7 @@ def main() -> None:
                     if run == "wrapper":
                         started = time.perf_counter()
                         results.append(train_reward_model(cfg, rows, [], tmp / f"rm-{key}-{repeat}"))
+                        results[-1].model = None  # keep the figures, not 540 MB of weights per run
                         wrapper_seconds.append(time.perf_counter() - started)
                     else:
                         trl_seconds.append(train_with_trl_directly(cfg, backbone, rows, tmp / f"trl-{key}-{repeat}"))

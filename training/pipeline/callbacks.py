@@ -1,10 +1,17 @@
 """How a trainer talks to whoever runs it: progress and metrics out (`on_step`), cancellation in
-(`should_stop`), and the exception that says training stopped on request. Plain callables, so the
-pipeline stays free of Django: the worker passes closures that write to the database."""
+(`should_stop`), the exception that says training stopped on request, and what a finished trainer
+returns (`TrainedModel`). Plain callables, so the pipeline stays free of Django: the worker passes
+closures that write to the database. The Hugging Face `Trainer` adapter (`progress_callback`) and the
+progress-bar silencer used by the TRL-based trainers live here too.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 OnStep = Callable[[int, dict[str, float]], None]  # (step, one flat dict of namespaced floats)
 ShouldStop = Callable[[], bool]  # polled inside generation and training steps
@@ -18,9 +25,63 @@ class TrainingCancelled(Exception):
         self.step = step
 
 
+@dataclass
+class TrainedModel:
+    """A model a trainer registered: where it is, the hash that pins it, and how training went."""
+
+    path: Path  # the registered model directory
+    manifest_sha256: str  # pins every file of it; store on the ModelVersion row
+    metrics: dict[str, float | None]  # flat: train/*, eval/* (no eval/* when no held-out rows were given)
+    history: list[dict[str, float]] = field(default_factory=list)  # every on_step payload, in order
+    model: Any = None  # the trained model in memory (LoRA merged), as saved at `path`
+
+
 def no_op_on_step(step: int, metrics: dict[str, float]) -> None:
     """The default `on_step`: metrics are still returned in the result's history."""
 
 
 def never_stop() -> bool:
     return False
+
+
+@contextlib.contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """Silence datasets' and transformers' progress bars (job logs read line by line), then restore them."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets_were_on = not datasets.are_progress_bars_disabled()
+    transformers_were_on = hf_logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if datasets_were_on:
+            datasets.enable_progress_bars()
+        if transformers_were_on:
+            hf_logging.enable_progress_bar()
+
+
+def progress_callback(on_step: OnStep | None, should_stop: ShouldStop | None, history: list[dict[str, float]]):
+    """A transformers `TrainerCallback` forwarding the trainer's logs to `on_step` (and into `history`) and
+    polling `should_stop` after every step; its `cancelled` attribute says whether it stopped the run."""
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        cancelled = False
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            metrics = {key: float(value) for key, value in logs.items() if isinstance(value, (int, float))}
+            history.append({"step": float(state.global_step), **metrics})
+            if on_step is not None:
+                on_step(state.global_step, metrics)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if should_stop is not None and should_stop():
+                self.cancelled = True
+                control.should_training_stop = True
+
+    return ProgressCallback()

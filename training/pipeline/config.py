@@ -1,10 +1,15 @@
 """One dataclass per trainer, TRL style: a default and a `help` for every field, checks in
-`__post_init__`, `asdict(cfg)` stored on the TrainingRun, loadable from YAML or a dict.
+`__post_init__` (`_require`: a ValueError naming the field), `asdict(cfg)` stored on the TrainingRun,
+loadable from YAML, the CLI or a dict through `config_from_dict`, which refuses unknown keys and parses
+each value to its field's declared type ("3e-4" from YAML or a command line becomes the float 3e-4).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 import warnings
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,15 +18,73 @@ import yaml
 
 T = TypeVar("T")
 
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+_NONE = {"none", "null", "~", ""}
+
+
+def _field(default, help_text: str, **kwargs):
+    return dataclasses.field(default=default, metadata={"help": help_text}, **kwargs)
+
+
+def _require(cfg, condition: bool, field_name: str, rule: str) -> None:
+    if not condition:
+        raise ValueError(f"{type(cfg).__name__}.{field_name} {rule}, got {getattr(cfg, field_name)!r}")
+
+
+def _parse_scalar(value: Any, kind: type) -> Any:
+    """`value` as `kind` (bool, int, float or str); ValueError when it is not one."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        number = float(value.strip()) if isinstance(value, str) else value
+        if isinstance(number, float) and math.isfinite(number) and number.is_integer():
+            return int(number)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            return float(value.strip())
+    elif kind is str:
+        if isinstance(value, (str, Path)):
+            return str(value)
+    else:
+        raise TypeError(f"unsupported config field type {kind!r}")
+    raise ValueError(f"not a {kind.__name__}")
+
+
+def parse_field_value(cls: type, name: str, value: Any) -> Any:
+    """Parse one setting of config class `cls` to its declared type; ValueError naming `cls.name` otherwise."""
+    declared = typing.get_type_hints(cls)[name]
+    options = typing.get_args(declared) if isinstance(declared, types.UnionType) else (declared,)
+    kinds = [kind for kind in options if kind is not type(None)]
+    if type(None) in options and (value is None or (isinstance(value, str) and value.strip().lower() in _NONE)):
+        return None
+    for kind in kinds:
+        try:
+            return _parse_scalar(value, kind)
+        except ValueError:
+            continue
+    expected = " or ".join([k.__name__ for k in kinds] + (["None"] if type(None) in options else []))
+    raise ValueError(f"{cls.__name__}.{name} must be {expected}, got {value!r}")
+
 
 def config_from_dict(cls: type[T], values: dict[str, Any] | None) -> T:
-    """Build a config dataclass from a plain dict, refusing unknown keys by name."""
+    """Build a config dataclass from a plain dict (YAML, CLI, a stored run): unknown keys are refused by name,
+    and each value is parsed to its field's declared type (ValueError naming the field when it cannot be)."""
     values = dict(values or {})
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} setting(s): {', '.join(unknown)}")
-    return cls(**values)
+    return cls(**{name: parse_field_value(cls, name, value) for name, value in values.items()})
 
 
 def config_from_yaml(cls: type[T], path: str | Path) -> T:
@@ -105,10 +168,6 @@ class RewardConfig:
     )
 
     # Evaluation and logging
-    eval_fraction: float = dataclasses.field(
-        default=0.1,
-        metadata={"help": "Share of prompts held out for evaluation when no eval rows are given (0: none)."},
-    )
     eval_batch_size: int = dataclasses.field(default=16, metadata={"help": "Sequences per scoring batch."})
     calibration_bins: int = dataclasses.field(
         default=10, metadata={"help": "Bins of the expected calibration error of sigmoid(r_chosen - r_rejected)."}
@@ -116,32 +175,26 @@ class RewardConfig:
     logging_steps: int = dataclasses.field(default=5, metadata={"help": "Call on_step every this many steps."})
 
     def __post_init__(self):
-        def require(condition: bool, field_name: str, rule: str) -> None:
-            if not condition:
-                raise ValueError(f"RewardConfig.{field_name} {rule}, got {getattr(self, field_name)!r}")
-
-        require(isinstance(self.backbone, str) and self.backbone.strip() != "", "backbone", "must be a path or name")
-        require(self.lora_r >= 1, "lora_r", "must be >= 1")
-        require(self.lora_alpha > 0, "lora_alpha", "must be > 0")
-        require(0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
-        require(self.learning_rate > 0, "learning_rate", "must be > 0")
-        require(self.num_train_epochs > 0 or self.max_steps > 0, "num_train_epochs", "must be > 0 unless max_steps > 0")
-        require(self.max_steps == -1 or self.max_steps > 0, "max_steps", "must be -1 (off) or > 0")
-        require(self.batch_size >= 1, "batch_size", "must be >= 1")
-        require(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps", "must be >= 1")
-        require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
-        require(self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
-        require(self.max_length >= 8, "max_length", "must be >= 8 tokens")
-        require(
-            self.center_rewards_coefficient is None or self.center_rewards_coefficient >= 0,
-            "center_rewards_coefficient",
-            "must be None or >= 0",
-        )
-        require(0.0 <= self.eval_fraction < 1.0, "eval_fraction", "must be in [0, 1)")
-        require(self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
-        require(self.calibration_bins >= 1, "calibration_bins", "must be >= 1")
-        require(self.logging_steps >= 1, "logging_steps", "must be >= 1")
+        _require(self, isinstance(self.backbone, str) and self.backbone.strip() != "", "backbone",
+                 "must be a path or name")
+        _require(self, self.lora_r >= 1, "lora_r", "must be >= 1")
+        _require(self, self.lora_alpha > 0, "lora_alpha", "must be > 0")
+        _require(self, 0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
+        _require(self, self.learning_rate > 0, "learning_rate", "must be > 0")
+        _require(self, self.num_train_epochs > 0 or self.max_steps > 0, "num_train_epochs",
+                 "must be > 0 unless max_steps > 0")
+        _require(self, self.max_steps == -1 or self.max_steps > 0, "max_steps", "must be -1 (off) or > 0")
+        _require(self, self.batch_size >= 1, "batch_size", "must be >= 1")
+        _require(self, self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps", "must be >= 1")
+        _require(self, self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        _require(self, self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+        _require(self, self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
+        _require(self, self.max_length >= 8, "max_length", "must be >= 8 tokens")
+        _require(self, self.center_rewards_coefficient is None or self.center_rewards_coefficient >= 0,
+                 "center_rewards_coefficient", "must be None or >= 0")
+        _require(self, self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
+        _require(self, self.calibration_bins >= 1, "calibration_bins", "must be >= 1")
+        _require(self, self.logging_steps >= 1, "logging_steps", "must be >= 1")
         if self.use_lora and self.learning_rate < 1e-4:
             warnings.warn(
                 f"RewardConfig: learning_rate={self.learning_rate} is low for LoRA (try 1e-3)", stacklevel=3
@@ -149,15 +202,6 @@ class RewardConfig:
 
 
 # --- PPOConfig and DPOConfig (owned by the policy-optimisation work) ---------------------------
-
-
-def _field(default, help_text: str, **kwargs):
-    return dataclasses.field(default=default, metadata={"help": help_text}, **kwargs)
-
-
-def _require(cfg, condition: bool, field_name: str, rule: str) -> None:
-    if not condition:
-        raise ValueError(f"{type(cfg).__name__}.{field_name} {rule}, got {getattr(cfg, field_name)!r}")
 
 
 @dataclasses.dataclass
@@ -268,7 +312,6 @@ class DPOConfig:
     max_length: int = _field(512, "Longest prompt + completion in tokens.")
     logging_steps: int = _field(1, "Report metrics every this many steps.")
     seed: int = _field(0, "Seed.")
-    eval_fraction: float = _field(0.1, "Share of prompts held out when no eval rows are given.")
 
     def __post_init__(self):
         _require(self, isinstance(self.policy, str) and self.policy.strip() != "", "policy", "must be a path or name")
@@ -276,4 +319,11 @@ class DPOConfig:
         _require(self, self.learning_rate > 0, "learning_rate", "must be > 0")
         _require(self, self.batch_size >= 1, "batch_size", "must be >= 1")
         _require(self, self.max_length >= 16, "max_length", "must be >= 16")
-        _require(self, 0.0 <= self.eval_fraction < 1.0, "eval_fraction", "must be in [0, 1)")
+        _require(self, self.lora_r >= 1, "lora_r", "must be >= 1")
+        _require(self, self.lora_alpha > 0, "lora_alpha", "must be > 0")
+        _require(self, 0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
+        _require(self, self.num_train_epochs > 0 or self.max_steps > 0, "num_train_epochs",
+                 "must be > 0 unless max_steps > 0")
+        _require(self, self.max_steps == -1 or self.max_steps > 0, "max_steps", "must be -1 (off) or > 0")
+        _require(self, self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps", "must be >= 1")
+        _require(self, self.logging_steps >= 1, "logging_steps", "must be >= 1")

@@ -14,7 +14,6 @@ One rule decides how a pair is shown to a model, for training and scoring alike 
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,32 +190,6 @@ def write_preference_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> 
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
     return count
-
-
-def split_by_prompt(
-    rows: Sequence[dict[str, Any]], eval_fraction: float, seed: int = 0
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Hold out about `eval_fraction` of the prompts (all pairs of a prompt on one side, so no leak).
-
-    Prompts are grouped by `prompt_id`, or by the prompt itself when there is no id.
-    """
-    if not 0.0 <= eval_fraction < 1.0:
-        raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
-
-    def group_key(row: dict[str, Any]) -> str:
-        if row.get("prompt_id") is not None:
-            return f"id:{row['prompt_id']}"
-        return "prompt:" + json.dumps(row["prompt"], sort_keys=True)
-
-    keys = sorted({group_key(row) for row in rows})
-    random.Random(seed).shuffle(keys)
-    n_eval = round(len(keys) * eval_fraction)
-    if eval_fraction > 0 and n_eval == 0 and len(keys) > 1:
-        n_eval = 1
-    eval_keys = set(keys[:n_eval])
-    train = [row for row in rows if group_key(row) not in eval_keys]
-    held_out = [row for row in rows if group_key(row) in eval_keys]
-    return train, held_out
 
 
 # --- prompts for PPO ---------------------------------------------------------------------------------------

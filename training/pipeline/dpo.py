@@ -12,25 +12,17 @@ import copy
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .callbacks import OnStep, ShouldStop, TrainedModel, TrainingCancelled, progress_callback, quiet_progress_bars
 from .config import DPOConfig
-from .data import preference_dataset_for, split_by_prompt
-from .models import load_causal_lm, load_tokenizer, lora_config, merge_lora, resolve_model_path, save_pretrained_atomic
-from .reward import OnStep, ShouldStop, TrainingCancelled, _progress_callback, quiet_progress_bars
-
-
-@dataclass
-class DPOResult:
-    path: Path
-    manifest_sha256: str
-    metrics: dict[str, float | None]
-    history: list[dict[str, float]] = field(default_factory=list)
-    model: Any = None  # the trained policy (LoRA merged), as saved at `path`
+from .data import PREFERENCE_COLUMNS, format_completion, format_prompt, input_format_for, preference_dataset_for
+from .models import load_causal_lm, load_tokenizer, lora_config, merge_lora, resolve_model_path
+from .registry_files import save_pretrained_atomic
+from .reward_eval import pairwise_accuracy
 
 
 def trl_dpo_args(cfg: DPOConfig, output_dir: str):
@@ -48,66 +40,63 @@ def trl_dpo_args(cfg: DPOConfig, output_dir: str):
 
 
 @torch.no_grad()
+def completion_logprob(model, tokenizer, prompt, completion) -> float:
+    """Sum of log π(completion tokens | prompt), the pair shown as the policy's tokenizer shows it."""
+    fmt = input_format_for(tokenizer)
+    prompt_part, full = format_prompt(prompt, fmt), format_prompt(prompt, fmt) + format_completion(completion, fmt)
+    if fmt.conversational:
+        prompt_ids = tokenizer.apply_chat_template(prompt_part, add_generation_prompt=True, tokenize=True,
+                                                   return_dict=True)["input_ids"]
+        full_ids = tokenizer.apply_chat_template(full, tokenize=True, return_dict=True)["input_ids"]
+    else:
+        prompt_ids, full_ids = tokenizer(prompt_part)["input_ids"], tokenizer(full)["input_ids"]
+    ids = torch.tensor([full_ids], device=next(model.parameters()).device)
+    logits = model(input_ids=ids).logits[0, :-1].float()
+    logprobs = torch.log_softmax(logits, -1).gather(1, ids[0, 1:, None]).squeeze(1)
+    return float(logprobs[len(prompt_ids) - 1 :].sum())
+
+
+@torch.no_grad()
 def implicit_reward_accuracy(
     model, reference, tokenizer, rows: Sequence[dict[str, Any]], beta: float
-) -> dict[str, float]:
-    """Share of held-out pairs where β·(log π/π_ref) ranks chosen above rejected, and the mean margin."""
-    from .data import format_completion, format_prompt, input_format_for
-
-    fmt = input_format_for(tokenizer)
-
-    def sequence_logprob(m, prompt, completion) -> float:
-        if fmt.conversational:
-            prompt_ids = tokenizer.apply_chat_template(format_prompt(prompt, fmt), add_generation_prompt=True,
-                                                       tokenize=True, return_dict=True)["input_ids"]
-            full = tokenizer.apply_chat_template(format_prompt(prompt, fmt) + format_completion(completion, fmt),
-                                                 tokenize=True, return_dict=True)["input_ids"]
-        else:
-            prompt_ids = tokenizer(format_prompt(prompt, fmt))["input_ids"]
-            full = tokenizer(format_prompt(prompt, fmt) + format_completion(completion, fmt))["input_ids"]
-        ids = torch.tensor([full])
-        logits = m(input_ids=ids).logits[0, :-1].float()
-        logprobs = torch.log_softmax(logits, -1).gather(1, ids[0, 1:, None]).squeeze(1)
-        return float(logprobs[len(prompt_ids) - 1:].sum())
-
-    correct, margins = 0, []
+) -> dict[str, float | None]:
+    """Held-out pairs ranked by the implicit reward β·(log π − log π_ref): `eval/accuracy` with its 95% interval
+    and `eval/n_pairs` (as for reward models), and `eval/margin`, the mean chosen-minus-rejected implicit reward
+    (how far training moved the chosen-vs-rejected log-prob margin from the reference's). `reference=None`: the
+    policy with its LoRA adapters disabled."""
+    margins = []
     for row in rows:
         rewards = []
         for key in ("chosen", "rejected"):
-            policy_lp = sequence_logprob(model, row["prompt"], row[key])
+            policy_lp = completion_logprob(model, tokenizer, row["prompt"], row[key])
             if reference is None:
                 with model.disable_adapter():
-                    ref_lp = sequence_logprob(model, row["prompt"], row[key])
+                    ref_lp = completion_logprob(model, tokenizer, row["prompt"], row[key])
             else:
-                ref_lp = sequence_logprob(reference, row["prompt"], row[key])
+                ref_lp = completion_logprob(reference, tokenizer, row["prompt"], row[key])
             rewards.append(beta * (policy_lp - ref_lp))
-        correct += rewards[0] > rewards[1]
         margins.append(rewards[0] - rewards[1])
-    return {"eval/accuracy": correct / len(rows), "eval/margin": sum(margins) / len(margins),
-            "eval/pairs": float(len(rows))}
+    return {**pairwise_accuracy(margins), "eval/margin": sum(margins) / len(margins) if margins else None}
 
 
 def train_dpo(
     cfg: DPOConfig, train_rows: Sequence[dict[str, Any]], eval_rows: Sequence[dict[str, Any]] | None, output_dir: Path,
     on_step: OnStep | None = None, should_stop: ShouldStop | None = None, *, model=None, tokenizer=None,
     ref_model=None,
-) -> DPOResult:
+) -> TrainedModel:
     """Train the policy `cfg.policy` with DPO on preference rows and register it at `output_dir` (must not exist).
 
     Rows: TRL's preference format (`prompt`, `chosen`, `rejected` as strings or chat messages); other
-    columns (`margin`, provenance) are dropped. `model`/`tokenizer`: an already loaded policy to train
-    instead of loading `cfg.policy` (with LoRA its weights receive the merged adapters). `ref_model`: the
-    frozen reference for full fine-tuning (default: a fresh copy of the starting policy; with LoRA the
-    reference is the policy with its adapters disabled). Raises TrainingCancelled when should_stop() says so.
+    columns (`margin`, provenance) are dropped. `eval_rows` (the export's test split) give `eval/*` metrics
+    (see `implicit_reward_accuracy`); None or [] means no evaluation. `model`/`tokenizer`: an already loaded
+    policy to train instead of loading `cfg.policy` (with LoRA its weights receive the merged adapters).
+    `ref_model`: the frozen reference for full fine-tuning (default: a fresh copy of the starting policy; with
+    LoRA the reference is the policy with its adapters disabled). Raises `callbacks.TrainingCancelled` when
+    should_stop() says so.
     """
-    import trl
-    from transformers import PrinterCallback
-
     output_dir = Path(output_dir)
     if output_dir.exists():
         raise FileExistsError(f"{output_dir} already exists; registered models are never overwritten")
-    if eval_rows is None:
-        train_rows, eval_rows = split_by_prompt(list(train_rows), cfg.eval_fraction, seed=cfg.seed)
     if not train_rows:
         raise ValueError("no training pairs")
     policy_path = resolve_model_path(cfg.policy) if model is None else cfg.policy
@@ -118,39 +107,43 @@ def train_dpo(
     if ref_model is not None:
         ref_model.eval()
         ref_model.requires_grad_(False)
-    dataset = preference_dataset_for(tokenizer, train_rows)
-    keep = [c for c in dataset.column_names if c in {"prompt", "chosen", "rejected"}]
-    dataset = dataset.select_columns(keep)  # TRL's columns only; margin and provenance are ours
     history: list[dict[str, float]] = []
-    callback = _progress_callback(on_step, should_stop, history)
+    trained, metrics = _fit(cfg, model, None if cfg.use_lora else ref_model, tokenizer, train_rows,
+                            progress_callback(on_step, should_stop, history), history)
+    if eval_rows:
+        trained.eval()
+        metrics.update(implicit_reward_accuracy(trained, None if cfg.use_lora else ref_model, tokenizer,
+                                                list(eval_rows), cfg.beta))
+    merged = merge_lora(trained)
+    sha = save_pretrained_atomic(merged, tokenizer, output_dir, {
+        "kind": "policy", "method": "dpo", "parent": str(policy_path), "metrics": metrics,
+    })
+    return TrainedModel(path=output_dir, manifest_sha256=sha, metrics=metrics, history=history, model=merged)
+
+
+def _fit(cfg: DPOConfig, model, ref_model, tokenizer, train_rows, callback, history):
+    """Run `trl.DPOTrainer`; return the trained model (adapters still attached under LoRA) and train/* metrics."""
+    import trl
+    from transformers import PrinterCallback
+
+    dataset = preference_dataset_for(tokenizer, train_rows).select_columns(list(PREFERENCE_COLUMNS))
     peft_config = None
     if cfg.use_lora:
         peft_config = lora_config(model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
     with quiet_progress_bars(), tempfile.TemporaryDirectory(prefix="dpo-trainer-") as scratch:
-        trainer = trl.DPOTrainer(model=model, ref_model=None if cfg.use_lora else ref_model,
-                                 args=trl_dpo_args(cfg, scratch), train_dataset=dataset,
-                                 processing_class=tokenizer, peft_config=peft_config, callbacks=[callback])
+        trainer = trl.DPOTrainer(model=model, ref_model=ref_model, args=trl_dpo_args(cfg, scratch),
+                                 train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
+                                 callbacks=[callback])
         trainer.remove_callback(PrinterCallback)
         started = time.perf_counter()
         output = trainer.train()
         seconds = time.perf_counter() - started
     if callback.cancelled:
-        raise TrainingCancelled(step=trainer.state.global_step)
-    trained = trainer.model
-    reference = None if cfg.use_lora else ref_model
-    metrics: dict[str, float | None] = {
+        raise TrainingCancelled(step=trainer.state.global_step, what="DPO training")
+    last = next((h for h in reversed(history) if "rewards/accuracies" in h), {})
+    return trainer.model, {
         "train/loss": float(output.training_loss), "train/steps": float(trainer.state.global_step),
         "train/pairs": float(len(dataset)), "train/runtime_s": seconds,
+        "train/rewards_accuracy": last.get("rewards/accuracies"), "train/rewards_margin": last.get("rewards/margins"),
+        "train/last_loss": last.get("loss"),
     }
-    last = next((h for h in reversed(history) if "rewards/accuracies" in h), {})
-    metrics["train/rewards_accuracy"] = last.get("rewards/accuracies")
-    metrics["train/rewards_margin"] = last.get("rewards/margins")
-    metrics["train/last_loss"] = last.get("loss")
-    if eval_rows:
-        trained.eval()
-        metrics.update(implicit_reward_accuracy(trained, reference, tokenizer, list(eval_rows), cfg.beta))
-    merged = merge_lora(trained)
-    sha = save_pretrained_atomic(merged, tokenizer, output_dir, {
-        "kind": "policy", "method": "dpo", "parent": str(policy_path), "metrics": metrics,
-    })
-    return DPOResult(path=output_dir, manifest_sha256=sha, metrics=metrics, history=history, model=merged)

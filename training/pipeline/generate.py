@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 
 from .data import TextOrMessages, prompt_dataset
+from .tensors import pad_sequences
 
 
 @dataclass
@@ -29,18 +30,6 @@ def stop_token_ids(tokenizer) -> list[int]:
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() else None
     ids.add(im_end)
     return sorted(i for i in ids if i is not None)
-
-
-def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded ids and the attention mask built from each sequence's length."""
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        if seq:
-            ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-            mask[row, width - len(seq):] = 1
-    return ids, mask
 
 
 @torch.no_grad()
@@ -60,7 +49,7 @@ def sample_ids(
     try:
         for start in range(0, len(jobs), batch_size):
             batch = jobs[start : start + batch_size]
-            input_ids, attention_mask = left_pad([ids for _, ids in batch], pad_id)
+            input_ids, attention_mask = pad_sequences([ids for _, ids in batch], pad_id, side="left")
             generated = model.generate(
                 input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
                 do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,

@@ -1,4 +1,4 @@
-"""Export rows → TRL preference datasets; JSONL files; held-out splits; PPO prompt datasets."""
+"""Export rows → TRL preference datasets; JSONL files; PPO prompt datasets."""
 
 import json
 
@@ -12,7 +12,6 @@ from training.pipeline.data import (
     preference_dataset_for,
     prompt_dataset,
     read_preference_jsonl,
-    split_by_prompt,
     write_preference_jsonl,
 )
 
@@ -90,17 +89,6 @@ def test_jsonl_round_trip_and_errors_name_the_line(tmp_path, preference_rows):
     path.write_text("{not json\n")
     with pytest.raises(ValueError, match="prefs.jsonl:1: not valid JSON"):
         read_preference_jsonl(path)
-
-
-def test_split_by_prompt_keeps_each_prompt_on_one_side(preference_rows):
-    train, held_out = split_by_prompt(preference_rows, 0.25, seed=3)
-    assert len(train) + len(held_out) == len(preference_rows)
-    train_ids = {row["prompt_id"] for row in train}
-    held_out_ids = {row["prompt_id"] for row in held_out}
-    assert not train_ids & held_out_ids
-    assert len(held_out_ids) == round(0.25 * len(train_ids | held_out_ids))
-    assert split_by_prompt(preference_rows, 0.25, seed=3) == (train, held_out)
-    assert split_by_prompt(preference_rows, 0.0) == (list(preference_rows), [])
 
 
 def test_prompt_dataset_with_chat_template_ends_at_the_assistant_header(smollm2_tokenizer):

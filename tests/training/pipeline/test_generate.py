@@ -1,13 +1,7 @@
 import torch
 
-from training.pipeline.generate import left_pad, sample_completions, sample_ids, sample_prompts, stop_token_ids
+from training.pipeline.generate import sample_completions, sample_ids, sample_prompts, stop_token_ids
 from training.pipeline.models import load_causal_lm, load_tokenizer
-
-
-def test_left_pad_masks_from_lengths_even_when_pad_is_a_real_token():
-    ids, mask = left_pad([[5, 7, 7], [7]], pad_id=7)
-    assert ids.tolist() == [[5, 7, 7], [7, 7, 7]]
-    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
 
 
 def test_batched_greedy_equals_one_by_one(tiny_llama_dir):

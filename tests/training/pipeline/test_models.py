@@ -7,23 +7,23 @@ from pathlib import Path
 import pytest
 import torch
 
+from training.pipeline.bootstrap import DEFAULT_POLICY, DEFAULT_REWARD_BACKBONE, bootstrap_default_models
 from training.pipeline.models import (
-    DEFAULT_POLICY,
-    DEFAULT_REWARD_BACKBONE,
-    MANIFEST_NAME,
-    TamperedModelError,
-    bootstrap_default_models,
     load_causal_lm,
     load_reward_model,
     load_tokenizer,
     lora_config,
-    manifest_sha256,
     merge_lora,
+    tiny_causal_lm,
+    tiny_reward_model,
+)
+from training.pipeline.registry_files import (
+    MANIFEST_NAME,
+    TamperedModelError,
+    manifest_sha256,
     save_model_atomic,
     save_pretrained_atomic,
     sha256_file,
-    tiny_causal_lm,
-    tiny_reward_model,
     verify_manifest,
 )
 
@@ -140,15 +140,19 @@ class TestManifest:
         assert issubclass(TamperedModelError, ValueError)
 
 
+def write_weights(directory: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(2)}, str(directory / "model.safetensors"))
+
+
 class TestSaveModelAtomic:
     def test_returns_the_manifest_sha_and_writes_metadata(self, registered_tiny_model, tmp_path):
         manifest = json.loads((registered_tiny_model / MANIFEST_NAME).read_text())
         assert manifest["kind"] == "reward"
         assert (registered_tiny_model / "model.safetensors").stat().st_mode & 0o777 == 0o644
         dest = tmp_path / "again"
-        sha = save_model_atomic(
-            lambda d: (d / "model.safetensors").write_bytes(b"x"), dest, {"kind": "reward", "run": 7}
-        )
+        sha = save_model_atomic(write_weights, dest, {"kind": "reward", "run": 7})
         assert sha == manifest_sha256(dest)
 
     def test_a_failing_save_fn_leaves_no_destination_and_no_temporary(self, tmp_path):
@@ -163,7 +167,7 @@ class TestSaveModelAtomic:
     def test_never_overwrites(self, registered_tiny_model):
         before = manifest_sha256(registered_tiny_model)
         with pytest.raises(FileExistsError):
-            save_model_atomic(lambda d: (d / "model.safetensors").write_bytes(b"x"), registered_tiny_model, {})
+            save_model_atomic(write_weights, registered_tiny_model, {})
         assert manifest_sha256(registered_tiny_model) == before
 
     def test_refuses_pickle_files(self, tmp_path):
@@ -173,6 +177,28 @@ class TestSaveModelAtomic:
 
         with pytest.raises(ValueError, match="pickle"):
             save_model_atomic(save_pickle, tmp_path / "model", {})
+        assert list(tmp_path.iterdir()) == []
+
+
+    @pytest.mark.parametrize("bad_value", [float("nan"), float("inf")])
+    def test_refuses_non_finite_weights_before_writing_anything(self, bad_value, tmp_path, minilm_tokenizer):
+        model = tiny_reward_model(minilm_tokenizer)
+        with torch.no_grad():
+            model.classifier.weight[0, 0] = bad_value
+        with pytest.raises(ValueError, match="non-finite.*classifier.weight"):
+            save_pretrained_atomic(model, minilm_tokenizer, tmp_path / "model", {"kind": "reward"})
+        assert not (tmp_path / "model").exists()
+        assert list(tmp_path.iterdir()) == []  # no temporary directory either
+
+    def test_refuses_non_finite_tensors_written_by_any_save_fn(self, tmp_path):
+        from safetensors.torch import save_file
+
+        def save_nan(tmp_dir: Path) -> None:
+            save_file({"w": torch.tensor([1.0, float("nan")]), "steps": torch.tensor([3])},
+                      str(tmp_dir / "model.safetensors"))
+
+        with pytest.raises(ValueError, match="non-finite.*model.safetensors:w"):
+            save_model_atomic(save_nan, tmp_path / "model", {})
         assert list(tmp_path.iterdir()) == []
 
 

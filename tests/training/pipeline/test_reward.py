@@ -3,23 +3,19 @@
 import hashlib
 import json
 import math
+import random
 
 import pytest
 from safetensors import safe_open
 
+from training.pipeline.callbacks import TrainedModel, TrainingCancelled
 from training.pipeline.config import RewardConfig, config_from_dict
-from training.pipeline.data import input_format_for, preference_dataset, split_by_prompt, write_preference_jsonl
-from training.pipeline.models import load_tokenizer, save_pretrained_atomic, tiny_reward_model, verify_manifest
-from training.pipeline.reward import (
-    RewardScorer,
-    TrainingCancelled,
-    expected_calibration_error,
-    pearson,
-    preference_metrics,
-    tokenize_pair,
-    train_reward_model,
-    trl_reward_args,
-)
+from training.pipeline.data import input_format_for, preference_dataset, write_preference_jsonl
+from training.pipeline.models import load_tokenizer, tiny_reward_model
+from training.pipeline.registry_files import save_pretrained_atomic, verify_manifest
+from training.pipeline.reward import train_reward_model, trl_reward_args
+from training.pipeline.reward_eval import expected_calibration_error, pearson, preference_metrics, wilson_interval
+from training.pipeline.reward_scoring import RewardScorer, tokenize_pair
 
 pytestmark = pytest.mark.ml
 
@@ -30,14 +26,22 @@ EVAL_KEYS = {
     "eval/ece",
     "eval/reward_length_corr",
     "eval/margin",
-    "eval/pairs",
+    "eval/accuracy_low",
+    "eval/accuracy_high",
+    "eval/n_pairs",
     "eval/dropped_pairs",
 }
 
 
+def held_out_by_prompt(rows, every: int = 3):
+    """(train, test): every `every`-th prompt held out, all its pairs on the test side (as the export splits)."""
+    is_test = [int(row["prompt_id"].split("-")[1]) % every == 0 for row in rows]
+    return [r for r, t in zip(rows, is_test) if not t], [r for r, t in zip(rows, is_test) if t]
+
+
 @pytest.fixture(scope="module")
 def split_rows(preference_rows):
-    return split_by_prompt(preference_rows, 0.3, seed=1)
+    return held_out_by_prompt(preference_rows)
 
 
 def tiny_config(backbone, **overrides) -> RewardConfig:
@@ -66,7 +70,8 @@ def test_minilm_learns_that_answers_beat_evasions(overrides, minilm_dir, split_r
     metrics = result.metrics
     assert metrics["eval/accuracy"] >= 0.75, metrics  # held-out prompts: clearly better than chance (0.5)
     assert EVAL_KEYS <= set(metrics)
-    assert metrics["eval/pairs"] == len(eval_rows) and metrics["train/pairs"] == len(train_rows)
+    assert metrics["eval/n_pairs"] == len(eval_rows) and metrics["train/pairs"] == len(train_rows)
+    assert 0.5 < metrics["eval/accuracy_low"] <= metrics["eval/accuracy"] <= metrics["eval/accuracy_high"] <= 1
     assert metrics["train/dropped_pairs"] == 0 and metrics["train/pairs_per_s"] > 0
     ceiling = sum(row["agreement"] for row in eval_rows) / len(eval_rows)
     assert metrics["eval/agreement_ceiling"] == pytest.approx(ceiling)
@@ -98,6 +103,43 @@ def test_minilm_learns_that_answers_beat_evasions(overrides, minilm_dir, split_r
 
 
 # --- the knobs, on a tiny BERT (fast) -------------------------------------------------------------------------------
+
+
+WORDS = ("apple river stone cloud green window music paper light table garden yellow winter train silver forest "
+         "ocean pencil bridge candle").split()
+
+
+def marker_rows(n: int, seed: int, marker: str = "please") -> list[dict]:
+    """Pairs of random word strings where the chosen one contains `marker` and the rejected one does not."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        chosen, rejected = rng.sample(WORDS, 4), rng.sample(WORDS, 4)
+        chosen.insert(rng.randrange(5), marker)
+        rows.append({"prompt": " ".join(rng.sample(WORDS, 3)) + "?", "chosen": " ".join(chosen),
+                     "rejected": " ".join(rejected), "prompt_id": f"m{seed}-{i}"})
+    return rows
+
+
+def test_reward_model_learns_a_rule_it_did_not_start_with(tiny_bert_dir, tmp_path):
+    """Learning, not luck: the rule is oriented so the untrained model gets it wrong on the held-out pairs,
+    so only training can lift the lower end of the accuracy interval above chance."""
+    train_rows, test_rows = marker_rows(64, seed=0), marker_rows(40, seed=1)
+    scorer = RewardScorer(tiny_bert_dir)
+
+    def untrained_accuracy(rows) -> float:
+        chosen = scorer.score([r["prompt"] for r in rows], [r["chosen"] for r in rows])
+        rejected = scorer.score([r["prompt"] for r in rows], [r["rejected"] for r in rows])
+        return sum(c > r for c, r in zip(chosen, rejected)) / len(rows)
+
+    if untrained_accuracy(test_rows) > 0.5:  # then "no marker" is the rule to learn
+        train_rows, test_rows = ([dict(r, chosen=r["rejected"], rejected=r["chosen"]) for r in rows]
+                                 for rows in (train_rows, test_rows))
+    assert untrained_accuracy(test_rows) < 0.5
+    cfg = tiny_config(tiny_bert_dir, max_steps=30, batch_size=8, learning_rate=1e-3, logging_steps=10)
+    metrics = train_reward_model(cfg, train_rows, test_rows, tmp_path / "rm").metrics
+    assert metrics["eval/n_pairs"] == 40
+    assert metrics["eval/accuracy"] >= 0.85 and metrics["eval/accuracy_low"] > 0.5, metrics
 
 
 def first_step_loss(backbone, rows, tmp_path, **overrides) -> float:
@@ -145,13 +187,15 @@ def test_pairs_past_max_length_are_dropped_and_counted(tiny_bert_dir, preference
     train_rows, eval_rows = preference_rows[:20] + long_rows[:3], preference_rows[20:30] + long_rows[3:]
     result = train_reward_model(tiny_config(tiny_bert_dir, max_length=64), train_rows, eval_rows, tmp_path / "rm")
     assert result.metrics["train/dropped_pairs"] == 3 and result.metrics["train/pairs"] == 20
-    assert result.metrics["eval/dropped_pairs"] == 3 and result.metrics["eval/pairs"] == 10
+    assert result.metrics["eval/dropped_pairs"] == 3 and result.metrics["eval/n_pairs"] == 10
 
 
-def test_eval_rows_default_to_a_held_out_share_of_prompts(tiny_bert_dir, preference_rows, tmp_path):
-    result = train_reward_model(tiny_config(tiny_bert_dir, eval_fraction=0.25), preference_rows, None, tmp_path / "rm")
-    assert result.metrics["eval/pairs"] + result.metrics["train/pairs"] == len(preference_rows)
-    assert result.metrics["eval/pairs"] > 0
+@pytest.mark.parametrize("eval_rows", [None, []])
+def test_without_eval_rows_there_is_no_evaluation(eval_rows, tiny_bert_dir, preference_rows, tmp_path):
+    result = train_reward_model(tiny_config(tiny_bert_dir, max_steps=1), preference_rows, eval_rows, tmp_path / "rm")
+    assert isinstance(result, TrainedModel) and result.model is not None
+    assert result.metrics["train/pairs"] == len(preference_rows)
+    assert not [key for key in result.metrics if key.startswith("eval/")]
 
 
 def test_refuses_an_existing_output_dir(tiny_bert_dir, preference_rows, tmp_path):
@@ -307,7 +351,7 @@ def test_expected_calibration_error_by_hand():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("learning_rate", 0), ("batch_size", 0), ("max_length", 4), ("eval_fraction", 1.0), ("lora_dropout", 1.0),
+    [("learning_rate", 0), ("batch_size", 0), ("max_length", 4), ("eval_batch_size", 0), ("lora_dropout", 1.0),
      ("center_rewards_coefficient", -1.0), ("backbone", " "), ("max_steps", 0)],
 )
 def test_reward_config_checks_name_the_field(field, value):
@@ -325,3 +369,31 @@ def test_reward_config_from_dict_and_every_field_has_help():
     assert all(f.metadata.get("help") for f in dataclasses.fields(RewardConfig))
     args = trl_reward_args(cfg, "unused-output-dir", 128)
     assert args.bf16 is False and args.gradient_checkpointing is False and args.report_to == []
+
+
+def test_config_from_dict_parses_strings_to_the_declared_types():
+    cfg = config_from_dict(RewardConfig, {"learning_rate": "3e-4", "max_steps": "10", "use_lora": "true",
+                                          "center_rewards_coefficient": "null", "num_train_epochs": 2})
+    assert cfg.learning_rate == 3e-4 and isinstance(cfg.learning_rate, float)
+    assert cfg.max_steps == 10 and cfg.use_lora is True and cfg.center_rewards_coefficient is None
+    assert isinstance(cfg.num_train_epochs, float)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("learning_rate", "fast"), ("max_steps", 2.5), ("use_lora", "maybe"), ("backbone", 3), ("batch_size", True),
+     ("center_rewards_coefficient", "lots")],
+)
+def test_config_from_dict_names_the_field_of_a_bad_value(field, value):
+    with pytest.raises(ValueError, match=f"RewardConfig.{field}"):
+        config_from_dict(RewardConfig, {field: value})
+
+
+def test_wilson_interval_by_hand():
+    low, high = wilson_interval(8, 10)  # p = 0.8, n = 10: the textbook 0.490 .. 0.943
+    assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0) and wilson_interval(0, 10)[0] == pytest.approx(0.0)
+    assert wilson_interval(0, 0) == (None, None)
+    metrics = preference_metrics([1.0] * 8 + [0.0] * 2, [0.0] * 8 + [1.0] * 2)
+    assert metrics["eval/n_pairs"] == 10 and metrics["eval/accuracy"] == 0.8
+    assert (metrics["eval/accuracy_low"], metrics["eval/accuracy_high"]) == pytest.approx((low, high))
