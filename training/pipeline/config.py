@@ -55,6 +55,9 @@ def _parse_scalar(value: Any, kind: type) -> Any:
     elif kind is str:
         if isinstance(value, (str, Path)):
             return str(value)
+    elif kind in (dict, list):  # structured settings (e.g. a chain's per-step settings) pass as they are
+        if isinstance(value, kind):
+            return value
     else:
         raise TypeError(f"unsupported config field type {kind!r}")
     raise ValueError(f"not a {kind.__name__}")
