@@ -12,10 +12,38 @@ from rest_framework.parsers import JSONParser
 MAX_JSON_DEPTH = 32  # a chat prompt with metadata needs about 4
 JSON_TOO_DEEP = "JSON nested deeper than {limit} levels."
 JSON_INVALID = "Malformed JSON: {error}"
+MAX_JSON_INT_DIGITS = 20  # past any 64-bit integer: refused before int() or a database sees it
+JSON_NUMBER_OUT_OF_RANGE = "JSON number {number} is out of range (integers up to {digits} digits, finite floats)."
 
 
 class JSONTooDeep(ValueError):
     pass
+
+
+class JSONNumberOutOfRange(ValueError):
+    pass
+
+
+def _refuse(literal: str):
+    shown = literal if len(literal) <= 24 else literal[:20] + "…"
+    return JSONNumberOutOfRange(JSON_NUMBER_OUT_OF_RANGE.format(number=shown, digits=MAX_JSON_INT_DIGITS))
+
+
+def _parse_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise _refuse(literal)
+    return int(literal)
+
+
+def _parse_float(literal: str) -> float:
+    value = float(literal)
+    if value in (float("inf"), float("-inf")):  # 1e999: finite in the text, infinite once parsed
+        raise _refuse(literal)
+    return value
+
+
+def _parse_constant(literal: str):
+    raise _refuse(literal)  # NaN, Infinity, -Infinity are not JSON
 
 
 def _depth_exceeds(value, limit: int) -> bool:
@@ -32,9 +60,10 @@ def _depth_exceeds(value, limit: int) -> bool:
 
 
 def loads_bounded(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH):
-    """json.loads, but ValueError (JSONTooDeep for nesting) instead of RecursionError or a deep structure."""
+    """json.loads, but ValueError (JSONTooDeep for nesting, JSONNumberOutOfRange for numbers no field can hold)
+    instead of RecursionError, a deep structure, NaN/Infinity, or a 4,000-digit integer."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
     except RecursionError:
         raise JSONTooDeep(JSON_TOO_DEEP.format(limit=max_depth)) from None
     if _depth_exceeds(value, max_depth):
@@ -53,7 +82,7 @@ class BoundedJSONParser(JSONParser):
             return loads_bounded(raw.decode(encoding))
         except UnicodeDecodeError:
             raise ParseError(f"The body is not valid {encoding}.") from None
-        except JSONTooDeep as exc:
+        except (JSONTooDeep, JSONNumberOutOfRange) as exc:
             raise ParseError(str(exc)) from None
         except ValueError as exc:
             raise ParseError(JSON_INVALID.format(error=exc)) from None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,6 +15,12 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from django.core.exceptions import ValidationError
+
+from core.parsing import JSONTooDeep, loads_bounded
+from feedback.import_limits import (
+    PARQUET_ROW_GROUP_UNREADABLE, PARQUET_THRIFT_CONTAINER_LIMIT, PARQUET_THRIFT_STRING_LIMIT, TOO_MANY_ROWS, AtLine, ImportLimits,
+    RowError, bounded_lines, check_parquet_metadata, check_row_count, decode_line,
+)
 
 MAX_ERRORS_REPORTED = 20
 MAX_PROMPT_CHARS = 100_000
@@ -52,13 +57,6 @@ class PromptRow:
 
 def _sha256(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-
-
-class RowError(Exception):
-    def __init__(self, field_name: str, message: str):
-        super().__init__(message)
-        self.field_name = field_name
-        self.message = message
 
 
 def _clean_text(value, field_name: str, limit: int, *, required: bool = True) -> str:
@@ -139,18 +137,17 @@ def clean_row(raw, line: int) -> PromptRow:
                      completions=tuple(completions))
 
 
-def _jsonl_rows(stream: IO[bytes]) -> Iterator[tuple[int, object]]:
-    for line_no, raw_line in enumerate(stream, start=1):
-        try:
-            line = raw_line.decode("utf-8") if isinstance(raw_line, bytes) else raw_line
-        except UnicodeDecodeError:
-            raise RowError("row", "is not valid UTF-8") from None
+def _jsonl_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int, object]]:
+    for line_no, raw_line in bounded_lines(stream, limits):
+        line = decode_line(line_no, raw_line)
         if not line.strip():
             continue
         try:
-            yield line_no, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise _AtLine(line_no, RowError("row", f"is not valid JSON ({exc.msg})")) from None
+            yield line_no, loads_bounded(line)
+        except JSONTooDeep as exc:
+            raise AtLine(line_no, RowError("row", f"is {str(exc)[0].lower()}{str(exc)[1:]}")) from None
+        except ValueError as exc:  # JSONDecodeError, numbers out of range
+            raise AtLine(line_no, RowError("row", f"is not valid JSON ({getattr(exc, 'msg', exc)})")) from None
 
 
 def _csv_value_to_prompt(value: str):
@@ -158,8 +155,8 @@ def _csv_value_to_prompt(value: str):
     stripped = (value or "").strip()
     if stripped.startswith("[") and stripped.endswith("]"):
         try:
-            parsed = json.loads(stripped)
-        except json.JSONDecodeError:
+            parsed = loads_bounded(stripped)
+        except ValueError:  # not JSON, too deep, numbers out of range: plain text
             return value
         if isinstance(parsed, list) and all(isinstance(m, dict) for m in parsed):
             return parsed
@@ -179,9 +176,9 @@ def _tabular_to_raw(record: dict) -> dict:
     metadata = record.get("metadata") or {}
     if isinstance(metadata, str):
         try:
-            metadata = json.loads(metadata) if metadata.strip() else {}
-        except json.JSONDecodeError:
-            raise RowError("metadata", "is not valid JSON") from None
+            metadata = loads_bounded(metadata) if metadata.strip() else {}
+        except ValueError as exc:
+            raise RowError("metadata", f"is not valid JSON ({getattr(exc, 'msg', exc)})") from None
     prompt = record["prompt"]
     if isinstance(prompt, str):
         prompt = _csv_value_to_prompt(prompt)
@@ -191,39 +188,47 @@ def _tabular_to_raw(record: dict) -> dict:
     return raw
 
 
-def _csv_rows(stream: IO[bytes]) -> Iterator[tuple[int, object]]:
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    reader = csv.DictReader(text)
+def _decoded_lines(stream: IO[bytes], limits: ImportLimits) -> Iterator[str]:
+    for line_no, raw in bounded_lines(stream, limits):
+        yield decode_line(line_no, raw)
+
+
+def _csv_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int, object]]:
+    csv.field_size_limit(limits.max_csv_field_chars)
+    reader = csv.DictReader(_decoded_lines(stream, limits))
     try:
         for record in reader:
             line_no = reader.line_num
             if None in record:
-                raise _AtLine(line_no, RowError("row", "has more cells than the header"))
-            yield line_no, _tabular_to_raw(record)
-    except UnicodeDecodeError:
-        raise RowError("row", "is not valid UTF-8") from None
+                raise AtLine(line_no, RowError("row", "has more cells than the header"))
+            yield line_no, record
     except csv.Error as exc:
-        raise _AtLine(reader.line_num, RowError("row", f"is not valid CSV ({exc})")) from None
+        raise AtLine(reader.line_num + 1, RowError("row", f"is not valid CSV ({exc})")) from None
 
 
-def _parquet_rows(stream: IO[bytes]) -> Iterator[tuple[int, object]]:
+def _parquet_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int, object]]:
+    """Limits from the footer first (check_parquet_metadata), then one row group at a time."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.ParquetFile(stream)
+        table = pq.ParquetFile(stream, thrift_string_size_limit=PARQUET_THRIFT_STRING_LIMIT,
+                               thrift_container_size_limit=PARQUET_THRIFT_CONTAINER_LIMIT)
+        metadata = table.metadata
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise RowError("file", f"is not a readable Parquet file ({exc})") from None
+    check_parquet_metadata(metadata, limits)
     line_no = 0
-    for batch in table.iter_batches(batch_size=10_000):
-        for record in batch.to_pylist():
+    for group in range(metadata.num_row_groups):
+        first, last = line_no + 1, line_no + metadata.row_group(group).num_rows
+        try:
+            records = table.read_row_group(group).to_pylist()
+        except (pa.ArrowException, OSError, ValueError, MemoryError) as exc:  # a corrupt page, a bad codec
+            raise AtLine(first, RowError("file", PARQUET_ROW_GROUP_UNREADABLE.format(
+                group=group, first=first, last=last, error=str(exc)[:200]))) from None
+        for record in records:
             line_no += 1
-            yield line_no, _tabular_to_raw(record)
-
-
-class _AtLine(Exception):
-    def __init__(self, line: int, error: RowError):
-        self.line = line
-        self.error = error
+            yield line_no, record
 
 
 def detect_format(name: str) -> str:
@@ -233,20 +238,31 @@ def detect_format(name: str) -> str:
     )
 
 
-def read_rows(stream: IO[bytes], fmt: str) -> list[PromptRow]:
-    """Decode and validate a whole file. Raises ValidationError listing every bad line (up to 20)."""
+_READERS = {"jsonl": (_jsonl_rows, None), "csv": (_csv_rows, _tabular_to_raw), "parquet": (_parquet_rows, _tabular_to_raw)}
+
+
+def _line_error(line_no: int, exc: RowError) -> str:
+    return f"line {line_no}: field '{exc.field_name}' {exc.message}"
+
+
+def read_rows(stream: IO[bytes], fmt: str, *, limits: ImportLimits | None = None) -> list[PromptRow]:
+    """Decode and validate a whole file. Raises ValidationError listing every bad line (up to 20).
+
+    The limits of `import_limits` (settings) apply before each line or row group is decoded further."""
     if fmt not in FORMATS:
         raise ValidationError({"format": f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}."})
-    reader = {"jsonl": _jsonl_rows, "csv": _csv_rows, "parquet": _parquet_rows}[fmt]
+    limits = limits or ImportLimits.from_settings()
+    reader, to_raw = _READERS[fmt]
     rows: list[PromptRow] = []
     errors: list[str] = []
     seen_ids: dict[str, int] = {}
     try:
-        for line_no, raw in reader(stream):
+        for count, (line_no, raw) in enumerate(reader(stream, limits), start=1):
+            check_row_count(line_no, count, limits)
             try:
-                row = clean_row(raw, line_no)
+                row = clean_row(to_raw(raw) if to_raw else raw, line_no)
             except RowError as exc:
-                errors.append(f"line {line_no}: field '{exc.field_name}' {exc.message}")
+                errors.append(_line_error(line_no, exc))
             else:
                 if row.external_id and row.external_id in seen_ids:
                     errors.append(
@@ -257,8 +273,8 @@ def read_rows(stream: IO[bytes], fmt: str) -> list[PromptRow]:
                 rows.append(row)
             if len(errors) >= MAX_ERRORS_REPORTED:
                 break
-    except _AtLine as exc:
-        errors.append(f"line {exc.line}: field '{exc.error.field_name}' {exc.error.message}")
+    except AtLine as exc:
+        errors.append(_line_error(exc.line, exc.error))
     except RowError as exc:
         errors.append(f"field '{exc.field_name}' {exc.message}")
     if errors:
@@ -271,6 +287,9 @@ def read_rows(stream: IO[bytes], fmt: str) -> list[PromptRow]:
 def read_rows_from_objects(objects: list, *, first_line: int = 1) -> list[PromptRow]:
     """Validate rows that arrived already decoded (a JSON API body); 'line' is the 1-based index."""
     errors, rows, seen_ids = [], [], {}
+    limits = ImportLimits.from_settings()
+    if len(objects) > limits.max_rows:
+        raise ValidationError({"rows": [TOO_MANY_ROWS.format(limit=limits.max_rows)]})
     for offset, raw in enumerate(objects):
         line_no = first_line + offset
         try:

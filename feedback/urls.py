@@ -1,5 +1,7 @@
 from django.urls import path
 
+from core import converters  # noqa: F401  (registers <id:…> and <ref:…>: ASCII, bounded length)
+
 from feedback import views
 
 app_name = "feedback"
@@ -9,6 +11,6 @@ urlpatterns = [
     path("p/<slug:slug>/annotate/", views.annotate, name="annotate"),
     path("p/<slug:slug>/dashboard/", views.dashboard, name="dashboard"),
     path("p/<slug:slug>/review/", views.review, name="review"),
-    path("p/<slug:slug>/tasks/<int:task_id>/submit/", views.submit, name="submit"),
-    path("p/<slug:slug>/tasks/<int:task_id>/skip/", views.skip, name="skip"),
+    path("p/<slug:slug>/tasks/<id:task_id>/submit/", views.submit, name="submit"),
+    path("p/<slug:slug>/tasks/<id:task_id>/skip/", views.skip, name="skip"),
 ]

@@ -127,6 +127,15 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1 * 1024 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
+# What an import may hold (feedback/import_limits.py), checked before each part is decoded further;
+# Parquet is refused from its footer (rows, row groups, uncompressed bytes) before any page is decompressed.
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=1_000_000)
+IMPORT_MAX_ROWS_PER_REQUEST = env.int("IMPORT_MAX_ROWS_PER_REQUEST", default=10_000)  # JSON `rows` in an API body
+IMPORT_MAX_LINE_BYTES = env.int("IMPORT_MAX_LINE_BYTES", default=4 * 1024 * 1024)
+IMPORT_MAX_CSV_FIELD_CHARS = env.int("IMPORT_MAX_CSV_FIELD_CHARS", default=1_000_000)
+IMPORT_MAX_PARQUET_UNCOMPRESSED_BYTES = env.int("IMPORT_MAX_PARQUET_UNCOMPRESSED_BYTES", default=200 * 1024 * 1024)
+IMPORT_MAX_PARQUET_ROW_GROUPS = env.int("IMPORT_MAX_PARQUET_ROW_GROUPS", default=10_000)
+IMPORT_MAX_PARQUET_COLUMNS = env.int("IMPORT_MAX_PARQUET_COLUMNS", default=64)
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the annotation page's script reads it to submit with fetch

@@ -8,12 +8,13 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import generics, permissions, status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from core.exceptions import ApplicationError, error_responses
+from core.parsing import BoundedJSONParser
 from core.permissions import IsProjectAdmin, IsProjectReviewer
 from feedback import exports, importing, selectors, services
 from feedback.api.serializers import (
@@ -131,7 +132,7 @@ class ProjectStatsApi(ProjectRoleApi):
 
 class ProjectImportApi(ProjectRoleApi):
     permission_classes = [permissions.IsAuthenticated, IsProjectAdmin]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, BoundedJSONParser]  # JSON rows: depth and numbers bounded
 
     @extend_schema(request=ImportInputSerializer,
                    responses={201: ImportOutputSerializer, **error_responses(400, 401, 403, 404, 413)})
