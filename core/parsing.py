@@ -5,8 +5,9 @@ every importer of JSON lines."""
 from __future__ import annotations
 
 import json
+import math
 
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 
 MAX_JSON_DEPTH = 32  # a chat prompt with metadata needs about 4
@@ -71,6 +72,41 @@ def loads_bounded(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH):
     return value
 
 
+def _out_of_range(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return len(str(abs(value))) > MAX_JSON_INT_DIGITS
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def path_of_out_of_range_number(text: str | bytes) -> list | None:
+    """Where the first number no field can hold sits (["items", 0, "confidence"]), or None if unknown."""
+    try:
+        value = json.loads(text)  # only after loads_bounded refused it: its depth is bounded by RecursionError
+    except (ValueError, RecursionError):  # e.g. more digits than Python converts
+        return None
+    stack = [([], value)]
+    while stack:
+        path, item = stack.pop()
+        if _out_of_range(item):
+            return path
+        if isinstance(item, dict):
+            stack.extend((path + [key], child) for key, child in reversed(list(item.items())))
+        elif isinstance(item, list):
+            stack.extend((path + [i], child) for i, child in reversed(list(enumerate(item))))
+    return None
+
+
+def _number_error(text: str, exc: JSONNumberOutOfRange) -> Exception:
+    """A 400 naming the field (the body's top-level key) when the number sits inside an object."""
+    path = path_of_out_of_range_number(text)
+    if not path or not isinstance(path[0], str):
+        return ParseError(str(exc))
+    where = path[0] + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[1:])
+    return ValidationError({path[0]: [f"{where}: {exc}"]})
+
+
 class BoundedJSONParser(JSONParser):
     """DRF's JSON parser with a depth bound; the body size is bounded before parsing by Django's
     DATA_UPLOAD_MAX_MEMORY_SIZE (a 413)."""
@@ -79,10 +115,15 @@ class BoundedJSONParser(JSONParser):
         encoding = (parser_context or {}).get("encoding", "utf-8")
         raw = stream.read() if stream is not None else b""
         try:
-            return loads_bounded(raw.decode(encoding))
+            text = raw.decode(encoding)
+            return loads_bounded(text)
         except UnicodeDecodeError:
             raise ParseError(f"The body is not valid {encoding}.") from None
-        except (JSONTooDeep, JSONNumberOutOfRange) as exc:
+        except LookupError:
+            raise ParseError(f"Unknown charset {encoding!r}.") from None
+        except JSONNumberOutOfRange as exc:
+            raise _number_error(text, exc) from None
+        except JSONTooDeep as exc:
             raise ParseError(str(exc)) from None
         except ValueError as exc:
             raise ParseError(JSON_INVALID.format(error=exc)) from None

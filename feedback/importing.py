@@ -77,7 +77,7 @@ def messages_to_text(messages: list[dict]) -> str:
     return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
-def _clean_prompt(value) -> tuple[str, list | None]:
+def clean_prompt(value) -> tuple[str, list | None]:
     if isinstance(value, list):
         if not value:
             raise RowError("prompt", "chat must hold at least one message")
@@ -111,7 +111,7 @@ def clean_row(raw, line: int) -> PromptRow:
     if isinstance(external_id, int) and not isinstance(external_id, bool):
         external_id = str(external_id)
     external_id = _clean_text(external_id, "id", MAX_EXTERNAL_ID_CHARS, required=False).strip()
-    text, messages = _clean_prompt(raw["prompt"])
+    text, messages = clean_prompt(raw["prompt"])
     metadata = raw.get("metadata")
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):

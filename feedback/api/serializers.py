@@ -1,14 +1,50 @@
+from django.conf import settings
+from django.db import models
 from rest_framework import serializers
 
+from core.fields import AsciiFloatField, AsciiIntegerField
 from feedback.models import Judgement, Project
+
+MAX_RANKING_GROUPS = 16  # more than any task's completions; the service checks the labels themselves
+MAX_LABEL_CHARS = 16
+RANKING_SHAPE = ('must be a list of at most {groups} groups, best first, each a label or a list of labels '
+                 '(strings of at most {chars} characters): [["a"], ["b", "c"]].')
+MAX_EXPORT_MODELS = 32
+MAX_DB_ID = 10**18 - 1  # fits every database's 64-bit integer (see core.converters)
+
+
+def _is_label(value) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_LABEL_CHARS and "\x00" not in value
+
+
+def validate_ranking_shape(value):
+    """Bound the ranking's size and types before the service maps labels to completions."""
+    ok = isinstance(value, list) and 0 < len(value) <= MAX_RANKING_GROUPS and all(
+        _is_label(group) or (isinstance(group, list) and 0 < len(group) <= MAX_RANKING_GROUPS
+                             and all(_is_label(label) for label in group))
+        for group in value
+    )
+    if not ok:
+        raise serializers.ValidationError(RANKING_SHAPE.format(groups=MAX_RANKING_GROUPS, chars=MAX_LABEL_CHARS))
+    return value
+
+
+MAX_INSTRUCTIONS_CHARS = 20_000
 
 
 class ProjectSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.PositiveSmallIntegerField: AsciiIntegerField, models.PositiveIntegerField: AsciiIntegerField,
+        models.IntegerField: AsciiIntegerField, models.FloatField: AsciiFloatField,
+    }
+
     class Meta:
         model = Project
         fields = ["id", "slug", "name", "instructions", "completions_per_task", "overlap", "max_overlap",
                   "agreement_threshold", "lease_seconds", "gold_rate", "created_at"]
         read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"instructions": {"max_length": MAX_INSTRUCTIONS_CHARS}}
 
 
 class CompletionOutputSerializer(serializers.Serializer):
@@ -25,9 +61,10 @@ class NextTaskOutputSerializer(serializers.Serializer):
 
 
 class JudgementInputSerializer(serializers.Serializer):
-    ranking = serializers.JSONField(help_text='Groups of labels, best first; inner lists are ties: [["a"], ["b", "c"]].')
+    ranking = serializers.JSONField(help_text='Groups of labels, best first; inner lists are ties: [["a"], ["b", "c"]].',
+                                    validators=[validate_ranking_shape])
     flags = serializers.ListField(child=serializers.CharField(max_length=32), required=False, default=list, max_length=4)
-    confidence = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=5)
+    confidence = AsciiIntegerField(required=False, allow_null=True, min_value=1, max_value=5)
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000, trim_whitespace=False)
 
 
@@ -43,7 +80,8 @@ class JudgementOutputSerializer(serializers.ModelSerializer):
 class ImportInputSerializer(serializers.Serializer):
     file = serializers.FileField(required=False, help_text="A JSONL, CSV or Parquet file.")
     format = serializers.ChoiceField(choices=["jsonl", "csv", "parquet"], required=False)
-    rows = serializers.ListField(child=serializers.JSONField(), required=False, max_length=10_000,
+    rows = serializers.ListField(child=serializers.JSONField(), required=False,
+                                 max_length=settings.IMPORT_MAX_ROWS_PER_REQUEST,
                                  help_text="Rows as in a JSONL file, when not uploading a file.")
 
     def validate(self, attrs):
@@ -72,12 +110,12 @@ class ProjectStatsSerializer(serializers.Serializer):
 
 class ExportQuerySerializer(serializers.Serializer):
     format = serializers.ChoiceField(choices=["jsonl"], default="jsonl")
-    min_agreement = serializers.FloatField(default=0.0, min_value=0.0, max_value=1.0)
+    min_agreement = AsciiFloatField(default=0.0, min_value=0.0, max_value=1.0)
     drop_flagged = serializers.BooleanField(default=False)
     only_trusted = serializers.BooleanField(default=False)
-    since_snapshot = serializers.IntegerField(required=False, min_value=1)
-    model = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
-    test_fraction = serializers.FloatField(default=0.1, min_value=0.0, max_value=0.9)
+    since_snapshot = AsciiIntegerField(required=False, min_value=1, max_value=MAX_DB_ID)
+    model = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=MAX_EXPORT_MODELS)
+    test_fraction = AsciiFloatField(default=0.1, min_value=0.0, max_value=0.9)
 
 
 class AuthTokenOutputSerializer(serializers.Serializer):

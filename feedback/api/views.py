@@ -202,6 +202,7 @@ class ThrottledObtainAuthToken(ObtainAuthToken):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
     permission_classes = [permissions.AllowAny]
+    parser_classes = [FormParser, MultiPartParser, BoundedJSONParser]  # ObtainAuthToken's own JSONParser recurses
 
     @extend_schema(responses={200: AuthTokenOutputSerializer, **error_responses(400, 403, 429)})
     def post(self, request, *args, **kwargs):

@@ -1,13 +1,41 @@
+import json
+
 from rest_framework import serializers
 
+from core.converters import is_project_ref
+from feedback import importing
 from training import selectors
 from training.models import ModelVersion, TrainingRun
 
 
+MAX_CONFIG_KEYS = 64
+MAX_CONFIG_BYTES = 64 * 1024
+PROJECT_REF_INVALID = "must be a project's numeric id (ASCII digits) or its slug."
+CONFIG_TOO_BIG = f"must hold at most {MAX_CONFIG_KEYS} settings and {MAX_CONFIG_BYTES} bytes of JSON."
+MAX_SCORE_MESSAGES = 64
+
+
+def validate_project_ref(value: str) -> str:
+    """The same rule as the URLs' <ref:…>: '٣' or a 30-digit number never reaches the lookup."""
+    if not is_project_ref(value):
+        raise serializers.ValidationError(PROJECT_REF_INVALID)
+    return value
+
+
+class ProjectRefField(serializers.CharField):
+    def __init__(self, **kwargs):
+        super().__init__(max_length=64, validators=[validate_project_ref], **kwargs)
+
+
 class TrainingRunCreateSerializer(serializers.Serializer):
-    project = serializers.CharField(help_text="Project id or slug.")
+    project = ProjectRefField(help_text="Project id or slug.")
     kind = serializers.ChoiceField(choices=TrainingRun.Kind.choices)
     config = serializers.DictField(required=False, default=dict, help_text="Settings of the trainer's config dataclass.")
+
+    def validate_config(self, value: dict) -> dict:
+        if len(value) > MAX_CONFIG_KEYS or len(json.dumps(value, ensure_ascii=False)) > MAX_CONFIG_BYTES:
+            raise serializers.ValidationError(CONFIG_TOO_BIG)
+        return value
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):
@@ -38,8 +66,21 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
 
 class ScoreItemSerializer(serializers.Serializer):
-    prompt = serializers.JSONField(help_text="Text, or a list of chat messages.")
+    prompt = serializers.JSONField(help_text="Text, or a list of chat messages [{role, content}].")
     completion = serializers.CharField(max_length=100_000, trim_whitespace=False)
+
+    def validate_prompt(self, value):
+        """A string or a chat, checked as an imported prompt is (types, roles, lengths, NUL): never an object
+        or a number handed to the tokenizer."""
+        if isinstance(value, list) and len(value) > MAX_SCORE_MESSAGES:
+            raise serializers.ValidationError(f"must hold at most {MAX_SCORE_MESSAGES} messages.")
+        if not isinstance(value, (str, list)):
+            raise serializers.ValidationError(f"must be a string or a list of chat messages, got {type(value).__name__}.")
+        try:
+            _, messages = importing.clean_prompt(value)
+        except importing.RowError as exc:
+            raise serializers.ValidationError(f"{exc.field_name} {exc.message}") from None
+        return value if messages is None else messages
 
 
 class ScoreInputSerializer(serializers.Serializer):
@@ -52,4 +93,4 @@ class ScoreOutputSerializer(serializers.Serializer):
 
 
 class ActivateInputSerializer(serializers.Serializer):
-    project = serializers.CharField(required=False, help_text="Project id or slug; needed for a project-less (default) policy.")
+    project = ProjectRefField(required=False, help_text="Project id or slug; needed for a project-less (default) policy.")
