@@ -29,6 +29,8 @@ PARQUET_TOO_MANY_COLUMNS = "declares {columns} columns; the limit is {limit}"
 PARQUET_TOO_BIG = ("declares {size} bytes uncompressed (total_uncompressed_size of its column chunks); "
                    "the limit is {limit} bytes")
 PARQUET_ROW_GROUP_UNREADABLE = "row group {group} (rows {first}–{last}) is not readable ({error})"
+PARQUET_DECODES_TOO_BIG = ("row group {group} (rows {first}–{last}) would be decoded past the limit of {limit} bytes "
+                           "(repeated dictionary values)")
 
 
 class RowError(Exception):
@@ -120,3 +122,27 @@ def check_parquet_metadata(metadata, limits: ImportLimits) -> None:
     size = parquet_uncompressed_bytes(metadata)
     if size > limits.max_parquet_uncompressed_bytes:
         raise RowError("file", PARQUET_TOO_BIG.format(size=size, limit=limits.max_parquet_uncompressed_bytes))
+
+
+def dictionary_columns(schema) -> list[str]:
+    """Top-level string/binary columns: read them as dictionaries so a repeated value stays one value in memory."""
+    import pyarrow as pa
+
+    return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+            or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+
+
+def decoded_bytes(table) -> int:
+    """The bytes `table` takes once every dictionary is expanded, computed without expanding any."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    total = 0
+    for column in table.columns:
+        for chunk in column.chunks:
+            if isinstance(chunk, pa.DictionaryArray) and len(chunk):
+                lengths = pc.binary_length(chunk.dictionary)
+                total += (pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0) + 8 * len(chunk)
+            else:
+                total += chunk.nbytes
+    return total

@@ -18,8 +18,9 @@ from django.core.exceptions import ValidationError
 
 from core.parsing import JSONTooDeep, loads_bounded
 from feedback.import_limits import (
-    PARQUET_ROW_GROUP_UNREADABLE, PARQUET_THRIFT_CONTAINER_LIMIT, PARQUET_THRIFT_STRING_LIMIT, TOO_MANY_ROWS, AtLine, ImportLimits,
-    RowError, bounded_lines, check_parquet_metadata, check_row_count, decode_line,
+    PARQUET_DECODES_TOO_BIG, PARQUET_ROW_GROUP_UNREADABLE, PARQUET_THRIFT_CONTAINER_LIMIT,
+    PARQUET_THRIFT_STRING_LIMIT, TOO_MANY_ROWS, AtLine, ImportLimits, RowError, bounded_lines,
+    check_parquet_metadata, check_row_count, decode_line, decoded_bytes, dictionary_columns,
 )
 
 MAX_ERRORS_REPORTED = 20
@@ -145,7 +146,7 @@ def _jsonl_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int, 
         try:
             yield line_no, loads_bounded(line)
         except JSONTooDeep as exc:
-            raise AtLine(line_no, RowError("row", f"is {str(exc)[0].lower()}{str(exc)[1:]}")) from None
+            raise AtLine(line_no, RowError("row", f"is {exc}")) from None
         except ValueError as exc:  # JSONDecodeError, numbers out of range
             raise AtLine(line_no, RowError("row", f"is not valid JSON ({getattr(exc, 'msg', exc)})")) from None
 
@@ -206,27 +207,43 @@ def _csv_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int, ob
         raise AtLine(reader.line_num + 1, RowError("row", f"is not valid CSV ({exc})")) from None
 
 
-def _parquet_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int, object]]:
-    """Limits from the footer first (check_parquet_metadata), then one row group at a time."""
-    import pyarrow as pa
+def _open_parquet(stream: IO[bytes], limits: ImportLimits):
+    """The footer only: checked against the limits before any page is read; strings come as dictionaries."""
     import pyarrow.parquet as pq
 
+    options = {"thrift_string_size_limit": PARQUET_THRIFT_STRING_LIMIT,
+               "thrift_container_size_limit": PARQUET_THRIFT_CONTAINER_LIMIT}
     try:
-        table = pq.ParquetFile(stream, thrift_string_size_limit=PARQUET_THRIFT_STRING_LIMIT,
-                               thrift_container_size_limit=PARQUET_THRIFT_CONTAINER_LIMIT)
-        metadata = table.metadata
+        footer = pq.ParquetFile(stream, **options)
+        metadata = footer.metadata
+        check_parquet_metadata(metadata, limits)
+        return pq.ParquetFile(stream, metadata=metadata, read_dictionary=dictionary_columns(footer.schema_arrow),
+                              **options)
+    except RowError:
+        raise
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
-        raise RowError("file", f"is not a readable Parquet file ({exc})") from None
-    check_parquet_metadata(metadata, limits)
-    line_no = 0
-    for group in range(metadata.num_row_groups):
-        first, last = line_no + 1, line_no + metadata.row_group(group).num_rows
+        raise RowError("file", f"is not a readable Parquet file ({str(exc)[:200]})") from None
+
+
+def _parquet_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int, object]]:
+    """Limits from the footer first (check_parquet_metadata), then one row group at a time, each checked for
+    its decoded size before it becomes Python objects."""
+    import pyarrow as pa
+
+    table = _open_parquet(stream, limits)
+    line_no, budget = 0, limits.max_parquet_uncompressed_bytes
+    for group in range(table.metadata.num_row_groups):
+        first, last = line_no + 1, line_no + table.metadata.row_group(group).num_rows
+        where = {"group": group, "first": first, "last": last}
         try:
-            records = table.read_row_group(group).to_pylist()
+            batch = table.read_row_group(group)
         except (pa.ArrowException, OSError, ValueError, MemoryError) as exc:  # a corrupt page, a bad codec
-            raise AtLine(first, RowError("file", PARQUET_ROW_GROUP_UNREADABLE.format(
-                group=group, first=first, last=last, error=str(exc)[:200]))) from None
-        for record in records:
+            raise AtLine(first, RowError("file", PARQUET_ROW_GROUP_UNREADABLE.format(**where, error=str(exc)[:200])))
+        budget -= decoded_bytes(batch)
+        if budget < 0:
+            limit = limits.max_parquet_uncompressed_bytes
+            raise AtLine(first, RowError("file", PARQUET_DECODES_TOO_BIG.format(**where, limit=limit)))
+        for record in batch.to_pylist():
             line_no += 1
             yield line_no, record
 
@@ -238,7 +255,8 @@ def detect_format(name: str) -> str:
     )
 
 
-_READERS = {"jsonl": (_jsonl_rows, None), "csv": (_csv_rows, _tabular_to_raw), "parquet": (_parquet_rows, _tabular_to_raw)}
+_READERS = {"jsonl": (_jsonl_rows, None), "csv": (_csv_rows, _tabular_to_raw),
+            "parquet": (_parquet_rows, _tabular_to_raw)}
 
 
 def _line_error(line_no: int, exc: RowError) -> str:

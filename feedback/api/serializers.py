@@ -114,7 +114,8 @@ class ExportQuerySerializer(serializers.Serializer):
     drop_flagged = serializers.BooleanField(default=False)
     only_trusted = serializers.BooleanField(default=False)
     since_snapshot = AsciiIntegerField(required=False, min_value=1, max_value=MAX_DB_ID)
-    model = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=MAX_EXPORT_MODELS)
+    model = serializers.ListField(child=serializers.CharField(max_length=200), required=False,
+                                  max_length=MAX_EXPORT_MODELS)
     test_fraction = AsciiFloatField(default=0.1, min_value=0.0, max_value=0.9)
 
 

@@ -136,13 +136,15 @@ def cases(method, path, op, world):
         for bad in QUERY_VALUES:
             if param["name"] in {"slug", "model"} and bad != "\x00":
                 continue  # any short string is a valid (empty) filter there
-            yield f"query {param['name']}={bad!r}", {"url": url, "extra": {"QUERY_STRING": f"{param['name']}={quote(bad)}"}}
+            query = f"{param['name']}={quote(bad)}"
+            yield f"query {param['name']}={bad!r}", {"url": url, "extra": {"QUERY_STRING": query}}
     if method == "get" or not op.get("requestBody"):
         return
     for name, raw in RAW_BODIES.items():
         yield f"body {name}", {"url": url, "raw": raw}
     yield "oversize body", {"url": url, "raw": OVERSIZE}
-    yield "bad form encoding", {"url": url, "raw": b"name=%ff%fe&x=\xff", "content_type": "application/x-www-form-urlencoded"}
+    yield "bad form encoding", {"url": url, "raw": b"name=%ff%fe&x=\xff",
+                                "content_type": "application/x-www-form-urlencoded"}
     base = world["valid"].get(path, {})
     for field, kind in body_fields(op).items():
         for bad in BAD_VALUES_BY_TYPE.get(kind, BAD_VALUES_BY_TYPE[None]):

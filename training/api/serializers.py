@@ -75,7 +75,8 @@ class ScoreItemSerializer(serializers.Serializer):
         if isinstance(value, list) and len(value) > MAX_SCORE_MESSAGES:
             raise serializers.ValidationError(f"must hold at most {MAX_SCORE_MESSAGES} messages.")
         if not isinstance(value, (str, list)):
-            raise serializers.ValidationError(f"must be a string or a list of chat messages, got {type(value).__name__}.")
+            got = type(value).__name__
+            raise serializers.ValidationError(f"must be a string or a list of chat messages, got {got}.")
         try:
             _, messages = importing.clean_prompt(value)
         except importing.RowError as exc:
