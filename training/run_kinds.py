@@ -25,7 +25,7 @@ class RunKind:
 
 
 RUN_KINDS: dict[str, RunKind] = {
-    TrainingRun.Kind.REWARD: RunKind(config_class=RewardConfig, runner=reward.run_reward),
+    TrainingRun.Kind.REWARD: RunKind(config_class=RewardConfig, runner=reward.run_reward, gate=reward.reward_gate),
     TrainingRun.Kind.PPO: RunKind(config_class=PPOConfig, runner=policy.run_ppo, gate=policy.ppo_gate),
     TrainingRun.Kind.DPO: RunKind(config_class=DPOConfig, runner=policy.run_dpo, gate=policy.dpo_gate),
     TrainingRun.Kind.PUBLISH: RunKind(config_class=PublishConfig, runner=publish.run_publish),

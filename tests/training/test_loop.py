@@ -7,6 +7,8 @@ Also: a PPO run forced to NaN registers and publishes nothing; DPO registers a p
 import pytest
 from rest_framework.test import APIClient
 
+from feedback import services as feedback_services
+from feedback.exports import ExportFilters
 from feedback.models import ComparisonTask, Completion
 from tests.feedback.factories import make_member
 from training import execution, selectors, services
@@ -50,13 +52,26 @@ def run_inline(project, kind, config):
     return run
 
 
+def train_accepted_reward_model(project, tiny_bert_dir) -> TrainingRun:
+    """A reward run whose model is accepted (active). A third of the prompts are held out, so its acceptance
+    (held-out accuracy's interval above chance) can be decided on this small project."""
+    snapshot = feedback_services.create_snapshot(project=project, filters=ExportFilters(test_fraction=0.35))
+    run = services.create_run(project=project, kind=TrainingRun.Kind.REWARD, snapshot=snapshot, enqueue=False,
+                              config={"backbone": str(tiny_bert_dir), "max_steps": 8, "learning_rate": 1e-3,
+                                      "max_length": 128})
+    execution.execute(run.pk)
+    run.refresh_from_db()
+    assert run.state == TrainingRun.State.SUCCEEDED, run.error
+    assert run.produced_version.status == ModelVersion.Status.ACTIVE
+    assert run.produced_version.metrics["eval/accuracy_low"] > 0.5
+    return run
+
+
 def test_the_loop_closes(judged_through_the_api, default_policy, tiny_bert_dir, settings, tmp_path):
     settings.MODEL_DIR = tmp_path / "models"
     settings.EXPORT_DIR = tmp_path / "exports"
     project = judged_through_the_api
-    reward_run = run_inline(project, TrainingRun.Kind.REWARD, {"backbone": str(tiny_bert_dir), "max_steps": 4,
-                                                               "learning_rate": 1e-3, "max_length": 128})
-    assert reward_run.state == TrainingRun.State.SUCCEEDED, reward_run.error
+    reward_run = train_accepted_reward_model(project, tiny_bert_dir)
     reward = reward_run.produced_version
     assert reward.snapshot.counts["pairs"] > 0
 
@@ -97,8 +112,7 @@ def test_nan_ppo_publishes_nothing(judged_through_the_api, default_policy, tiny_
     settings.MODEL_DIR = tmp_path / "models"
     settings.EXPORT_DIR = tmp_path / "exports"
     project = judged_through_the_api
-    assert run_inline(project, TrainingRun.Kind.REWARD, {"backbone": str(tiny_bert_dir), "max_steps": 2,
-                                                         "max_length": 128}).state == TrainingRun.State.SUCCEEDED
+    train_accepted_reward_model(project, tiny_bert_dir)
     # A learning rate this large drives the weights to inf/NaN within an iteration.
     run = run_inline(project, TrainingRun.Kind.PPO, {"num_iterations": 3, "batch_size": 4, "mini_batch_size": 2,
                                                      "max_new_tokens": 4, "use_lora": False, "learning_rate": 1e30,

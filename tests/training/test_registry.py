@@ -123,3 +123,30 @@ class TestStartingRuns:
         services.request_cancel(run=run, actor=project_admin)
         audit = AuditEvent.objects.get(event_type=AuditEvent.Type.RUN_CANCELLED)
         assert (audit.actor, audit.target, audit.extra["was"]) == (project_admin, f"run:{run.pk}", "queued")
+
+
+class TestRewardModelAcceptance:
+    """A reward model becomes active only when its held-out accuracy's 95% interval lies above chance."""
+
+    @staticmethod
+    def verdict(**metrics):
+        from types import SimpleNamespace
+
+        from training.runners.reward import reward_gate
+
+        return reward_gate(SimpleNamespace(metrics=metrics))
+
+    def test_an_interval_above_chance_passes(self):
+        assert self.verdict(**{"eval/accuracy": 0.8, "eval/accuracy_low": 0.62, "eval/accuracy_high": 0.91,
+                               "eval/n_pairs": 40}) == (True, "")
+
+    def test_a_good_looking_accuracy_on_too_few_pairs_is_rejected(self):
+        passed, message = self.verdict(**{"eval/accuracy": 1.0, "eval/accuracy_low": 0.21, "eval/accuracy_high": 1.0,
+                                          "eval/n_pairs": 1})
+        assert not passed and "not above chance" in message and "1 pairs" in message
+
+    def test_below_chance_or_no_held_out_pairs_is_rejected(self):
+        assert not self.verdict(**{"eval/accuracy": 0.44, "eval/accuracy_low": 0.35, "eval/accuracy_high": 0.53,
+                                   "eval/n_pairs": 100})[0]
+        passed, message = self.verdict()
+        assert not passed and "no held-out preference pairs" in message

@@ -25,6 +25,21 @@ def snapshot_rows(ctx: RunContext) -> tuple[object, list, list]:
     return snapshot, train_rows, test_rows
 
 
+def reward_gate(result) -> tuple[bool, str]:
+    """A reward model becomes active only when its held-out accuracy is above chance with 95% confidence
+    (the Wilson interval's lower end above 0.5); otherwise it is registered as rejected and PPO never uses it."""
+    metrics = result.metrics
+    n_pairs = int(metrics.get("eval/n_pairs") or 0)
+    if n_pairs == 0:
+        return False, ("no held-out preference pairs to judge the reward model on (the snapshot's test split is "
+                       "empty): collect judgements on more prompts; registered as rejected, not active.")
+    accuracy, low, high = metrics["eval/accuracy"], metrics["eval/accuracy_low"], metrics["eval/accuracy_high"]
+    if low > 0.5:
+        return True, ""
+    return False, (f"held-out accuracy {accuracy:.2f} (95% interval {low:.2f}–{high:.2f}, {n_pairs} pairs) is not "
+                   "above chance with confidence: registered as rejected, not active.")
+
+
 def run_reward(ctx: RunContext) -> dict:
     from training.pipeline.reward import TrainingCancelled, train_reward_model
 
