@@ -37,13 +37,38 @@ class ModelVersionSerializer(serializers.ModelSerializer):
                   "metrics", "created_at"]
 
 
+SCORE_MAX_ITEMS = 64  # one request scores at most this many (prompt, completion) pairs
+SCORE_MAX_TEXT_CHARS = 8_000  # per prompt text, chat message content and completion
+SCORE_MAX_MESSAGES = 32  # per chat prompt
+PROMPT_SHAPE = "must be a string or a list of chat messages {'role': …, 'content': …}"
+
+
 class ScoreItemSerializer(serializers.Serializer):
-    prompt = serializers.JSONField(help_text="Text, or a list of chat messages.")
-    completion = serializers.CharField(max_length=100_000, trim_whitespace=False)
+    prompt = serializers.JSONField(help_text=f"Text, or a list of at most {SCORE_MAX_MESSAGES} chat messages; "
+                                             f"each text at most {SCORE_MAX_TEXT_CHARS} characters.")
+    completion = serializers.CharField(max_length=SCORE_MAX_TEXT_CHARS, trim_whitespace=False)
+
+    def validate_prompt(self, value):
+        too_long = f"Ensure this text has no more than {SCORE_MAX_TEXT_CHARS} characters."
+        if isinstance(value, str):
+            if len(value) > SCORE_MAX_TEXT_CHARS:
+                raise serializers.ValidationError(too_long)
+            return value
+        if not isinstance(value, list) or not value:
+            raise serializers.ValidationError(PROMPT_SHAPE)
+        if len(value) > SCORE_MAX_MESSAGES:
+            raise serializers.ValidationError(f"Ensure there are no more than {SCORE_MAX_MESSAGES} messages.")
+        for message in value:
+            if not (isinstance(message, dict) and isinstance(message.get("role"), str)
+                    and isinstance(message.get("content"), str) and len(message["role"]) <= 32):
+                raise serializers.ValidationError(PROMPT_SHAPE)
+            if len(message["content"]) > SCORE_MAX_TEXT_CHARS:
+                raise serializers.ValidationError(too_long)
+        return value
 
 
 class ScoreInputSerializer(serializers.Serializer):
-    items = ScoreItemSerializer(many=True, allow_empty=False, max_length=256)
+    items = ScoreItemSerializer(many=True, allow_empty=False, max_length=SCORE_MAX_ITEMS)
 
 
 class ScoreOutputSerializer(serializers.Serializer):
