@@ -9,6 +9,8 @@ foreign project and a missing one look the same.
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
+from django_filters.constants import EMPTY_VALUES
+from django_filters.rest_framework import CharFilter, FilterSet
 from rest_framework.permissions import BasePermission
 
 ANNOTATOR, REVIEWER, ADMIN = "annotator", "reviewer", "admin"
@@ -53,3 +55,47 @@ class IsProjectReviewer(ProjectRolePermission):
 
 class IsProjectAdmin(ProjectRolePermission):
     role = ADMIN
+
+
+# --- list filters without an existence oracle ------------------------------------------------------------------
+
+MAX_ID_DIGITS = 18  # beyond this an id cannot exist (and SQLite would overflow): it filters to nothing
+
+
+class ReferenceFilter(CharFilter):
+    """`?project=<id or slug>` (or any foreign key): compares the raw value, never validates it against the whole
+    table. django-filter's default ModelChoiceFilter answers 400 for a missing id and 200 for a foreign one,
+    which tells a caller what exists in other projects; here both simply filter the (already scoped) rows to nothing."""
+
+    def __init__(self, *args, slug_field: str | None = None, **kwargs):
+        self.slug_field = slug_field
+        super().__init__(*args, **kwargs)
+
+    def filter(self, qs, value):
+        if value in EMPTY_VALUES:
+            return qs
+        value = str(value).strip()
+        if value.isascii() and value.isdigit():
+            if len(value) > MAX_ID_DIGITS:
+                return qs.none()
+            return qs.filter(**{self.field_name: int(value)})
+        if self.slug_field:
+            return qs.filter(**{f"{self.field_name}__{self.slug_field}": value})
+        return qs.none()
+
+
+class ScopedFilterSet(FilterSet):
+    """FilterSet whose relation filters are ReferenceFilters (the generated ones would be oracles)."""
+
+    @classmethod
+    def filter_for_field(cls, field, field_name, lookup_expr=None):
+        if field.is_relation:
+            has_slug = any(f.name == "slug" for f in field.related_model._meta.get_fields())
+            return ReferenceFilter(field_name=field_name, slug_field="slug" if has_slug else None)
+        return super().filter_for_field(field, field_name, lookup_expr)
+
+
+def scoped_filterset(model, fields: list[str]) -> type[FilterSet]:
+    """A view's `filterset_class` for `fields` of `model` (use instead of `filterset_fields`)."""
+    meta = type("Meta", (), {"model": model, "fields": fields})
+    return type(f"{model.__name__}ScopedFilterSet", (ScopedFilterSet,), {"Meta": meta, "__module__": __name__})

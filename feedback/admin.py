@@ -5,6 +5,7 @@ adjudications, snapshots) are read-only here. Training actions live in training'
 from django.contrib import admin
 from django.db.models import Count
 
+from core.admin import SuperuserOnlyAdmin, SuperuserOnlyTabularInline
 from feedback import services
 from feedback.models import (
     Adjudication, Assignment, ComparisonTask, Completion, Judgement, Membership, PreferenceSnapshot, Project, Prompt,
@@ -12,7 +13,7 @@ from feedback.models import (
 from feedback.services.projects import PROJECT_FIELDS
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(SuperuserOnlyAdmin):
     """Rows written by services only: the admin shows them and never adds, edits or deletes them."""
 
     def has_add_permission(self, request, obj=None):
@@ -25,7 +26,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(SuperuserOnlyTabularInline):
     model = Membership
     extra = 0
     fields = ["user", "role", "trust"]
@@ -34,7 +35,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(SuperuserOnlyAdmin):
     list_display = ["slug", "name", "completions_per_task", "overlap", "max_overlap", "lease_seconds", "gold_rate", "n_prompts", "n_tasks", "created_at"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
@@ -89,7 +90,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(SuperuserOnlyAdmin):
     list_display = ["user", "project", "role", "trust", "created_at"]
     list_filter = ["role", "project"]
     search_fields = ["user__username", "project__slug"]

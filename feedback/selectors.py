@@ -30,11 +30,21 @@ def projects_for_user(*, user) -> QuerySet[Project]:
 def get_project_for_user(*, user, project_ref: str | int) -> Project:
     """A project by numeric id or slug, if the user may see it; 404 otherwise (no existence leak)."""
     ref = str(project_ref)
-    lookup = {"pk": int(ref)} if ref.isdigit() else {"slug": ref}
+    if len(ref) > 64:  # longer than any slug, and an id that long cannot exist (SQLite would overflow)
+        raise Http404("No such project.")
+    lookup = {"pk": int(ref)} if ref.isascii() and ref.isdigit() else {"slug": ref}
     try:
         return projects_for_user(user=user).get(**lookup)
     except Project.DoesNotExist:
         raise Http404("No such project.") from None
+
+
+def may_create_projects(*, user) -> bool:
+    """Superusers, and admins of at least one project (they become the new project's admin); never by
+    `is_staff` or a Django model permission alone."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return user.is_superuser or Membership.objects.filter(user=user, role=Membership.Role.ADMIN).exists()
 
 
 def role_in_project(*, user, project: Project) -> str | None:

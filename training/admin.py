@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import ValidationError
 
+from core.admin import SuperuserOnlyAdmin, SuperuserOnlyTabularInline
 from core.exceptions import ApplicationError
 from feedback.admin import ProjectAdmin
 from feedback.models import Project
@@ -58,7 +59,7 @@ class ActivateForm(ActionForm):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(SuperuserOnlyAdmin):
     list_display = ["id", "name", "kind", "status", "project", "parent", "reward_model", "snapshot", "created_at"]
     list_filter = ["kind", "status", "project"]
     search_fields = ["name", "sha256"]
@@ -82,7 +83,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, f"{version.name} is now the active policy of {chosen or version.project}")
 
 
-class TrainingRunMetricInline(admin.TabularInline):
+class TrainingRunMetricInline(SuperuserOnlyTabularInline):
     model = TrainingRunMetric
     extra = 0
     can_delete = False
@@ -93,7 +94,7 @@ class TrainingRunMetricInline(admin.TabularInline):
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(SuperuserOnlyAdmin):
     list_display = ["id", "kind", "state", "project", "progress", "produced_version", "created_at", "finished_at"]
     list_filter = ["kind", "state", "project"]
     readonly_fields = ["summary", "log", "error", "heartbeat_at", "started_at", "finished_at"]
@@ -110,6 +111,6 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(RetrainSchedule)
-class RetrainScheduleAdmin(admin.ModelAdmin):
+class RetrainScheduleAdmin(SuperuserOnlyAdmin):
     list_display = ["project", "is_enabled", "method", "min_new_judgements", "max_hours", "min_agreement", "last_triggered_at"]
     list_filter = ["is_enabled", "method"]

@@ -8,8 +8,10 @@ setting is a 400 (or a command error) naming it, never a failure inside the work
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 
-from training.models import TrainingRun
+from training.models import ModelVersion, TrainingRun
 from training.pipeline.config import DPOConfig, PPOConfig, RewardConfig, config_from_dict
 
 STEP_KINDS = (TrainingRun.Kind.REWARD, TrainingRun.Kind.PPO, TrainingRun.Kind.DPO, TrainingRun.Kind.PUBLISH)
@@ -90,3 +92,91 @@ def parse_config(kind: str, config: dict | None):
 def validate_config(kind: str, config: dict | None) -> dict:
     """The settings to store on the run: the dataclass as a dict."""
     return dataclasses.asdict(parse_config(kind, config))
+
+
+# --- the settings-path rule: a run reads only its own project's models ------------------------------------------
+
+MODEL_PATH_FIELDS = {TrainingRun.Kind.REWARD: ("backbone",), TrainingRun.Kind.PPO: ("policy",),
+                     TrainingRun.Kind.DPO: ("policy",)}
+MODEL_ID_FIELDS = {TrainingRun.Kind.PUBLISH: ("policy_version",)}
+REGISTRY_KINDS = ("reward", "ppo", "dpo", "policy")
+NOT_A_MODEL = ("must be a registered model name, or a directory inside MODEL_DIR that is not another project's "
+               "registry directory ({detail})")
+NOT_YOUR_VERSION = "must be the id of a registered policy of this project (or a default one)"
+
+
+def check_model_references(kind: str, config: dict, project) -> None:
+    """Refuse settings that point a run at models outside MODEL_DIR or at another project's registry directory.
+
+    `config` is the normalised settings (`validate_config`); a retrain checks each of its steps. Raises
+    ValidationError({field: message}) naming the field, e.g. {"policy": …} or {"steps.ppo.policy": …}."""
+    from django.core.exceptions import ValidationError
+
+    for field, problem in _model_reference_problems(kind, config, project, prefix=""):
+        raise ValidationError({field: problem})
+
+
+def _model_reference_problems(kind: str, config: dict, project, prefix: str):
+    if kind == TrainingRun.Kind.RETRAIN:
+        for step_kind, step_config in (config.get("steps") or {}).items():
+            normalised = validate_config(step_kind, step_config)
+            yield from _model_reference_problems(step_kind, normalised, project, prefix=f"{prefix}steps.{step_kind}.")
+        return
+    for field in MODEL_PATH_FIELDS.get(kind, ()):
+        default = getattr(CONFIG_CLASSES[kind], field)
+        problem = _path_problem(str(config.get(field, default)), default, project)
+        if problem:
+            yield f"{prefix}{field}", NOT_A_MODEL.format(detail=problem)
+    for field in MODEL_ID_FIELDS.get(kind, ()):
+        if config.get(field) is not None and not _visible_versions(project).filter(
+                pk=config[field], kind=ModelVersion.Kind.POLICY).exists():
+            yield f"{prefix}{field}", NOT_YOUR_VERSION
+
+
+def _visible_versions(project):
+    from django.db.models import Q
+
+    return ModelVersion.objects.filter(Q(project=project) | Q(project__isnull=True))
+
+
+def _path_problem(value: str, default: str, project) -> str | None:
+    """None when `value` may be loaded by a run of `project`, else why not."""
+    from django.conf import settings
+
+    if value == default or _visible_versions(project).filter(name=value).exists():
+        return None
+    if ModelVersion.objects.filter(name=value).exists():
+        return "another project's model"
+    model_dir = Path(settings.MODEL_DIR).resolve()
+    if "\x00" in value or value.startswith("~"):
+        return "not a plain path"
+    if Path(value).is_absolute():
+        candidates = [Path(value)]
+    elif len(Path(value).parts) == 1 and value not in {".", ".."}:
+        # a bare name: the loader tries it relative to the working directory first, then under MODEL_DIR
+        candidates = [model_dir / value] + ([Path(value)] if Path(value).is_dir() else [])
+    else:
+        return "a relative path; give an absolute path or a bare name under MODEL_DIR"
+    for candidate in candidates:
+        problem = _directory_problem(candidate.resolve(), model_dir, project)
+        if problem:
+            return problem
+    return None
+
+
+def _directory_problem(path: Path, model_dir: Path, project) -> str | None:
+    if not path.is_relative_to(model_dir) or path == model_dir:
+        return "outside MODEL_DIR"
+    registry = model_dir / "registry"
+    if path == registry:
+        return "the registry itself"
+    if not path.is_relative_to(registry):
+        return None
+    top = path.relative_to(registry).parts[0]
+    kinds = "|".join(REGISTRY_KINDS)
+    if re.fullmatch(rf"(?:{kinds})-{re.escape(project.slug)}-run\d+", top):
+        return None
+    own_paths = {Path(p).resolve() for p in _visible_versions(project).values_list("path", flat=True) if p}
+    if any(path == p or path.is_relative_to(p) for p in own_paths):
+        return None
+    return "another project's registry directory"

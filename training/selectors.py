@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
 
-from core.permissions import REVIEWER, has_project_role
+from core.permissions import NEEDS_ROLE, REVIEWER, has_project_role, require_project_role
 from feedback import selectors as feedback_selectors
 from training.models import ModelVersion, TrainingRun
 
 
 def runs_for_user(*, user) -> QuerySet[TrainingRun]:
-    return TrainingRun.objects.filter(project__in=feedback_selectors.projects_for_user(user=user)).select_related(
+    """The runs of the projects the user reviews (annotators watch no runs)."""
+    return TrainingRun.objects.filter(project__in=reviewable_projects(user=user)).select_related(
         "project", "produced_version", "snapshot"
     ).prefetch_related("step_metrics")
 
@@ -24,18 +26,37 @@ def run_for_reviewer(*, user, run_id: int) -> TrainingRun:
     return run
 
 
+def reviewable_projects(*, user) -> list:
+    """The projects where the user holds the reviewer role or a higher one (read fresh: a demotion counts at once)."""
+    return [p for p in feedback_selectors.projects_for_user(user=user)
+            if has_project_role(user=user, project=p, role=REVIEWER)]
+
+
 def versions_for_user(*, user) -> QuerySet[ModelVersion]:
-    """Default models (no project) are visible to every reviewer; others to their project's reviewers."""
-    projects = feedback_selectors.projects_for_user(user=user)
+    """The versions a user may see: those of the projects they review, and the default (project-less) models
+    if they review any project. Annotators see none (the registry is reviewers' and admins' business)."""
+    projects = reviewable_projects(user=user)
+    if not projects and not user.is_superuser:
+        return ModelVersion.objects.none()
     visible = ModelVersion.objects.filter(project__isnull=True) | ModelVersion.objects.filter(project__in=projects)
     return visible.select_related("parent", "reward_model", "snapshot", "project")
 
 
 def version_for_user(*, user, version_id: int) -> ModelVersion:
-    """A model version the user may see; 404 otherwise."""
-    version = versions_for_user(user=user).filter(pk=version_id).first()
+    """A model version the user may use: 404 when it is missing or its project is not theirs (the same answer),
+    403 (PermissionDenied) when they are a member below reviewer."""
+    version = ModelVersion.objects.select_related("parent", "reward_model", "snapshot", "project").filter(
+        pk=version_id).first()
     if version is None:
         raise Http404("No such model version.")
+    if version.project is None:
+        if versions_for_user(user=user).filter(pk=version.pk).exists():
+            return version
+        if feedback_selectors.projects_for_user(user=user).exists():
+            raise PermissionDenied(NEEDS_ROLE.format(role=REVIEWER))
+        raise Http404("No such model version.")
+    feedback_selectors.get_project_for_user(user=user, project_ref=version.project_id)  # 404 for non-members
+    require_project_role(user=user, project=version.project, role=REVIEWER)
     return version
 
 

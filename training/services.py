@@ -31,7 +31,7 @@ from feedback import selectors as feedback_selectors
 from feedback.models import PreferenceSnapshot
 from training import selectors
 from training.models import ModelVersion, RetrainSchedule, TrainingRun, TrainingRunMetric
-from training.run_configs import validate_config
+from training.run_configs import check_model_references, validate_config
 from training.signals import run_queued
 
 LOG_LIMIT_CHARS = 200_000
@@ -77,6 +77,7 @@ def start_training(
             normalised = validate_config(kind, config)
         except (TypeError, ValueError) as exc:
             raise ValidationError({"config": str(exc)}) from None
+    check_model_references(kind, normalised, project)  # only MODEL_DIR, never another project's registry
     messages = [str(w.message) for w in caught]
     with transaction.atomic():
         run = create_run(project=project, kind=kind, config=normalised, created_by=created_by, enqueue=enqueue,

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from core.exceptions import ApplicationError
-from core.permissions import ADMIN, REVIEWER, has_project_role, require_project_role
+from core.permissions import ADMIN, has_project_role, require_project_role
 from feedback import selectors as feedback_selectors
 from training import selectors, services
 from training.models import TrainingRun
@@ -18,13 +18,13 @@ from training.models import TrainingRun
 
 @login_required
 def registry(request):
-    reviewable = [p for p in feedback_selectors.projects_for_user(user=request.user)
-                  if has_project_role(user=request.user, project=p, role=REVIEWER)]
+    reviewable = selectors.reviewable_projects(user=request.user)
     if not reviewable and not request.user.is_superuser:
         raise Http404("Nothing to review.")
     versions = selectors.versions_for_user(user=request.user).order_by("-created_at")[:200]
-    runs = selectors.runs_for_user(user=request.user).filter(project__in=reviewable).order_by("-created_at")[:50]
-    return render(request, "training/registry.html", {"versions": versions, "runs": runs, "projects": reviewable,
+    runs = selectors.runs_for_user(user=request.user).order_by("-created_at")[:50]
+    administered = [p for p in reviewable if has_project_role(user=request.user, project=p, role=ADMIN)]
+    return render(request, "training/registry.html", {"versions": versions, "runs": runs, "projects": administered,
                                                       "kinds": TrainingRun.Kind.choices})
 
 

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from core.exceptions import ApplicationError, error_responses
 from core.parsing import BoundedJSONParser
-from core.permissions import IsProjectAdmin, IsProjectReviewer
+from core.permissions import IsProjectAdmin, IsProjectReviewer, scoped_filterset
 from feedback import exports, importing, selectors, services
 from feedback.api.serializers import (
     AuthTokenOutputSerializer, ExportQuerySerializer, ImportInputSerializer, ImportOutputSerializer,
@@ -28,7 +28,7 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
     description="A retry with the same key returns the first result and stores nothing twice.",
 )
-PROJECT_CREATE_NEEDS_STAFF = "Only staff with the add_project permission may create projects."
+PROJECT_CREATE_NEEDS_ADMIN = "Only superusers and project admins may create projects."
 
 
 class ProjectRoleApi(APIView):
@@ -57,8 +57,8 @@ class ProjectListCreateApi(generics.ListCreateAPIView):
         return selectors.projects_for_user(user=self.request.user).order_by("id")
 
     def perform_create(self, serializer):
-        if not (self.request.user.is_staff and self.request.user.has_perm("feedback.add_project")):
-            raise ApplicationError(PROJECT_CREATE_NEEDS_STAFF, status_code=status.HTTP_403_FORBIDDEN)
+        if not selectors.may_create_projects(user=self.request.user):
+            raise ApplicationError(PROJECT_CREATE_NEEDS_ADMIN, status_code=status.HTTP_403_FORBIDDEN)
         serializer.instance = services.create_project(**serializer.validated_data, actor=self.request.user)
 
 
@@ -113,7 +113,7 @@ class MyJudgementListApi(generics.ListAPIView):
     """The caller's own judgements; nobody sees other annotators' judgements here."""
 
     serializer_class = JudgementOutputSerializer
-    filterset_fields = ["task", "task__project"]
+    filterset_class = scoped_filterset(Judgement, ["task", "task__project"])  # no existence oracle
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user

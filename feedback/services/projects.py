@@ -39,6 +39,8 @@ def create_project(
     project.full_clean()
     project.save()
     record_audit(actor=actor, event_type=AuditEvent.Type.PROJECT_CREATED, project=project, target=f"project:{project.pk}")
+    if actor is not None and actor.is_authenticated and not actor.is_superuser:
+        add_member(project=project, username=actor.get_username(), role=Membership.Role.ADMIN, actor=actor)
     return project
 
 
@@ -60,19 +62,27 @@ def update_project(*, project: Project, actor=None, **changes) -> Project:
 
 
 def ensure_role_groups() -> dict[str, Group]:
-    """The Django groups behind the roles, with the model permissions each role needs in the admin."""
+    """The Django groups named after the roles. They carry NO model permissions: a Django permission is
+    global, so it would reach every project's rows; roles live in Membership, per project, and are read
+    fresh by core.permissions. (The groups only label users; older installs' permissions are removed.)"""
     groups = {}
     for role, name in ROLE_GROUPS.items():
         group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.clear()
         groups[role] = group
-    view_codenames = ["view_project", "view_prompt", "view_completion", "view_comparisontask", "view_judgement"]
-    groups[Membership.Role.REVIEWER].permissions.set(
-        Permission.objects.filter(content_type__app_label="feedback", codename__in=view_codenames)
-    )
-    groups[Membership.Role.ADMIN].permissions.set(
-        Permission.objects.filter(content_type__app_label__in=["feedback", "training"])
-    )
     return groups
+
+
+def _sync_account(user) -> None:
+    """Make the user's global flags follow their memberships: never staff through a project role (the Django
+    admin is for superusers only), and in exactly the role groups of the roles they still hold somewhere."""
+    groups = ensure_role_groups()
+    held = set(Membership.objects.filter(user=user).values_list("role", flat=True))
+    user.groups.remove(*[g for role, g in groups.items() if role not in held])
+    user.groups.add(*[g for role, g in groups.items() if role in held])
+    if user.is_staff and not user.is_superuser:
+        User.objects.filter(pk=user.pk).update(is_staff=False)
+        user.is_staff = False
 
 
 @transaction.atomic
@@ -87,11 +97,9 @@ def add_member(
         user.set_password(password)
     elif created:
         user.set_unusable_password()
-    if role == Membership.Role.ADMIN:
-        user.is_staff = True  # project admins work in the Django admin
-    user.save()
+    user.save()  # a project role never makes a user staff: project admins work in the product's pages
     membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
-    user.groups.add(ensure_role_groups()[role])
+    _sync_account(user)  # a demotion takes every privilege of the old role away at once
     token, _ = Token.objects.get_or_create(user=user)
     record_audit(actor=actor, event_type=AuditEvent.Type.MEMBER_ADDED, project=project, target=f"user:{user.pk}",
                  extra={"username": user.username, "role": role})
@@ -103,6 +111,7 @@ def remove_member(*, membership: Membership, actor=None) -> None:
     """Take a user out of a project; their judgements stay (they are evidence)."""
     project, user = membership.project, membership.user
     membership.delete()
+    _sync_account(user)
     record_audit(actor=actor, event_type=AuditEvent.Type.MEMBER_REMOVED, project=project, target=f"user:{user.pk}",
                  extra={"username": user.username})
 

@@ -154,7 +154,8 @@ class TestAddMember:
         assert token.user == membership.user
         again, token_again = services.add_member(project=project, username="zoe", role="admin")
         assert again.pk == membership.pk and again.role == "admin" and token_again.key == token.key
-        assert again.user.is_staff
+        assert not again.user.is_staff  # project admins are not Django staff: the admin is for superusers
+        assert list(again.user.groups.values_list("name", flat=True)) == ["Project admins"]  # old role's group gone
 
 
 class TestGoldTasks:

@@ -77,3 +77,15 @@ def capital_rows():
         rows.append({"id": f"cap-{i}", "prompt": row["prompt"], "completions": [
             {"text": row["chosen"], "model": "answers"}, {"text": row["rejected"], "model": "evades"}]})
     return rows
+
+
+@pytest.fixture
+def tiny_backbone(settings, tmp_path, tiny_bert_dir) -> Path:
+    """The tiny BERT copied inside a fresh MODEL_DIR: run settings accept only paths inside MODEL_DIR."""
+    import shutil
+
+    settings.MODEL_DIR = tmp_path / "models"
+    settings.EXPORT_DIR = tmp_path / "exports"
+    dest = settings.MODEL_DIR / "tiny-bert"
+    shutil.copytree(tiny_bert_dir, dest)
+    return dest

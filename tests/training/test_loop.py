@@ -52,12 +52,12 @@ def run_inline(project, kind, config):
     return run
 
 
-def train_accepted_reward_model(project, tiny_bert_dir) -> TrainingRun:
+def train_accepted_reward_model(project, backbone) -> TrainingRun:
     """A reward run whose model is accepted (active). A third of the prompts are held out, so its acceptance
     (held-out accuracy's interval above chance) can be decided on this small project."""
     snapshot = feedback_services.create_snapshot(project=project, filters=ExportFilters(test_fraction=0.35))
     run = services.create_run(project=project, kind=TrainingRun.Kind.REWARD, snapshot=snapshot, enqueue=False,
-                              config={"backbone": str(tiny_bert_dir), "max_steps": 8, "learning_rate": 1e-3,
+                              config={"backbone": str(backbone), "max_steps": 8, "learning_rate": 1e-3,
                                       "max_length": 128})
     execution.execute(run.pk)
     run.refresh_from_db()
@@ -67,11 +67,9 @@ def train_accepted_reward_model(project, tiny_bert_dir) -> TrainingRun:
     return run
 
 
-def test_the_loop_closes(judged_through_the_api, default_policy, tiny_bert_dir, settings, tmp_path):
-    settings.MODEL_DIR = tmp_path / "models"
-    settings.EXPORT_DIR = tmp_path / "exports"
+def test_the_loop_closes(judged_through_the_api, default_policy, tiny_backbone):
     project = judged_through_the_api
-    reward_run = train_accepted_reward_model(project, tiny_bert_dir)
+    reward_run = train_accepted_reward_model(project, tiny_backbone)
     reward = reward_run.produced_version
     assert reward.snapshot.counts["pairs"] > 0
 
@@ -108,11 +106,9 @@ def test_the_loop_closes(judged_through_the_api, default_policy, tiny_bert_dir, 
     assert selectors.active_policy(project=project) == default_policy
 
 
-def test_nan_ppo_publishes_nothing(judged_through_the_api, default_policy, tiny_bert_dir, settings, tmp_path):
-    settings.MODEL_DIR = tmp_path / "models"
-    settings.EXPORT_DIR = tmp_path / "exports"
+def test_nan_ppo_publishes_nothing(judged_through_the_api, default_policy, tiny_backbone):
     project = judged_through_the_api
-    train_accepted_reward_model(project, tiny_bert_dir)
+    train_accepted_reward_model(project, tiny_backbone)
     # A learning rate this large drives the weights to inf/NaN within an iteration.
     run = run_inline(project, TrainingRun.Kind.PPO, {"num_iterations": 3, "batch_size": 4, "mini_batch_size": 2,
                                                      "max_new_tokens": 4, "use_lora": False, "learning_rate": 1e30,

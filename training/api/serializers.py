@@ -12,7 +12,6 @@ MAX_CONFIG_KEYS = 64
 MAX_CONFIG_BYTES = 64 * 1024
 PROJECT_REF_INVALID = "must be a project's numeric id (ASCII digits) or its slug."
 CONFIG_TOO_BIG = f"must hold at most {MAX_CONFIG_KEYS} settings and {MAX_CONFIG_BYTES} bytes of JSON."
-MAX_SCORE_MESSAGES = 64
 
 
 def validate_project_ref(value: str) -> str:
@@ -65,15 +64,25 @@ class ModelVersionSerializer(serializers.ModelSerializer):
                   "metrics", "created_at"]
 
 
+SCORE_MAX_ITEMS = 64  # one request scores at most this many (prompt, completion) pairs
+SCORE_MAX_TEXT_CHARS = 8_000  # per prompt text, chat message content and completion
+SCORE_MAX_MESSAGES = 32  # per chat prompt
+
+
 class ScoreItemSerializer(serializers.Serializer):
-    prompt = serializers.JSONField(help_text="Text, or a list of chat messages [{role, content}].")
-    completion = serializers.CharField(max_length=100_000, trim_whitespace=False)
+    prompt = serializers.JSONField(help_text=f"Text, or a list of at most {SCORE_MAX_MESSAGES} chat messages; "
+                                             f"each text at most {SCORE_MAX_TEXT_CHARS} characters.")
+    completion = serializers.CharField(max_length=SCORE_MAX_TEXT_CHARS, trim_whitespace=False)
 
     def validate_prompt(self, value):
         """A string or a chat, checked as an imported prompt is (types, roles, lengths, NUL): never an object
         or a number handed to the tokenizer."""
-        if isinstance(value, list) and len(value) > MAX_SCORE_MESSAGES:
-            raise serializers.ValidationError(f"must hold at most {MAX_SCORE_MESSAGES} messages.")
+        if isinstance(value, list) and len(value) > SCORE_MAX_MESSAGES:
+            raise serializers.ValidationError(f"Ensure there are no more than {SCORE_MAX_MESSAGES} messages.")
+        texts = [value] if isinstance(value, str) else [m.get("content") for m in value if isinstance(m, dict)] \
+            if isinstance(value, list) else []
+        if any(isinstance(t, str) and len(t) > SCORE_MAX_TEXT_CHARS for t in texts):
+            raise serializers.ValidationError(f"Ensure this text has no more than {SCORE_MAX_TEXT_CHARS} characters.")
         if not isinstance(value, (str, list)):
             got = type(value).__name__
             raise serializers.ValidationError(f"must be a string or a list of chat messages, got {got}.")
@@ -85,7 +94,7 @@ class ScoreItemSerializer(serializers.Serializer):
 
 
 class ScoreInputSerializer(serializers.Serializer):
-    items = ScoreItemSerializer(many=True, allow_empty=False, max_length=256)
+    items = ScoreItemSerializer(many=True, allow_empty=False, max_length=SCORE_MAX_ITEMS)
 
 
 class ScoreOutputSerializer(serializers.Serializer):

@@ -9,6 +9,7 @@ urlpatterns = [
     path("training-runs/<id:run_id>/", views.TrainingRunDetailApi.as_view(), name="api-training-run"),
     path("training-runs/<id:run_id>/cancel/", views.TrainingRunCancelApi.as_view(), name="api-training-run-cancel"),
     path("model-versions/", views.ModelVersionListApi.as_view(), name="api-model-versions"),
+    path("model-versions/<id:version_id>/", views.ModelVersionDetailApi.as_view(), name="api-model-version"),
     path("model-versions/<id:version_id>/activate/", views.ModelVersionActivateApi.as_view(), name="api-model-version-activate"),
     path("model-versions/<id:version_id>/score/", views.ModelVersionScoreApi.as_view(), name="api-model-version-score"),
 ]

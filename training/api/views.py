@@ -8,14 +8,34 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
 from core.exceptions import ApplicationError, error_responses
-from core.permissions import REVIEWER, IsProjectAdmin, has_project_role
+from core.permissions import NEEDS_ROLE, REVIEWER, IsProjectAdmin, has_project_role, scoped_filterset
 from feedback import selectors as feedback_selectors
 from training import scoring, selectors, services
 from training.api import serializers as s
 from training.models import ModelVersion, TrainingRun
 
 ADMIN_ONLY = [IsAuthenticated, IsProjectAdmin]  # IsProjectAdmin is checked on the run or project acted on
+
+
+def require_reviewer_somewhere(request) -> None:
+    """Lists of runs and versions are for reviewers and admins: 403 for a user who reviews no project, and 403
+    for `?project=` naming a project where the caller is only an annotator. A foreign or missing project in
+    `?project=` is not looked at here: the scoped filter answers both with an empty list (no existence oracle)."""
+    user = request.user
+    if not user.is_superuser and not selectors.reviewable_projects(user=user):
+        raise PermissionDenied(NEEDS_ROLE.format(role=REVIEWER))
+    ref = request.query_params.get("project", "")
+    if ref and len(ref) <= 64:
+        try:
+            project = feedback_selectors.get_project_for_user(user=user, project_ref=ref)
+        except (Http404, ValueError, OverflowError):
+            return
+        if not has_project_role(user=user, project=project, role=REVIEWER):
+            raise PermissionDenied(NEEDS_ROLE.format(role=REVIEWER))
 
 
 class TrainingRunDetailApi(APIView):
@@ -40,7 +60,7 @@ class TrainingRunListCreateApi(generics.ListAPIView):
     """GET: runs of the projects you review. POST: start a run (project admins)."""
 
     serializer_class = s.TrainingRunSerializer
-    filterset_fields = ["project", "kind", "state"]
+    filterset_class = scoped_filterset(TrainingRun, ["project", "kind", "state"])
     permission_classes = ADMIN_ONLY
 
     @extend_schema(request=s.TrainingRunCreateSerializer,
@@ -59,23 +79,36 @@ class TrainingRunListCreateApi(generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return TrainingRun.objects.none()
-        reviewable = [p.pk for p in feedback_selectors.projects_for_user(user=self.request.user)
-                      if has_project_role(user=self.request.user, project=p, role=REVIEWER)]
-        return selectors.runs_for_user(user=self.request.user).filter(project__in=reviewable).order_by("-id")
+        require_reviewer_somewhere(self.request)
+        return selectors.runs_for_user(user=self.request.user).order_by("-id")
 
 
 @extend_schema_view(get=extend_schema(responses={200: s.ModelVersionSerializer(many=True), **error_responses(400, 401, 403)}))
 class ModelVersionListApi(generics.ListAPIView):
+    """Versions of the projects you review, and the default models (reviewers and admins only)."""
+
     serializer_class = s.ModelVersionSerializer
-    filterset_fields = ["kind", "status", "project"]
+    filterset_class = scoped_filterset(ModelVersion, ["kind", "status", "project"])
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return ModelVersion.objects.none()
+        require_reviewer_somewhere(self.request)
         return selectors.versions_for_user(user=self.request.user).order_by("-id")
 
 
+class ModelVersionDetailApi(APIView):
+    """One version (reviewers and admins of its project; non-members get 404, annotators 403)."""
+
+    @extend_schema(responses={200: s.ModelVersionSerializer, **error_responses(401, 403, 404)})
+    def get(self, request, version_id):
+        return Response(s.ModelVersionSerializer(selectors.version_for_user(user=request.user, version_id=version_id)).data)
+
+
 class ModelVersionScoreApi(APIView):
+    """Score (prompt, completion) pairs with a reward model (reviewers and admins of its project); bounded:
+    at most SCORE_MAX_ITEMS items and SCORE_MAX_TEXT_CHARS characters per text (400 naming the field)."""
+
     @extend_schema(request=s.ScoreInputSerializer,
                    responses={200: s.ScoreOutputSerializer, **error_responses(400, 401, 403, 404, 409)})
     def post(self, request, version_id):
