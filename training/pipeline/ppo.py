@@ -178,12 +178,15 @@ def add_old_and_reference(t: Trainer, r: Rollout, times: dict[str, float]) -> No
 
 
 def add_advantages(t: Trainer, r: Rollout) -> None:
-    """KL-shaped rewards → [whitened] → GAE with the old values → whitened advantages."""
+    """KL-shaped rewards → [whitened] → GAE with the old values → advantages centred and divided by the running
+    std of the scores (the reward's scale), not by their own std: under an uninformative reward the advantages
+    are value-estimate errors, and whitening would blow that noise up to unit-size updates."""
     rewards = kl_shaped_rewards(r.scores, r.kl, r.mask, t.kl_ctl.value)
     if t.cfg.whiten_rewards:
         rewards = whiten(rewards, r.mask, shift_mean=False)
     advantages, r.returns = compute_gae(rewards, r.old_values * r.mask, r.mask, t.cfg.gamma, t.cfg.lam)
-    r.advantages = whiten(advantages, r.mask)
+    scale = t.moments.std if t.moments.std > 1e-8 else 1.0
+    r.advantages = (advantages - masked_mean(advantages, r.mask)) / scale * r.mask
 
 
 def evaluate(t: Trainer, model) -> EvalReport:
