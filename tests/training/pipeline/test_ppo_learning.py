@@ -88,3 +88,52 @@ def test_a_constant_reward_leaves_it_alone(tokenizer):
 def test_sampling_at_temperature_0_7_learns_too(tokenizer):
     before, after = run(tokenizer, says_yes, temperature=0.7, top_p=0.95)
     assert after > before + 0.15, (before, after)
+
+
+def test_ratio_logprobs_equal_the_samplers(tokenizer):
+    """The old log-probs are those of the distribution generate() sampled from (temperature and top-p applied)."""
+    from training.pipeline.generate import sample_ids
+    from training.pipeline.ppo_model import forward_logprobs, make_batch
+
+    policy = four_word_policy(tokenizer, 0)
+    with torch.no_grad():
+        policy.lm_head.bias[word_id(tokenizer, " no")] = 13.0  # a spread-out distribution, so top-p bites
+    captured = []
+    generate = policy.generate
+
+    def recording_generate(**kwargs):
+        out = generate(**kwargs, output_scores=True, return_dict_in_generate=True)
+        captured.append(torch.log_softmax(out.scores[0].float(), -1))
+        return out.sequences
+
+    policy.generate = recording_generate
+    queries = prompt_dataset(HELD_OUT, tokenizer, max_prompt_length=256)["input_ids"]
+    samples = sample_ids(policy, tokenizer, queries, k=1, max_new_tokens=1, temperature=0.7, top_p=0.6, seed=0)
+    batch = make_batch(samples, tokenizer.pad_token_id)
+    with torch.no_grad():
+        logprobs = forward_logprobs(policy, None, batch, temperature=0.7, top_p=0.6)[0]
+    ours = (logprobs * batch.response_mask).sum(1)
+    theirs = captured[0].gather(1, torch.tensor([[r[0]] for r in samples.response_ids])).squeeze(1)
+    assert torch.allclose(ours, theirs, atol=1e-4), (ours, theirs)
+    assert (theirs > -0.01).sum() < len(theirs)  # the nucleus held more than one word: not a trivial check
+
+
+def test_no_grad_passes_run_in_eval_mode_and_updates_in_train_mode(tokenizer):
+    policy = four_word_policy(tokenizer, 0)
+    seen = []
+    policy.model.register_forward_pre_hook(lambda module, args: seen.append((torch.is_grad_enabled(), module.training)))
+    run_cfg = PPOConfig(policy="tiny", num_iterations=2, batch_size=8, mini_batch_size=4, max_new_tokens=1,
+                        use_lora=False, temperature=1.0, top_p=1.0, gate_min_prompts=1)
+    train_ppo(run_cfg, policy, tokenizer, says_yes, TRAIN, HELD_OUT[:2])
+    assert {mode for grad, mode in seen if grad} == {True}  # the updates: train mode
+    assert {mode for grad, mode in seen if not grad} == {False}  # sampling, old/ref log-probs, values, evaluation
+
+
+def test_a_reward_that_cannot_be_learned_publishes_nothing(tokenizer):
+    noise = torch.Generator().manual_seed(0)
+    result = train_ppo(PPOConfig(policy="tiny", num_iterations=2, batch_size=16, mini_batch_size=8, max_new_tokens=1,
+                                 learning_rate=2e-2, temperature=1.0, top_p=1.0, kl_bound=1e6, gate_min_prompts=8),
+                       four_word_policy(tokenizer, 0), tokenizer,
+                       lambda p, t: torch.rand(len(t), generator=noise).tolist(), TRAIN, HELD_OUT)
+    assert result.status == "completed" and result.gate is not None
+    assert not result.gate.passed and not result.passes_gate and result.message.startswith("gate:")
