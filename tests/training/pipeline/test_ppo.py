@@ -53,7 +53,7 @@ def word_policy(tokenizer, seed=0):
 def config(**overrides):
     values = dict(policy="tiny", use_lora=False, num_iterations=8, batch_size=16, mini_batch_size=8, ppo_epochs=2,
                   max_new_tokens=8, learning_rate=5e-3, init_kl_coef=0.02, missing_eos_penalty_std=0.0,
-                  gate_samples_per_prompt=4, kl_bound=50.0, seed=0)
+                  gate_samples_per_prompt=4, kl_bound=50.0, seed=0, temperature=1.0, top_p=1.0)
     values.update(overrides)
     return PPOConfig(**values)
 
