@@ -42,7 +42,7 @@ def sft_step_seconds(model, batch, repeats: int = 3) -> float:
     """One supervised step (forward, cross-entropy on the response tokens, backward, AdamW) on `batch`."""
     import torch
 
-    from training.pipeline.ppo import forward_logprobs
+    from training.pipeline.ppo_model import forward_logprobs
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
@@ -67,7 +67,8 @@ def run_mode(args, mode: str) -> None:
     from training.pipeline.config import PPOConfig
     from training.pipeline.generate import sample_ids
     from training.pipeline.models import load_causal_lm, load_tokenizer, lora_config
-    from training.pipeline.ppo import make_batch, train_ppo
+    from training.pipeline.ppo import train_ppo
+    from training.pipeline.ppo_model import make_batch
 
     path = Path(args.model)
     tokenizer = load_tokenizer(path)
@@ -76,7 +77,7 @@ def run_mode(args, mode: str) -> None:
     policy = load_causal_lm(path, verify=False)
     cfg = PPOConfig(policy=str(path), use_lora=mode == "lora", num_iterations=args.iterations, batch_size=args.batch,
                     mini_batch_size=max(1, args.batch // 2), ppo_epochs=args.epochs, max_new_tokens=args.new_tokens,
-                    learning_rate=1e-4 if mode == "lora" else 1e-5, kl_bound=1e9, eval_samples_per_prompt=1)
+                    learning_rate=1e-4 if mode == "lora" else 1e-5, kl_bound=1e9, gate_samples_per_prompt=1, gate_min_prompts=1)
     history = []
     started = time.perf_counter()
     result = train_ppo(cfg, policy, tokenizer, rule_reward, train_prompts, eval_prompts,

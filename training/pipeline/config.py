@@ -213,8 +213,9 @@ class PPOConfig:
 
     Groups: the policy (path, LoRA), the rollout (prompts per iteration, sampling), the objective (KL
     penalty, clip ranges, GAE), the optimisation (epochs × minibatches, learning rate, clipping), the
-    safeguards (KL bound, reward collapse, gate) and the evaluation. Sampling uses temperature 1 and no
-    top-p by default so the sampled tokens' log-probabilities are the policy's own.
+    safeguards (KL bound, reward collapse) and the gate (held-out prompts, bootstrap). Sampling defaults
+    match publishing's (temperature 0.8, top-p 0.95; 64 new tokens for CPU speed), and the log-probs in the
+    PPO ratio are computed with the same temperature and top-p, so they are the sampler's own.
     """
 
     # Policy
@@ -224,22 +225,26 @@ class PPOConfig:
     lora_r: int = _field(16, "LoRA rank.")
     lora_alpha: int = _field(32, "LoRA scaling numerator.")
     lora_dropout: float = _field(
-        0.0, "Dropout on the LoRA branch during the updates only (0 keeps old and new log-probs comparable; "
-        "rollouts, the reference and the value estimates always run without dropout).")
+        0.0, "Dropout on the LoRA branch. Like all dropout it is active only in the updates (policy.train()); "
+        "rollouts, old log-probs, the reference, values and the evaluation run in eval mode.")
     # Rollout
     num_iterations: int = _field(4, "PPO iterations (rollout → update).")
     batch_size: int = _field(8, "Rollouts (prompt, response) per iteration.")
     mini_batch_size: int = _field(4, "Rollouts per gradient step.")
     ppo_epochs: int = _field(2, "Passes over each iteration's rollouts.")
-    max_new_tokens: int = _field(32, "Longest response in tokens.")
-    temperature: float = _field(1.0, "Sampling temperature (log-probs are computed at the same temperature).")
-    top_p: float = _field(1.0, "Nucleus sampling; below 1 the ratio is no longer exact (warned).")
+    max_new_tokens: int = _field(64, "Longest response in tokens (publishing's default is 96; 64 for CPU speed).")
+    temperature: float = _field(0.8, "Sampling temperature; the ratio's log-probs use the same one.")
+    top_p: float = _field(0.95, "Nucleus sampling; the ratio's log-probs use the same nucleus (HF's TopP rule).")
     max_prompt_length: int = _field(256, "Prompts longer than this many tokens are dropped.")
     # Objective
     init_kl_coef: float = _field(0.05, "β of the per-token KL penalty against the reference.")
-    adaptive_kl: bool = _field(False, "Adapt β towards target_kl (Ziegler et al.).")
-    target_kl: float = _field(6.0, "Target summed KL per response for the adaptive controller.")
-    kl_horizon: int = _field(10_000, "Horizon of the adaptive KL controller, in rollouts.")
+    adaptive_kl: bool = _field(False, "Adapt β towards adaptive_kl_target (Ziegler et al.).")
+    adaptive_kl_target: float = _field(
+        6.0, "Target summed KL per response of the adaptive β controller (not an early stop, unlike CleanRL's "
+        "target_kl).")
+    adaptive_kl_horizon_iterations: int = _field(
+        10, "Horizon of the adaptive controller in iterations: horizon = this × batch_size rollouts and each update "
+        "counts batch_size, so β moves at most 0.2/this (2% at 10) per iteration.")
     kl_estimator: str = _field("k1", "Per-token KL estimator: k1 (log ratio), k3 (unbiased, positive) or mse.")
     cliprange: float = _field(0.2, "PPO ratio clip ε (0.1–0.3 is the tested range; outside it warns).")
     cliprange_value: float = _field(0.2, "Value clip around the old value estimates.")
@@ -247,22 +252,31 @@ class PPOConfig:
     gamma: float = _field(1.0, "Discount.")
     lam: float = _field(0.95, "GAE λ.")
     whiten_rewards: bool = _field(False, "Whiten the per-token rewards before GAE.")
-    missing_eos_penalty: float = _field(1.0, "Subtracted from the score of a response that never ends.")
+    missing_eos_penalty_std: float = _field(
+        1.0, "Subtracted from the score of a response that never ends, in running std of the scores (so it "
+        "scales with the reward model's spread).")
     # Optimisation
     learning_rate: float = _field(1e-4, "AdamW learning rate (policy and value head).")
     max_grad_norm: float = _field(1.0, "Gradient clipping norm.")
-    seed: int = _field(0, "Seed for sampling, shuffling and the value head.")
-    # Safeguards and evaluation
+    seed: int = _field(0, "Seed for sampling, shuffling and the gate's bootstrap.")
+    # Safeguards
     kl_bound: float = _field(20.0, "Stop (and publish nothing) when the mean summed KL per response exceeds this.")
     reward_collapse: float = _field(
         3.0, "Stop when a batch's mean reward falls this many std (of all scores so far) below the first batch's.")
-    eval_samples_per_prompt: int = _field(2, "Samples per held-out prompt in the before/after evaluation.")
-    gate_min_improvement: float = _field(
-        0.0, "The new policy must beat its parent's eval reward by more than this (negative: tolerate a small drop).")
+    # Gate (see gate.py)
+    gate_samples_per_prompt: int = _field(4, "Samples of the candidate and of the parent per held-out prompt.")
+    gate_min_prompts: int = _field(8, "Fewer held-out prompts than this: the gate refuses.")
+    gate_margin: float = _field(
+        0.0, "The 95% bootstrap lower bound of the held-out reward gain (candidate − parent) must exceed this.")
+    gate_bootstrap_resamples: int = _field(2000, "Bootstrap resamples of the held-out prompts.")
+    gate_length_control: bool = _field(
+        True, "Refuse when the reward gain is explained by longer answers (reward regressed on length).")
 
     def __post_init__(self):
         _require(self, isinstance(self.policy, str) and self.policy.strip() != "", "policy", "must be a path or name")
-        for name in ("num_iterations", "batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens", "lora_r"):
+        for name in ("num_iterations", "batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens", "lora_r",
+                     "gate_samples_per_prompt", "gate_min_prompts", "gate_bootstrap_resamples",
+                     "adaptive_kl_horizon_iterations"):
             _require(self, getattr(self, name) >= 1, name, "must be >= 1")
         _require(self, self.mini_batch_size <= self.batch_size, "mini_batch_size", "must be <= batch_size")
         _require(self, 0.0 < self.cliprange < 1.0, "cliprange", "must be in (0, 1)")
@@ -271,22 +285,18 @@ class PPOConfig:
         _require(self, self.cliprange_value > 0, "cliprange_value", "must be > 0")
         _require(self, self.temperature > 0, "temperature", "must be > 0")
         _require(self, 0.0 < self.top_p <= 1.0, "top_p", "must be in (0, 1]")
-        if self.top_p < 1.0:
-            warnings.warn("PPOConfig.top_p < 1 makes the sampling distribution differ from the policy's", stacklevel=3)
         _require(self, self.init_kl_coef >= 0, "init_kl_coef", "must be >= 0")
         _require(self, self.kl_estimator in {"k1", "k3", "mse"}, "kl_estimator", "must be k1, k3 or mse")
         _require(self, 0.0 <= self.gamma <= 1.0, "gamma", "must be in [0, 1]")
         _require(self, 0.0 <= self.lam <= 1.0, "lam", "must be in [0, 1]")
         _require(self, self.learning_rate > 0, "learning_rate", "must be > 0")
         _require(self, self.kl_bound > 0, "kl_bound", "must be > 0")
-        _require(self, self.eval_samples_per_prompt >= 1, "eval_samples_per_prompt", "must be >= 1")
         _require(self, self.lora_alpha > 0, "lora_alpha", "must be > 0")
         _require(self, 0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
         _require(self, self.max_prompt_length >= 1, "max_prompt_length", "must be >= 1")
-        _require(self, self.target_kl > 0, "target_kl", "must be > 0")
-        _require(self, self.kl_horizon >= 1, "kl_horizon", "must be >= 1")
+        _require(self, self.adaptive_kl_target > 0, "adaptive_kl_target", "must be > 0")
         _require(self, self.vf_coef >= 0, "vf_coef", "must be >= 0")
-        _require(self, self.missing_eos_penalty >= 0, "missing_eos_penalty", "must be >= 0")
+        _require(self, self.missing_eos_penalty_std >= 0, "missing_eos_penalty_std", "must be >= 0")
         _require(self, self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
         _require(self, self.reward_collapse > 0, "reward_collapse", "must be > 0")
 

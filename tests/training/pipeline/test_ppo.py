@@ -52,8 +52,8 @@ def word_policy(tokenizer, seed=0):
 
 def config(**overrides):
     values = dict(policy="tiny", use_lora=False, num_iterations=8, batch_size=16, mini_batch_size=8, ppo_epochs=2,
-                  max_new_tokens=8, learning_rate=5e-3, init_kl_coef=0.02, missing_eos_penalty=0.0,
-                  eval_samples_per_prompt=4, kl_bound=50.0, seed=0)
+                  max_new_tokens=8, learning_rate=5e-3, init_kl_coef=0.02, missing_eos_penalty_std=0.0,
+                  gate_samples_per_prompt=4, kl_bound=50.0, seed=0, temperature=1.0, top_p=1.0)
     values.update(overrides)
     return PPOConfig(**values)
 
@@ -63,20 +63,23 @@ def test_ppo_raises_held_out_reward_and_keeps_the_reference(tokenizer):
     reference_before = {k: v.clone() for k, v in policy.state_dict().items()}
     reference = copy.deepcopy(policy)  # full fine-tuning: the frozen reference is a separate copy
     steps = []
-    held_out_judge = iter([0.8, 0.3])  # before and after training: a second judge that likes the new answers less
+    judged = []  # a held-out judge that agrees with the reward: the gate reads its scores
     result = train_ppo(config(), policy, tokenizer, good_share, TRAIN, HELD_OUT, on_step=lambda s, m: steps.append(m),
-                       agreement_fn=lambda prompts, texts: next(held_out_judge), ref_model=reference)
+                       held_out_judge=lambda prompts, texts: judged.append(len(texts)) or good_share(prompts, texts),
+                       ref_model=reference)
     assert result.status == "completed"
     assert result.eval_after.reward > result.eval_before.reward + 0.1
-    assert result.passes_gate
-    assert result.flags == ["possible_reward_hacking: reward rose while the held-out judge's agreement fell"]
-    assert result.summary()["eval_after/agreement"] == 0.3
+    assert judged == [len(HELD_OUT) * 4] * 2  # the parent's and the candidate's held-out samples
+    assert result.gate.passed and result.gate.lower > 0 and result.gate.n_prompts == len(HELD_OUT)
+    assert result.passes_gate and result.flags == []
+    assert result.summary()["eval_after/held_out_reward"] == result.eval_after.held_out_reward
+    assert result.summary()["gate/passed"] is True
     assert steps[0]["objective/kl"] == pytest.approx(0.0, abs=1e-5)  # the first rollout is the reference's
     assert all(m["objective/kl"] < 50.0 for m in steps)
     assert {"objective/reward", "objective/kl", "objective/entropy", "policy/clipfrac", "policy/approx_kl",
             "losses/policy", "losses/value", "val/explained_variance", "response/length_mean", "time/sampling_s",
             "time/scoring_s", "time/reference_s", "time/update_s", "time/iteration_s",
-            "time/tokens_per_s"} <= set(steps[0])
+            "time/tokens_per_s", "objective/kl_base"} <= set(steps[0])
     assert all(isinstance(v, float) for m in steps for v in m.values())  # one flat dict of floats per step
     # Full fine-tuning trains the policy itself; the reference is bit-for-bit what it was, and frozen.
     assert any(not torch.equal(reference_before[k], v) for k, v in result.model.state_dict().items())
@@ -130,15 +133,28 @@ def test_cancel(tokenizer):
     assert result.status == "cancelled" and calls == [1, 2] and not result.passes_gate
 
 
+def test_cancel_is_polled_inside_sampling(tokenizer):
+    polls = []  # the first polls come from the evaluation's sampling chunks, before any iteration
+    result = train_ppo(config(num_iterations=5), word_policy(tokenizer), tokenizer, good_share, TRAIN, HELD_OUT,
+                       should_stop=lambda: polls.append(1) or len(polls) >= 2)
+    assert result.status == "cancelled" and result.history == [] and "sampling" in result.message
+
+
 def test_saved_policy_is_safetensors_with_value_head(tokenizer, tiny_llama_dir, tmp_path):
     from training.pipeline.models import load_causal_lm, verify_manifest
 
     policy = load_causal_lm(tiny_llama_dir)
     result = train_ppo(config(num_iterations=1, use_lora=True), policy, tokenizer, good_share, TRAIN[:4], HELD_OUT[:2])
+    assert result.value_head.summary.weight.abs().sum() > 0  # it learned something from zero
     save_policy(result, tokenizer, tmp_path / "policy", {"kind": "policy"})
     manifest = verify_manifest(tmp_path / "policy")
     assert "value_head.safetensors" in manifest["files"] and not list((tmp_path / "policy").glob("*.bin"))
-    assert load_causal_lm(tmp_path / "policy") is not None
+    reloaded = load_causal_lm(tmp_path / "policy")
+    # The next run on the saved policy starts from the saved value head (found beside the policy).
+    again = train_ppo(config(num_iterations=1, use_lora=True, learning_rate=1e-12), reloaded, tokenizer, good_share,
+                      TRAIN[:4], [])
+    for name, tensor in result.value_head.state_dict().items():
+        assert torch.allclose(again.value_head.state_dict()[name], tensor, atol=1e-6), name
 
 
 def test_cliprange_outside_the_usual_range_warns_and_bad_values_fail():
@@ -152,6 +168,8 @@ def test_cliprange_outside_the_usual_range_warns_and_bad_values_fail():
         PPOConfig(kl_estimator="k2")
     with pytest.raises(ValueError, match="unknown PPOConfig setting"):
         config_from_dict(PPOConfig, {"clip_range": 0.2})
+    with pytest.raises(ValueError, match="unknown PPOConfig setting"):
+        config_from_dict(PPOConfig, {"target_kl": 6.0})  # renamed adaptive_kl_target: it is not an early stop
     cfg = config_from_dict(PPOConfig, {"cliprange": 0.15, "adaptive_kl": True})
     assert dataclasses.asdict(cfg)["cliprange"] == 0.15
     assert all(f.metadata.get("help") for f in dataclasses.fields(PPOConfig))

@@ -3,19 +3,22 @@
 import pytest
 import torch
 
-from training.pipeline.ppo import (
+from training.pipeline.generate import Samples
+from training.pipeline.ppo_math import (
     AdaptiveKLController,
     FixedKLController,
+    RunningMoments,
     compute_gae,
-    explained_variance,
     entropy_from_logits,
+    explained_variance,
     kl_penalty,
+    kl_shaped_rewards,
     logprobs_from_logits,
-    make_batch,
     ppo_losses,
+    warp_logits,
     whiten,
 )
-from training.pipeline.generate import Samples
+from training.pipeline.ppo_model import ValueHead, make_batch
 
 
 def test_gae_by_hand():
@@ -137,3 +140,53 @@ def test_explained_variance():
     returns, mask = torch.tensor([[1.0, 2.0, 3.0]]), torch.ones(1, 3)
     assert explained_variance(returns, returns, mask) == pytest.approx(1.0)
     assert explained_variance(torch.zeros(1, 3), returns, mask) == pytest.approx(0.0)
+
+
+def test_entropy_ignores_filtered_tokens():
+    logits = torch.tensor([[[0.0, 0.0, -float("inf")]]])
+    assert entropy_from_logits(logits).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+
+
+def test_warp_logits_temperature_top_p_top_k_by_hand():
+    logits = torch.log(torch.tensor([[[0.5, 0.3, 0.15, 0.05]]]))
+    # top-p 0.8: ascending cumulative probs 0.05, 0.20, 0.50, 1.0; "<= 1 − 0.8" removes the 0.05 and 0.15 tokens
+    warped = warp_logits(logits, top_p=0.8)
+    assert torch.isinf(warped[0, 0, 2:]).all() and torch.isfinite(warped[0, 0, :2]).all()
+    assert logprobs_from_logits(warped, torch.tensor([[0]])).exp().item() == pytest.approx(0.5 / 0.8)
+    # the kept token stays in the support, so its log-prob is finite
+    kept = warp_logits(logits, top_p=0.8, keep=torch.tensor([[3]]))
+    assert torch.isfinite(kept[0, 0, 3]) and torch.isinf(kept[0, 0, 2])
+    assert warp_logits(logits, temperature=0.5)[0, 0].tolist() == pytest.approx((logits[0, 0] / 0.5).tolist())
+    assert torch.isinf(warp_logits(logits, top_k=1)[0, 0, 1:]).all()
+
+
+def test_kl_shaped_rewards_put_the_score_on_the_last_response_token():
+    kl = torch.tensor([[9.0, 1.0, 2.0, 9.0]])
+    mask = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+    rewards = kl_shaped_rewards(torch.tensor([5.0]), kl, mask, kl_coef=0.5)
+    assert rewards.tolist() == [[0.0, -0.5, 5.0 - 1.0, 0.0]]
+
+
+def test_running_moments_match_the_pooled_std():
+    moments = RunningMoments()
+    moments.update(torch.tensor([1.0, 2.0]))
+    moments.update(torch.tensor([3.0, 4.0, 5.0]))
+    assert moments.mean == pytest.approx(3.0) and moments.std == pytest.approx(torch.tensor([1.0, 2, 3, 4, 5]).std().item())
+
+
+def test_value_head_starts_at_zero():
+    assert ValueHead(8)(torch.randn(2, 3, 8)).abs().max().item() == 0.0
+
+
+def test_top_p_shortcut_matches_the_full_sort():
+    from training.pipeline.ppo_math import top_p_removed
+
+    torch.manual_seed(0)
+    logits = torch.randn(6, 1000) * torch.tensor([0.1, 1.0, 3.0, 6.0, 10.0, 20.0]).unsqueeze(1)
+    for top_p in (0.5, 0.9, 0.95):
+        sorted_logits, index = torch.sort(logits, descending=False)
+        removed = sorted_logits.softmax(-1).cumsum(-1) <= 1 - top_p
+        removed[..., -1:] = False
+        expected = removed.scatter(-1, index, removed)
+        for candidates in (1, 16, 1000):
+            assert torch.equal(top_p_removed(logits, top_p, candidates), expected), (top_p, candidates)

@@ -1,0 +1,121 @@
+"""What a PPO run reports: the per-iteration metrics (one flat dict of namespaced floats), why it stopped, the
+held-out evaluations, the gate's report and the reward-hacking flags."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from .gate import GateReport
+from .ppo_math import explained_variance, mean
+
+STATUSES = ("completed", "nan", "kl_bound", "reward_collapse", "cancelled")
+
+
+@dataclass
+class EvalReport:
+    """Answers to the held-out prompts (gate_samples_per_prompt each, fixed seed)."""
+
+    reward: float  # mean score of the optimised reward
+    kl: float  # mean summed KL per answer to the reference
+    length: float  # mean answer length in tokens
+    held_out_reward: float | None = None  # the judge's mean score (the held-out reward model, else the reward)
+    kl_base: float | None = None  # mean summed KL per answer to the original base model
+    judged_rewards: list[list[float]] = field(default_factory=list)  # the judge's scores, per prompt
+    lengths: list[list[float]] = field(default_factory=list)  # answer lengths in tokens, per prompt
+
+
+@dataclass
+class PPOResult:
+    model: Any  # the trained policy (a peft model with LoRA: `merged_policy` folds the adapters in)
+    value_head: Any
+    status: str  # one of STATUSES
+    history: list[dict[str, float]] = field(default_factory=list)
+    eval_before: EvalReport | None = None  # the parent
+    eval_after: EvalReport | None = None  # the candidate
+    gate: GateReport | None = None
+    passes_gate: bool = False  # the gate passed, the run completed and the held-out KL is under the bound
+    flags: list[str] = field(default_factory=list)
+    message: str = ""  # why the run stopped early, or why the gate failed, in words
+
+    def summary(self) -> dict[str, Any]:
+        report = {"status": self.status, "passes_gate": self.passes_gate, "flags": self.flags,
+                  "iterations": len(self.history), "message": self.message}
+        for name, ev in (("before", self.eval_before), ("after", self.eval_after)):
+            if ev is not None:
+                report.update({f"eval_{name}/reward": ev.reward, f"eval_{name}/kl": ev.kl,
+                               f"eval_{name}/length": ev.length, f"eval_{name}/held_out_reward": ev.held_out_reward,
+                               f"eval_{name}/kl_base": ev.kl_base})
+        if self.gate is not None:
+            report.update({f"gate/{k}": v for k, v in asdict(self.gate).items()})
+        return report
+
+
+def iteration_metrics(t, r, stats: dict[str, list[float]] | None, times: dict[str, float]) -> dict[str, float]:
+    """CleanRL/TRL-style namespaced scalars of one iteration (only the reward and timings when it never updated)."""
+    metrics = {"objective/reward": float(r.raw_scores.mean()), **times}
+    if stats is None:
+        return metrics
+    mask = r.mask
+    mean_kl = float(r.kl.sum(1).mean())
+    mean_score = float(r.scores.mean())
+    iteration_s = times["time/iteration_s"]
+    metrics.update({
+        "objective/score": mean_score,  # after the missing-EOS penalty
+        "objective/kl": mean_kl,
+        "objective/kl_base": float(r.kl_base.sum(1).mean()) if r.kl_base is not None else mean_kl,
+        "objective/rlhf_reward": mean_score - t.kl_ctl.value * mean_kl,
+        "objective/kl_coef": t.kl_ctl.value,
+        "objective/eos_penalty": t.cfg.missing_eos_penalty_std * t.moments.std,
+        "objective/entropy": mean(stats["entropy"]),
+        "policy/clipfrac": mean(stats["clipfrac"]),
+        "policy/approx_kl": mean(stats["approx_kl"]),
+        "losses/policy": mean(stats["policy"]),
+        "losses/value": mean(stats["value"]),
+        "val/explained_variance": explained_variance(r.old_values, r.returns, mask),
+        "response/length_mean": float(mask.sum(1).mean()),
+        "response/ended_share": sum(r.samples.ended) / len(r.samples.ended),
+        "time/samples_per_s": len(r.scores) / iteration_s,
+        "time/tokens_per_s": float(r.batch.attention_mask.sum()) / iteration_s,
+    })
+    return metrics
+
+
+def stop_reason(t, r, history: list[dict[str, float]], iteration: int, bad_update: str) -> tuple[str, str]:
+    """(status, message): "completed" and "" to go on. Checks non-finite scores, updates, metrics and weights,
+    the KL bound and reward collapse (the batch mean far below the first batch's, in std of the earlier
+    batches' scores, pooled so differences between prompts count as noise; judged from the third batch on)."""
+    if not torch.isfinite(r.raw_scores).all():  # stopped before any update learned from it
+        bad = int((~torch.isfinite(r.raw_scores)).sum())
+        return "nan", f"iteration {iteration}: reward_fn gave {bad} non-finite score(s)"
+    if bad_update:
+        return "nan", bad_update
+    metrics = history[-1]
+    not_finite = [k for k, v in metrics.items() if k != "val/explained_variance" and not math.isfinite(v)]
+    if not_finite or not all(torch.isfinite(p).all() for p in t.trainable):
+        return "nan", f"iteration {iteration}: non-finite {', '.join(not_finite) or 'weights'}"
+    if metrics["objective/kl"] > t.cfg.kl_bound:
+        return "kl_bound", (f"iteration {iteration}: KL to the reference {metrics['objective/kl']:.3g} > "
+                            f"kl_bound {t.cfg.kl_bound}")
+    first, now = history[0]["objective/score"], metrics["objective/score"]
+    seen = t.seen_scores
+    t.seen_scores = torch.cat([seen, r.scores])
+    if len(seen) > len(r.scores) and now < first - t.cfg.reward_collapse * max(float(seen.std()), 1e-6):
+        return "reward_collapse", (f"iteration {iteration}: mean reward {now:.3g} fell more than "
+                                   f"{t.cfg.reward_collapse} std below the first batch's {first:.3g}")
+    return "completed", ""
+
+
+def reward_hacking_flags(before: EvalReport | None, after: EvalReport | None) -> list[str]:
+    flags: list[str] = []
+    if before is None or after is None or not after.reward > before.reward:
+        return flags
+    if before.held_out_reward is not None and after.held_out_reward is not None \
+            and after.held_out_reward < before.held_out_reward:
+        flags.append("possible_reward_hacking: the reward rose while the held-out judge's reward fell")
+    if after.length > 1.3 * max(before.length, 1.0):
+        flags.append("possible_reward_hacking: the reward rose while answers grew much longer")
+    return flags
