@@ -26,7 +26,8 @@ class PublishConfig:
     max_prompts: int = dataclasses.field(default=64, metadata={"help": "At most this many prompts per run."})
     completions_per_prompt: int | None = dataclasses.field(default=None, metadata={
         "help": "K; default: the project's completions_per_task."})
-    max_new_tokens: int = dataclasses.field(default=96, metadata={"help": "Longest completion in tokens."})
+    max_new_tokens: int = dataclasses.field(default=64, metadata={
+        "help": "Longest completion in tokens (PPO samples its rollouts with the same settings)."})
     temperature: float = dataclasses.field(default=0.8, metadata={"help": "Sampling temperature."})
     top_p: float = dataclasses.field(default=0.95, metadata={"help": "Nucleus sampling."})
     seed: int = dataclasses.field(default=0, metadata={"help": "Sampling seed."})

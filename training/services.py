@@ -133,7 +133,12 @@ def append_log(*, run_id: int, line: str) -> None:
 
 
 def _json_number(value):
-    """Metrics are JSON: NaN and infinities (which PostgreSQL's jsonb refuses) are kept as strings."""
+    """Metrics are JSON: NaN and infinities (which JSON, SQLite's JSON_VALID and PostgreSQL's jsonb refuse) are
+    kept as strings, in nested dicts and lists too (a summary holds the gate's report)."""
+    if isinstance(value, dict):
+        return {k: _json_number(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_number(v) for v in value]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return value
     value = float(value)
@@ -164,7 +169,8 @@ def finish_run(
 ) -> None:
     with transaction.atomic():
         TrainingRun.objects.filter(pk=run_id).update(
-            state=state, summary=summary or {}, error=error[-LOG_LIMIT_CHARS:], produced_version=produced_version,
+            state=state, summary=_json_number(summary or {}), error=error[-LOG_LIMIT_CHARS:],
+            produced_version=produced_version,
             finished_at=timezone.now(), progress=1.0 if state == TrainingRun.State.SUCCEEDED else F("progress"),
         )
         run = TrainingRun.objects.select_related("project").get(pk=run_id)
@@ -211,7 +217,7 @@ def register_version(
     `rejected`: its gate refused it; it is kept for the record and can never be activated."""
     status = ModelVersion.Status.REJECTED if rejected else ModelVersion.Status.CANDIDATE
     version = ModelVersion(
-        project=project, name=name, kind=kind, path=path, sha256=sha256, config=config, metrics=metrics,
+        project=project, name=name, kind=kind, path=path, sha256=sha256, config=config, metrics=_json_number(metrics),
         parent=parent, reward_model=reward_model, snapshot=snapshot, status=status,
     )
     version.full_clean()

@@ -1,7 +1,8 @@
 """Improving the policy: PPO against the project's newest reward model, or DPO on a preference snapshot.
 
 Each kind's gate (declared with it in `training.run_kinds`) decides whether the result becomes the
-project's active policy: PPO's must beat its parent's held-out reward with KL under the bound (a failed
+project's active policy: PPO's gate is a paired bootstrap test on held-out prompts against its parent, with KL
+under the bound and a length control (training/pipeline/gate.py; a failed
 PPO result is not even registered: its weights may not be finite), DPO's held-out preference accuracy
 must be above chance (a failed one is registered as rejected, for the record).
 """
@@ -21,9 +22,8 @@ NO_PROMPTS = "the project has no prompts to train on"
 def ppo_gate(result) -> tuple[bool, str]:
     if result.passes_gate:
         return True, ""
-    why = f": {result.message}" if result.message else ""
-    return False, (f"PPO ended with status '{result.status}' and did not pass the gate (beat the parent's held-out "
-                   f"reward with KL under the bound){why}; nothing was registered.")
+    why = result.message or (result.gate.verdict if result.gate is not None else "")
+    return False, f"PPO ended with status '{result.status}' and did not pass the gate: {why} Nothing was registered."
 
 
 def dpo_gate(result) -> tuple[bool, str]:
@@ -44,22 +44,25 @@ def _base_policy(run: TrainingRun, cfg_policy: str, default_name: str) -> tuple[
     return version, version.path
 
 
-def _prompt_split(project, test_fraction: float = 0.2) -> tuple[list, list]:
-    from feedback.quality import split_of
+def _prompt_split(project, snapshot) -> tuple[list, list]:
+    """Training and held-out prompts by the same split as the reward model's snapshot (one split function,
+    `feedback.quality.split_of`, with the snapshot's fraction and seed): PPO's held-out prompts are exactly
+    the export's test prompts, which the reward model never trained on."""
     from feedback.models import Prompt
+    from feedback.quality import split_of
 
+    filters = (snapshot.filters if snapshot is not None else {}) or {}
+    fraction, seed = filters.get("test_fraction", 0.1), filters.get("split_seed", 0)
     train, held_out = [], []
     for prompt in Prompt.objects.filter(project=project).order_by("id").iterator(chunk_size=2000):
         key = prompt.external_id or f"prompt-{prompt.pk}"
-        (held_out if split_of(key, test_fraction=test_fraction) == "test" else train).append(prompt.payload)
-    if not held_out and len(train) > 1:
-        held_out.append(train.pop())
+        (held_out if split_of(key, test_fraction=fraction, seed=seed) == "test" else train).append(prompt.payload)
     return train, held_out
 
 
-def _holdout_agreement(ctx: RunContext, reward: ModelVersion):
-    """A held-out judge for reward hacking: the project's previous reward model, which PPO does not optimise.
-    If the optimised reward rises while the held-out one falls, the run is flagged on its page."""
+def _held_out_judge(ctx: RunContext, reward: ModelVersion):
+    """A judge PPO does not optimise (the project's previous active reward model), or None: the gate and the
+    reward-hacking flag use it, so a policy that games its own reward model is caught."""
     from training.pipeline.reward import RewardScorer
 
     holdout = selectors.newest_reward_model(project=ctx.run.project, exclude=reward)
@@ -67,7 +70,7 @@ def _holdout_agreement(ctx: RunContext, reward: ModelVersion):
         return None
     scorer = RewardScorer(holdout.path)
     ctx.log(f"held-out judge for reward hacking: {holdout.name}")
-    return lambda prompts, texts: sum(scorer.score(prompts, texts)) / max(1, len(texts))
+    return scorer.score
 
 
 def run_ppo(ctx: RunContext) -> dict:
@@ -81,7 +84,7 @@ def run_ppo(ctx: RunContext) -> dict:
     reward = selectors.newest_reward_model(project=run.project)
     if reward is None:
         raise ValueError(NO_REWARD_MODEL)
-    train_prompts, eval_prompts = _prompt_split(run.project)
+    train_prompts, eval_prompts = _prompt_split(run.project, reward.snapshot)
     if not train_prompts:
         raise ValueError(NO_PROMPTS)
     ctx.total_steps = cfg.num_iterations
@@ -90,7 +93,7 @@ def run_ppo(ctx: RunContext) -> dict:
     tokenizer = load_tokenizer(policy_path)
     policy = load_causal_lm(policy_path, verify=cfg.verify_policy)
     result = train_ppo(cfg, policy, tokenizer, RewardScorer(reward.path).score, train_prompts, eval_prompts,
-                       on_step=ctx.on_step, should_stop=ctx.should_stop, agreement_fn=_holdout_agreement(ctx, reward))
+                       on_step=ctx.on_step, should_stop=ctx.should_stop, held_out_judge=_held_out_judge(ctx, reward))
     summary = result.summary()
     if result.status == "cancelled":
         raise RunCancelled()
