@@ -13,6 +13,7 @@ import traceback
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
+from core.db import retry_transient
 from training import services
 from training.models import TrainingRun
 from training.pipeline.config import config_from_dict
@@ -139,7 +140,8 @@ def execute(run_id: int) -> str:
         return TrainingRun.objects.filter(pk=run_id).values_list("state", flat=True).first() or "missing"
     run = TrainingRun.objects.select_related("project", "snapshot", "base_version", "created_by").get(pk=run_id)
     state, outcome = _run(run)
-    services.finish_run(run_id=run.pk, state=state, summary=outcome.get("summary", {}), error=outcome.get("error", ""),
-                        produced_version=outcome.get("produced_version"))
+    retry_transient(services.finish_run)(  # a locked database must not leave a finished run "running"
+        run_id=run.pk, state=state, summary=outcome.get("summary", {}), error=outcome.get("error", ""),
+        produced_version=outcome.get("produced_version"))
     services.append_log(run_id=run.pk, line=f"finished: {state}")
     return state
