@@ -193,16 +193,16 @@ def fail_stale_runs(*, stale_after_seconds: int | None = None) -> int:
     stale = TrainingRun.objects.filter(state=TrainingRun.State.RUNNING, heartbeat_at__lt=now - timedelta(seconds=stale_after))
     message = WORKER_LOST.format(seconds=stale_after)
     ended = []
-    for run_id, cancelled in stale.values_list("pk", "cancel_requested"):
+    for run_id, cancelled in list(stale.values_list("pk", "cancel_requested")):
         state = TrainingRun.State.CANCELLED if cancelled else TrainingRun.State.FAILED
         if stale.filter(pk=run_id).update(state=state, finished_at=now, error="" if cancelled else message):
             ended.append(run_id)
     for run_id in ended:
-        fail_run_job(run_id=run_id, message=message)
+        _fail_run_job(run_id=run_id, message=message)
     return len(ended)
 
 
-def fail_run_job(*, run_id: int, message: str) -> int:
+def _fail_run_job(*, run_id: int, message: str) -> int:
     """Mark the django-tasks job row(s) still RUNNING for this run as FAILED (their worker is gone)."""
     from django_tasks.base import TaskResultStatus
     from django_tasks_db.models import DBTaskResult
