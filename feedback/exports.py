@@ -111,6 +111,9 @@ class ExportStats:
             self.length_decided += 1
             self.longer_wins += chosen_len > rejected_len
 
+    def splits_with_rows(self) -> list[str]:
+        return [split for split in SPLITS if self.pairs[split]]
+
     def mean_agreement(self) -> float | None:
         total = sum(self.pairs.values())
         return self.agreement_sum / total if total else None
@@ -210,7 +213,7 @@ def write_export(snapshot: PreferenceSnapshot, out_dir: Path, *, fmt: str = "jso
         else:
             _write_jsonl(rows, out_dir)
             if fmt == "hf":
-                _jsonl_to_hf(out_dir)
+                _jsonl_to_hf(out_dir, stats.splits_with_rows())
         (out_dir / "README.md").write_text(dataset_card(snapshot, stats, fmt), encoding="utf-8")
     except BaseException:
         remove_partial_files(out_dir)
@@ -235,24 +238,34 @@ def _write_jsonl(rows: Iterable[dict], out_dir: Path) -> None:
         (out_dir / f".{split}.jsonl.partial").replace(out_dir / f"{split}.jsonl")
 
 
+def _parquet_schema():
+    """One fixed schema, so every split's file (an empty one too) has the same, loadable columns."""
+    import pyarrow as pa
+
+    text = ("prompt", "chosen", "rejected", "prompt_id", "chosen_model", "rejected_model", "split")
+    types = {"margin": pa.float64(), "agreement": pa.float64(), "n_judgements": pa.int64(), "snapshot": pa.int64()}
+    order = ("prompt", "chosen", "rejected", "margin", "agreement", "n_judgements", "prompt_id", "chosen_model",
+             "rejected_model", "snapshot", "split")
+    return pa.schema([(name, pa.string() if name in text else types[name]) for name in order])
+
+
 def _write_parquet(rows: Iterable[dict], out_dir: Path, batch_rows: int = 10_000) -> None:
+    """Every split gets a file, an empty one (valid, with the schema) when it has no rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    writers: dict[str, pq.ParquetWriter] = {}
-    buffers: dict[str, list[dict]] = {"train": [], "test": []}
+    schema = _parquet_schema()
+    writers = {split: pq.ParquetWriter(out_dir / f".{split}.parquet.partial", schema) for split in SPLITS}
+    buffers: dict[str, list[dict]] = {split: [] for split in SPLITS}
 
     def flush(split: str) -> None:
         if not buffers[split]:
             return
         # JSON-encode the text-or-messages columns so one schema holds both shapes.
-        table = pa.Table.from_pylist([
+        writers[split].write_table(pa.Table.from_pylist([
             {**r, **{k: r[k] if isinstance(r[k], str) else json.dumps(r[k], ensure_ascii=False)
                      for k in ("prompt", "chosen", "rejected")}} for r in buffers[split]
-        ])
-        if split not in writers:
-            writers[split] = pq.ParquetWriter(out_dir / f".{split}.parquet.partial", table.schema)
-        writers[split].write_table(table.cast(writers[split].schema))
+        ], schema=schema))
         buffers[split].clear()
 
     try:
@@ -265,16 +278,31 @@ def _write_parquet(rows: Iterable[dict], out_dir: Path, batch_rows: int = 10_000
     finally:
         for writer in writers.values():
             writer.close()
-    for split in writers:
+    for split in SPLITS:
         (out_dir / f".{split}.parquet.partial").replace(out_dir / f"{split}.parquet")
 
 
-def _jsonl_to_hf(out_dir: Path) -> None:
+def _jsonl_to_hf(out_dir: Path, splits: list[str]) -> None:
     import datasets
 
-    files = {split: str(out_dir / f"{split}.jsonl") for split in ("train", "test") if (out_dir / f"{split}.jsonl").stat().st_size}
-    dataset = datasets.load_dataset("json", data_files=files)
+    if not splits:  # no pairs at all: nothing a DatasetDict could hold
+        return
+    dataset = datasets.load_dataset("json", data_files={split: str(out_dir / f"{split}.jsonl") for split in splits})
     dataset.save_to_disk(str(out_dir / "hf"))
+
+
+def load_command(fmt: str, splits: list[str]) -> str:
+    """The card's code block: loads the export from its directory. It names only the splits that have
+    rows (the `datasets` library refuses an empty data file), while every split's file is written."""
+    if not splits:
+        return "# This export holds no preference pairs yet: there is nothing to load."
+    ext = "parquet" if fmt == "parquet" else "jsonl"
+    files = ", ".join(f'"{split}": "{split}.{ext}"' for split in splits)
+    builder = "parquet" if fmt == "parquet" else "json"
+    command = f'import datasets\n\nds = datasets.load_dataset("{builder}", data_files={{{files}}})'
+    if fmt == "hf":
+        command += '\n# the same rows, saved as a DatasetDict:\nds_saved = datasets.load_from_disk("hf")'
+    return command
 
 
 def dataset_card(snapshot: PreferenceSnapshot, stats: ExportStats, fmt: str) -> str:
@@ -288,8 +316,11 @@ def dataset_card(snapshot: PreferenceSnapshot, stats: ExportStats, fmt: str) -> 
     agreement = stats.mean_agreement()
     longer = f"{stats.longer_wins / stats.length_decided:.1%}" if stats.length_decided else "–"
     models = "\n".join(f"| {name} | {n} |" for name, n in stats.chosen_models.most_common(20)) or "| – | 0 |"
-    files = {"jsonl": "`train.jsonl`, `test.jsonl`", "parquet": "`train.parquet`, `test.parquet`",
-             "hf": "`hf/` (`datasets.load_from_disk`), `train.jsonl`, `test.jsonl`"}[fmt]
+    splits = stats.splits_with_rows()
+    ext = "parquet" if fmt == "parquet" else "jsonl"
+    files = ", ".join(f"`{split}.{ext}` ({stats.pairs[split]} pairs)" for split in SPLITS)
+    if fmt == "hf" and splits:
+        files = f"`hf/` (`datasets.load_from_disk`, splits {', '.join(splits)}), {files}"
     return f"""---
 task_categories: [text-generation]
 tags: [rlhf, preference, trl]
@@ -298,8 +329,12 @@ tags: [rlhf, preference, trl]
 
 Pairs in TRL's preference format (`prompt`, `chosen`, `rejected`) with provenance columns `margin`,
 `agreement`, `n_judgements`, `prompt_id`, `chosen_model`, `rejected_model`, `snapshot`, `split`.
-Load with `datasets.load_dataset("json", data_files={{"train": "train.jsonl", "test": "test.jsonl"}})`;
-it feeds `trl.RewardTrainer` and `trl.DPOTrainer` as it is. Files: {files}.
+It feeds `trl.RewardTrainer` and `trl.DPOTrainer` as it is. Files: {files}; a split without pairs is
+written as an empty file and left out of the load command. From this directory:
+
+```python
+{load_command(fmt, splits)}
+```
 
 | figure | value |
 |---|---|

@@ -18,7 +18,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
@@ -41,6 +41,11 @@ NAME_THE_PROJECT = "Name the project whose policy this becomes."
 OTHER_PROJECTS_POLICY = "This policy belongs to another project."
 CANNOT_ACTIVATE_REJECTED = "{name} was rejected by its gate and cannot be activated."
 CANNOT_ACTIVATE_UNEVALUATED = "{name} has no evaluation metrics and cannot be activated."
+# The django-tasks job that executes a run (training.tasks.run_training_job, named here so services need not
+# import tasks): a dead worker's job row is failed together with its run.
+RUN_JOB_TASK_PATH = "training.tasks.run_training_job"
+WORKER_LOST = ("The worker stopped sending heartbeats for over {seconds} s (killed or crashed); "
+               "nothing was registered. Start the run again.")
 
 
 # --- starting and stopping runs ----------------------------------------------------------------------------------
@@ -100,6 +105,8 @@ def request_cancel(*, run: TrainingRun, actor=None) -> TrainingRun:
             cancel_requested=True
         ):
             raise Conflict(RUN_ALREADY_FINISHED)
+        # A chain's running step stops with it (its heartbeat also reads the parent's flag: see `beat`).
+        TrainingRun.objects.filter(parent_run=run.pk, state=TrainingRun.State.RUNNING).update(cancel_requested=True)
         record_audit(actor=actor, event_type=AuditEvent.Type.RUN_CANCELLED, project=run.project,
                      target=f"run:{run.pk}", extra={"kind": run.kind, "was": "queued" if queued else "running"})
     return TrainingRun.objects.get(pk=run.pk)
@@ -119,12 +126,15 @@ def start_run(*, run_id: int) -> bool:
 
 
 def beat(*, run_id: int, progress: float | None = None) -> bool:
-    """Record that the worker is alive; returns True when someone asked the run to stop."""
+    """Record that the worker is alive; returns True when someone asked the run (or the chain it is a step
+    of) to stop. Two short statements, no transaction: nothing here holds the write lock for long."""
     changes = {"heartbeat_at": timezone.now()}
     if progress is not None:
         changes["progress"] = max(0.0, min(1.0, progress))
     TrainingRun.objects.filter(pk=run_id, state=TrainingRun.State.RUNNING).update(**changes)
-    return TrainingRun.objects.filter(pk=run_id, cancel_requested=True).exists()
+    return TrainingRun.objects.filter(
+        Q(cancel_requested=True) | Q(parent_run__cancel_requested=True), pk=run_id
+    ).exists()
 
 
 def append_log(*, run_id: int, line: str) -> None:
@@ -182,14 +192,32 @@ def finish_run(
 
 
 def fail_stale_runs(*, stale_after_seconds: int | None = None) -> int:
-    """Mark runs whose worker stopped beating as failed (a killed worker never leaves 'running' behind)."""
+    """End runs whose worker stopped beating (killed or crashed), so nothing stays "running" forever:
+    failed, or cancelled when someone had asked them to stop. The django-tasks job row of each such run
+    is marked failed too (a killed worker never set it). Returns how many runs were ended."""
     stale_after = stale_after_seconds or settings.RUN_STALE_AFTER_SECONDS
-    cutoff = timezone.now() - timedelta(seconds=stale_after)
-    return TrainingRun.objects.filter(state=TrainingRun.State.RUNNING, heartbeat_at__lt=cutoff).update(
-        state=TrainingRun.State.FAILED, finished_at=timezone.now(),
-        error=f"The worker stopped sending heartbeats for over {stale_after} s (killed or crashed); "
-        "nothing was registered. Start the run again.",
-    )
+    now = timezone.now()
+    stale = TrainingRun.objects.filter(state=TrainingRun.State.RUNNING, heartbeat_at__lt=now - timedelta(seconds=stale_after))
+    message = WORKER_LOST.format(seconds=stale_after)
+    ended = []
+    for run_id, cancelled in list(stale.values_list("pk", "cancel_requested")):
+        state = TrainingRun.State.CANCELLED if cancelled else TrainingRun.State.FAILED
+        if stale.filter(pk=run_id).update(state=state, finished_at=now, error="" if cancelled else message):
+            ended.append(run_id)
+    for run_id in ended:
+        _fail_run_job(run_id=run_id, message=message)
+    return len(ended)
+
+
+def _fail_run_job(*, run_id: int, message: str) -> int:
+    """Mark the django-tasks job row(s) still RUNNING for this run as FAILED (their worker is gone)."""
+    from django_tasks.base import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    return DBTaskResult.objects.filter(
+        status=TaskResultStatus.RUNNING, task_path=RUN_JOB_TASK_PATH, args_kwargs__args__0=run_id,
+    ).update(status=TaskResultStatus.FAILED, finished_at=timezone.now(),
+             exception_class_path="training.services.WorkerLost", traceback=message)
 
 
 # --- the model registry ------------------------------------------------------------------------------------------

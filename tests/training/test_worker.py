@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django_tasks.base import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
 
 from feedback import services as feedback_services
 from tests.feedback.factories import make_member
@@ -120,6 +122,11 @@ def test_cancel_and_sigkill(judged_project, tiny_bert_dir, worker):
     proc.wait(timeout=10)
     assert run_state(killed.pk)[0] == "running"  # nobody is left to say otherwise…
     time.sleep(3)
+    job = DBTaskResult.objects.get(task_path=services.RUN_JOB_TASK_PATH, args_kwargs__args__0=killed.pk)
+    assert job.status == TaskResultStatus.RUNNING
     assert services.fail_stale_runs(stale_after_seconds=2) == 1  # …until the heartbeat check
     assert run_state(killed.pk)[0] == "failed"
     assert not ModelVersion.objects.filter(kind=ModelVersion.Kind.REWARD).exists()
+    job.refresh_from_db()  # the job row of the killed worker does not stay RUNNING either
+    assert job.status == TaskResultStatus.FAILED and job.finished_at is not None
+    assert TrainingRun.objects.get(pk=cancelled.pk).state == "cancelled"  # never "failed" after a cancel

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from django.conf import settings
+from django.utils import timezone
 
 from training import services
 from training.models import TrainingRun
@@ -53,8 +55,21 @@ class RunContext:
 
 
 def registry_dir(kind: str, run: TrainingRun) -> Path:
-    """Where a run's model files are written (atomically) before the version is registered."""
-    return Path(settings.MODEL_DIR) / "registry" / f"{kind}-{run.project.slug}-run{run.pk}"
+    """Where a run's model files are written (atomically) before the version is registered.
+
+    The name carries a timestamp and a random suffix besides the run id: run ids start again at 1 with a
+    new database, and registered model directories are never overwritten. Directories an older database
+    left at this run's name are reported (in the log and the run's log) and left alone."""
+    root = Path(settings.MODEL_DIR) / "registry"
+    stem = f"{kind}-{run.project.slug}-run{run.pk}"
+    leftovers = sorted(p.name for p in root.glob(f"{stem}*") if p.name == stem or p.name.startswith(f"{stem}-")) \
+        if root.is_dir() else []
+    if leftovers:
+        line = (f"the registry already holds {', '.join(leftovers[:5])} (left by an earlier database?); "
+                "kept as they are, this run writes to a new directory")
+        logger.warning("run %s: %s", run.pk, line)
+        services.append_log(run_id=run.pk, line=line)
+    return root / f"{stem}-{timezone.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def failed(summary: dict, error: str, produced_version=None) -> dict:

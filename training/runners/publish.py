@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from training import selectors, services
 from training.models import ModelVersion, TrainingRun
-from training.runners.base import RunContext
+from training.runners.base import RunCancelled, RunContext
 
 NO_POLICY = "no policy to sample from: run `manage.py bootstrap_models` first"
 
@@ -34,22 +34,27 @@ def _prompt_pool(project, cfg, reward: ModelVersion | None) -> list:
     return list(prompts.distinct()[: cfg.max_prompts * (2 if reward and cfg.prompts == "all" else 1)])
 
 
-def _sample(version: ModelVersion, payloads: list, cfg, k: int, seed: int) -> list[list[str]]:
+def _sample(version: ModelVersion, payloads: list, cfg, k: int, seed: int, should_stop=None) -> list[list[str]]:
+    """Sampling stops between decode steps when the run is cancelled (RunCancelled)."""
+    from training.pipeline.callbacks import TrainingCancelled
     from training.pipeline.generate import sample_completions
     from training.pipeline.models import load_causal_lm, load_tokenizer
 
-    return sample_completions(load_causal_lm(version.path), load_tokenizer(version.path), payloads, k=k,
-                              max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                              seed=seed)
+    try:
+        return sample_completions(load_causal_lm(version.path), load_tokenizer(version.path), payloads, k=k,
+                                  max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                                  seed=seed, should_stop=should_stop)
+    except TrainingCancelled:
+        raise RunCancelled() from None
 
 
-def _head_to_head(policy: ModelVersion, ranked: list, cfg) -> tuple[ModelVersion | None, dict]:
+def _head_to_head(policy: ModelVersion, ranked: list, cfg, should_stop=None) -> tuple[ModelVersion | None, dict]:
     """One completion of the previous best version (the policy's parent) for a share of the prompts."""
     rival = policy.parent if policy.parent and policy.parent.kind == ModelVersion.Kind.POLICY else None
     if rival is None or cfg.head_to_head_share <= 0 or not ranked:
         return None, {}
     rival_pool = ranked[: max(1, int(len(ranked) * cfg.head_to_head_share))]
-    samples = _sample(rival, [p.payload for p, _ in rival_pool], cfg, k=1, seed=cfg.seed + 1)
+    samples = _sample(rival, [p.payload for p, _ in rival_pool], cfg, k=1, seed=cfg.seed + 1, should_stop=should_stop)
     return rival, {p.pk: s[0] for (p, _), s in zip(rival_pool, samples) if s}
 
 
@@ -69,13 +74,15 @@ def run_publish(ctx: RunContext) -> dict:
         ctx.log("no prompts to sample for")
         return {"summary": {"published_tasks": 0}}
     ctx.log(f"sampling {k} completions for {len(pool)} prompts from {policy.name}")
-    texts = _sample(policy, [p.payload for p in pool], cfg, k=k, seed=cfg.seed)
+    texts = _sample(policy, [p.payload for p in pool], cfg, k=k, seed=cfg.seed, should_stop=ctx.should_stop)
     ctx.on_step(1, {"publish/prompts_sampled": len(pool)})
 
     scorer = RewardScorer(reward.path) if reward else None
     ranked = sorted(zip(pool, texts), key=lambda item: _uncertainty(scorer, item[0].payload, item[1]))
     ranked = [(p, t) for p, t in ranked if len(set(t)) >= 2][: cfg.max_prompts]
-    rival, rival_texts = _head_to_head(policy, ranked, cfg)
+    rival, rival_texts = _head_to_head(policy, ranked, cfg, should_stop=ctx.should_stop)
+    if ctx.should_stop():  # the last moment a cancel can land: nothing has been published yet
+        raise RunCancelled()
 
     generation = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed}
     published = 0
