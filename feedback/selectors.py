@@ -51,14 +51,8 @@ def role_in_project(*, user, project: Project) -> str | None:
     return project.role_of(user)
 
 
-def is_project_admin(*, user, project: Project) -> bool:
-    """Kept for callers outside feedback; new code asks core.permissions (has_project_role / require_project_role)."""
-    return has_project_role(user=user, project=project, role=ADMIN)
 
 
-def can_review(*, user, project: Project) -> bool:
-    """Kept for callers outside feedback and for templates' flags; checks go through core.permissions."""
-    return has_project_role(user=user, project=project, role=REVIEWER)
 
 
 def assignment_of(*, task: ComparisonTask, annotator) -> Assignment | None:

@@ -15,7 +15,14 @@ from core.exceptions import ApplicationError, error_responses
 from core.permissions import NEEDS_ROLE, REVIEWER, IsProjectAdmin, has_project_role, scoped_filterset
 from feedback import selectors as feedback_selectors
 from training import scoring, selectors, services
-from training.api import serializers as s
+from training.api.serializers import (
+    ActivateInputSerializer,
+    ModelVersionSerializer,
+    ScoreInputSerializer,
+    ScoreOutputSerializer,
+    TrainingRunCreateSerializer,
+    TrainingRunSerializer,
+)
 from training.models import ModelVersion, TrainingRun
 
 ADMIN_ONLY = [IsAuthenticated, IsProjectAdmin]  # IsProjectAdmin is checked on the run or project acted on
@@ -39,34 +46,34 @@ def require_reviewer_somewhere(request) -> None:
 
 
 class TrainingRunDetailApi(APIView):
-    @extend_schema(responses={200: s.TrainingRunSerializer, **error_responses(401, 403, 404)})
+    @extend_schema(responses={200: TrainingRunSerializer, **error_responses(401, 403, 404)})
     def get(self, request, run_id):
         run = selectors.run_for_reviewer(user=request.user, run_id=run_id)
-        return Response(s.TrainingRunSerializer(run).data)
+        return Response(TrainingRunSerializer(run).data)
 
 
 class TrainingRunCancelApi(APIView):
     permission_classes = ADMIN_ONLY
 
-    @extend_schema(request=None, responses={200: s.TrainingRunSerializer, **error_responses(401, 403, 404, 409)})
+    @extend_schema(request=None, responses={200: TrainingRunSerializer, **error_responses(401, 403, 404, 409)})
     def post(self, request, run_id):
         run = selectors.run_for_reviewer(user=request.user, run_id=run_id)
         self.check_object_permissions(request, run)
-        return Response(s.TrainingRunSerializer(services.request_cancel(run=run, actor=request.user)).data)
+        return Response(TrainingRunSerializer(services.request_cancel(run=run, actor=request.user)).data)
 
 
-@extend_schema_view(get=extend_schema(responses={200: s.TrainingRunSerializer(many=True), **error_responses(400, 401, 403)}))
+@extend_schema_view(get=extend_schema(responses={200: TrainingRunSerializer(many=True), **error_responses(400, 401, 403)}))
 class TrainingRunListCreateApi(generics.ListAPIView):
     """GET: runs of the projects you review. POST: start a run (project admins)."""
 
-    serializer_class = s.TrainingRunSerializer
+    serializer_class = TrainingRunSerializer
     filterset_class = scoped_filterset(TrainingRun, ["project", "kind", "state"])
     permission_classes = ADMIN_ONLY
 
-    @extend_schema(request=s.TrainingRunCreateSerializer,
-                   responses={201: s.TrainingRunSerializer, **error_responses(400, 401, 403, 404)})
+    @extend_schema(request=TrainingRunCreateSerializer,
+                   responses={201: TrainingRunSerializer, **error_responses(400, 401, 403, 404)})
     def post(self, request):
-        serializer = s.TrainingRunCreateSerializer(data=request.data)
+        serializer = TrainingRunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         project = feedback_selectors.get_project_for_user(user=request.user, project_ref=serializer.validated_data["project"])
         self.check_object_permissions(request, project)
@@ -74,7 +81,7 @@ class TrainingRunListCreateApi(generics.ListAPIView):
             project=project, kind=serializer.validated_data["kind"], config=serializer.validated_data["config"],
             created_by=request.user,
         )
-        return Response(s.TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+        return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -83,11 +90,11 @@ class TrainingRunListCreateApi(generics.ListAPIView):
         return selectors.runs_for_user(user=self.request.user).order_by("-id")
 
 
-@extend_schema_view(get=extend_schema(responses={200: s.ModelVersionSerializer(many=True), **error_responses(400, 401, 403)}))
+@extend_schema_view(get=extend_schema(responses={200: ModelVersionSerializer(many=True), **error_responses(400, 401, 403)}))
 class ModelVersionListApi(generics.ListAPIView):
     """Versions of the projects you review, and the default models (reviewers and admins only)."""
 
-    serializer_class = s.ModelVersionSerializer
+    serializer_class = ModelVersionSerializer
     filterset_class = scoped_filterset(ModelVersion, ["kind", "status", "project"])
 
     def get_queryset(self):
@@ -100,20 +107,20 @@ class ModelVersionListApi(generics.ListAPIView):
 class ModelVersionDetailApi(APIView):
     """One version (reviewers and admins of its project; non-members get 404, annotators 403)."""
 
-    @extend_schema(responses={200: s.ModelVersionSerializer, **error_responses(401, 403, 404)})
+    @extend_schema(responses={200: ModelVersionSerializer, **error_responses(401, 403, 404)})
     def get(self, request, version_id):
-        return Response(s.ModelVersionSerializer(selectors.version_for_user(user=request.user, version_id=version_id)).data)
+        return Response(ModelVersionSerializer(selectors.version_for_user(user=request.user, version_id=version_id)).data)
 
 
 class ModelVersionScoreApi(APIView):
     """Score (prompt, completion) pairs with a reward model (reviewers and admins of its project); bounded:
     at most SCORE_MAX_ITEMS items and SCORE_MAX_TEXT_CHARS characters per text (400 naming the field)."""
 
-    @extend_schema(request=s.ScoreInputSerializer,
-                   responses={200: s.ScoreOutputSerializer, **error_responses(400, 401, 403, 404, 409)})
+    @extend_schema(request=ScoreInputSerializer,
+                   responses={200: ScoreOutputSerializer, **error_responses(400, 401, 403, 404, 409)})
     def post(self, request, version_id):
         version = selectors.version_for_user(user=request.user, version_id=version_id)
-        serializer = s.ScoreInputSerializer(data=request.data)
+        serializer = ScoreInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         scores = scoring.score_with_reward_model(version=version, items=serializer.validated_data["items"])
         return Response({"scores": scores, "model_version": version.pk})
@@ -124,13 +131,13 @@ class ModelVersionActivateApi(APIView):
 
     permission_classes = ADMIN_ONLY
 
-    @extend_schema(request=s.ActivateInputSerializer,
-                   responses={200: s.ModelVersionSerializer, **error_responses(400, 401, 403, 404)})
+    @extend_schema(request=ActivateInputSerializer,
+                   responses={200: ModelVersionSerializer, **error_responses(400, 401, 403, 404)})
     def post(self, request, version_id):
         version = selectors.version_for_user(user=request.user, version_id=version_id)
         if version.kind != ModelVersion.Kind.POLICY:
             raise ApplicationError("Only policy versions can be activated.")
-        serializer = s.ActivateInputSerializer(data=request.data)
+        serializer = ActivateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         ref = serializer.validated_data.get("project") or (version.project.pk if version.project else None)
         if ref is None:
@@ -138,4 +145,4 @@ class ModelVersionActivateApi(APIView):
         project = feedback_selectors.get_project_for_user(user=request.user, project_ref=ref)
         self.check_object_permissions(request, project)
         version = services.activate_policy(version=version, project=project, actor=request.user)
-        return Response(s.ModelVersionSerializer(version).data)
+        return Response(ModelVersionSerializer(version).data)

@@ -128,7 +128,7 @@ def sample(t: Trainer, model, queries: list[list[int]], k: int, seed: int, itera
         t.poll(iteration, "PPO sampling")
         part = sample_ids(model, t.tokenizer, queries[start : start + per_chunk], k=k,
                           max_new_tokens=t.cfg.max_new_tokens, temperature=t.cfg.temperature, top_p=t.cfg.top_p,
-                          seed=seed + 7919 * chunk, batch_size=SAMPLING_CHUNK)
+                          seed=seed + 7919 * chunk, batch_size=SAMPLING_CHUNK, should_stop=t.should_stop)
         out.prompt_index += [start + i for i in part.prompt_index]
         for name in ("query_ids", "response_ids", "texts", "ended"):
             getattr(out, name).extend(getattr(part, name))

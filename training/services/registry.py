@@ -1,0 +1,107 @@
+"""The model registry's writes: register a version (audit, activation and event in one transaction), activate."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from core.audit import record_audit
+from core.events import announce
+from core.models import AuditEvent
+from feedback.models import PreferenceSnapshot
+from training.models import ModelVersion
+from training.services.runs import json_safe
+
+ONLY_POLICIES_ACTIVATE = "Only policies can be activated this way."
+NAME_THE_PROJECT = "Name the project whose policy this becomes."
+OTHER_PROJECTS_POLICY = "This policy belongs to another project."
+CANNOT_ACTIVATE_REJECTED = "{name} was rejected by its gate and cannot be activated."
+CANNOT_ACTIVATE_UNEVALUATED = "{name} has no evaluation metrics and cannot be activated."
+
+
+# --- the model registry ------------------------------------------------------------------------------------------
+
+
+def check_activatable(*, version: ModelVersion) -> None:
+    """The registry's invariants for an active version: never one its gate rejected, never one nothing
+    evaluated. The bootstrapped defaults (no project) are the baseline everything is measured against,
+    so they are exempt from the second rule."""
+    if version.status == ModelVersion.Status.REJECTED:
+        raise ValidationError(CANNOT_ACTIVATE_REJECTED.format(name=version.name))
+    if version.project_id is not None and not version.metrics:
+        raise ValidationError(CANNOT_ACTIVATE_UNEVALUATED.format(name=version.name))
+
+
+@transaction.atomic
+def register_version(
+    *, project, name: str, kind: str, path: str, sha256: str, config: dict, metrics: dict,
+    parent: ModelVersion | None = None, reward_model: ModelVersion | None = None,
+    snapshot: PreferenceSnapshot | None = None, rejected: bool = False, activate: bool = False, actor=None,
+) -> ModelVersion:
+    """Register a trained version, audit it, announce it and (with `activate`) make it active — in one
+    transaction, so a version is never registered without its audit row or half activated.
+
+    `rejected`: its gate refused it; it is kept for the record and can never be activated."""
+    status = ModelVersion.Status.REJECTED if rejected else ModelVersion.Status.CANDIDATE
+    version = ModelVersion(
+        project=project, name=name, kind=kind, path=path, sha256=sha256, config=config, metrics=json_safe(metrics),
+        parent=parent, reward_model=reward_model, snapshot=snapshot, status=status,
+    )
+    version.full_clean()
+    version.save()
+    record_audit(actor=actor, event_type=AuditEvent.Type.VERSION_REGISTERED, project=project,
+                 target=f"model_version:{version.pk}",
+                 extra={"name": version.name, "kind": version.kind, "status": status, "activate": activate})
+    if activate:
+        version = _activate(version=version, project=project)
+    announce(event="model_version.registered", project=project, payload={
+        "model_version": version.pk, "name": version.name, "kind": version.kind, "sha256": version.sha256,
+        "status": version.status, "snapshot": snapshot.pk if snapshot else None, "parent": parent.pk if parent else None,
+    })
+    return version
+
+
+def _activate(*, version: ModelVersion, project) -> ModelVersion:
+    """Make `version` active. A project has one active policy (the others retire), and so has the
+    project-less default scope (`project` None); reward models stay active side by side (PPO uses the
+    previous one as a held-out judge)."""
+    check_activatable(version=version)
+    if version.kind == ModelVersion.Kind.POLICY:
+        scope = {"project": project} if project is not None else {"project__isnull": True}
+        ModelVersion.objects.filter(**scope, kind=ModelVersion.Kind.POLICY, status=ModelVersion.Status.ACTIVE
+                                    ).exclude(pk=version.pk).update(status=ModelVersion.Status.RETIRED)
+    ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.ACTIVE)
+    version.refresh_from_db()
+    return version
+
+
+@transaction.atomic
+def activate_policy(*, version: ModelVersion, project=None, actor=None) -> ModelVersion:
+    """Make `version` the policy that samples for `project` (default: its own): rolling back or forward.
+
+    The project's other active policies retire. Rolling back to a project-less default policy just
+    retires the project's own, so the default samples for it again."""
+    if version.kind != ModelVersion.Kind.POLICY:
+        raise ValidationError(ONLY_POLICIES_ACTIVATE)
+    project = project or version.project
+    if project is None:
+        raise ValidationError(NAME_THE_PROJECT)
+    if version.project_id not in (None, project.pk):
+        raise ValidationError(OTHER_PROJECTS_POLICY)
+    version = _activate(version=version, project=project)
+    record_audit(actor=actor, event_type=AuditEvent.Type.POLICY_ROLLED_BACK, project=project,
+                 target=f"model_version:{version.pk}", extra={"name": version.name})
+    return version
+
+
+def register_default_policy(*, path) -> ModelVersion:
+    """The bootstrapped default policy as the active, project-less policy version (idempotent)."""
+    from training.pipeline.models import DEFAULT_POLICY, manifest_sha256
+
+    sha = manifest_sha256(path)
+    version, _ = ModelVersion.objects.update_or_create(
+        kind=ModelVersion.Kind.POLICY, name=DEFAULT_POLICY,
+        defaults={"path": str(path), "sha256": sha, "status": ModelVersion.Status.ACTIVE, "project": None,
+                  "config": {"source": "bootstrap_models"}},
+    )
+    return version
