@@ -8,9 +8,12 @@ foreign project and a missing one look the same.
 
 from __future__ import annotations
 
+import re
+
 from django.core.exceptions import PermissionDenied
 from django_filters.constants import EMPTY_VALUES
 from django_filters.rest_framework import CharFilter, FilterSet
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import BasePermission
 
 ANNOTATOR, REVIEWER, ADMIN = "annotator", "reviewer", "admin"
@@ -59,7 +62,9 @@ class IsProjectAdmin(ProjectRolePermission):
 
 # --- list filters without an existence oracle ------------------------------------------------------------------
 
-MAX_ID_DIGITS = 18  # beyond this an id cannot exist (and SQLite would overflow): it filters to nothing
+MAX_ID_DIGITS = 18  # beyond this an id cannot exist (and SQLite would overflow)
+SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
+BAD_REFERENCE = "Give an id (ASCII digits) or a slug."
 
 
 class ReferenceFilter(CharFilter):
@@ -77,11 +82,12 @@ class ReferenceFilter(CharFilter):
         value = str(value).strip()
         if value.isascii() and value.isdigit():
             if len(value) > MAX_ID_DIGITS:
-                return qs.none()
+                raise ValidationError({self.field_name: [BAD_REFERENCE]})
             return qs.filter(**{self.field_name: int(value)})
-        if self.slug_field:
+        if self.slug_field and SLUG.fullmatch(value):
             return qs.filter(**{f"{self.field_name}__{self.slug_field}": value})
-        return qs.none()
+        # Malformed (not an id or a slug at all): a 400 naming the parameter. It says nothing about what exists.
+        raise ValidationError({self.field_name: [BAD_REFERENCE]})
 
 
 class ScopedFilterSet(FilterSet):

@@ -156,10 +156,15 @@ def test_cancel_mid_generation_ends_cancelled_within_seconds(project, tiny_polic
 
 
 def test_leftover_registry_directory_of_an_old_database_is_kept_and_the_run_succeeds(
-        judged_project, tiny_bert_dir, settings, tmp_path):  # noqa: F811
-    settings.MODEL_DIR = str(tmp_path / "models")
-    run = services.start_training(project=judged_project, kind=TrainingRun.Kind.REWARD, enqueue=False, config={
-        "backbone": str(tiny_bert_dir), "max_steps": 2, "batch_size": 8, "logging_steps": 1, "max_length": 128})
+        judged_project, tiny_backbone, settings):  # noqa: F811
+    from feedback import services as feedback_services
+    from feedback.exports import ExportFilters
+
+    # A third of the prompts held out, so the model's acceptance can be decided on this small project.
+    snapshot = feedback_services.create_snapshot(project=judged_project, filters=ExportFilters(test_fraction=0.35))
+    run = services.create_run(project=judged_project, kind=TrainingRun.Kind.REWARD, enqueue=False, snapshot=snapshot,
+                              config={"backbone": str(tiny_backbone), "max_steps": 8, "batch_size": 8,
+                                      "learning_rate": 1e-3, "logging_steps": 1, "max_length": 128})
     leftover = Path(settings.MODEL_DIR) / "registry" / f"reward-{judged_project.slug}-run{run.pk}"
     leftover.mkdir(parents=True)
     (leftover / "manifest.json").write_text("{}")

@@ -92,9 +92,14 @@ def judged_project(project, capital_rows):
     return project
 
 
-def test_worker_trains_and_registers_a_reward_model(judged_project, tiny_bert_dir, worker):
-    run = services.start_training(project=judged_project, kind=TrainingRun.Kind.REWARD, config={
-        "backbone": str(tiny_bert_dir), "max_steps": 6, "batch_size": 8, "learning_rate": 1e-3, "logging_steps": 1,
+def test_worker_trains_and_registers_a_reward_model(judged_project, tiny_backbone, worker):
+    from feedback import services as feedback_services
+    from feedback.exports import ExportFilters
+
+    # A third of the prompts held out, so the model's acceptance can be decided on this small project.
+    snapshot = feedback_services.create_snapshot(project=judged_project, filters=ExportFilters(test_fraction=0.35))
+    run = services.create_run(project=judged_project, kind=TrainingRun.Kind.REWARD, snapshot=snapshot, config={
+        "backbone": str(tiny_backbone), "max_steps": 8, "batch_size": 8, "learning_rate": 1e-3, "logging_steps": 1,
         "max_length": 128,
     })
     worker()
@@ -108,8 +113,8 @@ def test_worker_trains_and_registers_a_reward_model(judged_project, tiny_bert_di
     assert Path(version.path, "manifest.json").exists()
 
 
-def test_cancel_and_sigkill(judged_project, tiny_bert_dir, worker):
-    long = {"backbone": str(tiny_bert_dir), "max_steps": 100_000, "batch_size": 2, "logging_steps": 1, "max_length": 128}
+def test_cancel_and_sigkill(judged_project, tiny_backbone, worker):
+    long = {"backbone": str(tiny_backbone), "max_steps": 100_000, "batch_size": 2, "logging_steps": 1, "max_length": 128}
     cancelled = services.start_training(project=judged_project, kind=TrainingRun.Kind.REWARD, config=long)
     proc = worker()
     wait_for(lambda: len(run_state(cancelled.pk)[2]) >= 2, what="training steps")
