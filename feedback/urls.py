@@ -3,14 +3,22 @@ from django.urls import path
 from core import converters  # noqa: F401  (registers <id:…> and <ref:…>: ASCII, bounded length)
 
 from feedback import views
+from feedback.pages import members, projects
 
 app_name = "feedback"
 urlpatterns = [
     path("", views.project_list, name="project-list"),
+    path("projects/new/", projects.project_create, name="project-create"),
     path("p/<slug:slug>/", views.project_detail, name="project-detail"),
     path("p/<slug:slug>/annotate/", views.annotate, name="annotate"),
     path("p/<slug:slug>/dashboard/", views.dashboard, name="dashboard"),
     path("p/<slug:slug>/review/", views.review, name="review"),
+    path("p/<slug:slug>/settings/", projects.project_settings, name="project-settings"),
+    path("p/<slug:slug>/import/", projects.project_import, name="project-import"),
+    path("p/<slug:slug>/members/", members.members, name="members"),
+    path("p/<slug:slug>/members/<id:membership_id>/role/", members.member_role, name="member-role"),
+    path("p/<slug:slug>/members/<id:membership_id>/remove/", members.member_remove, name="member-remove"),
+    path("p/<slug:slug>/members/<id:membership_id>/token/", members.member_token, name="member-token"),
     path("p/<slug:slug>/tasks/<id:task_id>/submit/", views.submit, name="submit"),
     path("p/<slug:slug>/tasks/<id:task_id>/skip/", views.skip, name="skip"),
 ]

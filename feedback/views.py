@@ -16,6 +16,7 @@ from core.permissions import REVIEWER, has_project_role
 from feedback import dashboard as dashboard_data
 from feedback import selectors, services
 from feedback.models import Judgement
+from feedback.pages.common import nav
 
 DASHBOARD_CACHE_SECONDS = 60
 
@@ -37,7 +38,7 @@ def project_list(request):
          "role": p.role_of(request.user)}
         for p in projects
     ]
-    return render(request, "feedback/project_list.html", {"rows": rows})
+    return render(request, "feedback/project_list.html", {"rows": rows, **nav(request)})
 
 
 @login_required
@@ -45,7 +46,7 @@ def project_detail(request, slug):
     project = selectors.get_project_for_user(user=request.user, project_ref=slug)
     progress = selectors.annotator_progress(project=project, annotator=request.user)
     return render(request, "feedback/project_detail.html", {
-        "project": project, "progress": progress,
+        "project": project, "progress": progress, **nav(request, project),
         "can_review": has_project_role(user=request.user, project=project, role=REVIEWER),
     })
 
@@ -57,12 +58,13 @@ def annotate(request, slug):
     assignment = services.next_task(project=project, annotator=request.user)
     progress = selectors.annotator_progress(project=project, annotator=request.user)
     if assignment is None:
-        return render(request, "feedback/nothing_left.html", {"project": project, "progress": progress})
+        return render(request, "feedback/nothing_left.html",
+                      {"project": project, "progress": progress, **nav(request, project)})
     completions = selectors.labelled_completions(assignment=assignment)
     return render(request, "feedback/annotate.html", {
         "project": project, "assignment": assignment, "task": assignment.task, "completions": completions,
         "ranks": range(1, len(completions) + 1), "progress": progress, "idempotency_key": uuid.uuid4().hex,
-        "confidences": range(1, 6), "flags": Judgement.Flag.choices,
+        "confidences": range(1, 6), "flags": Judgement.Flag.choices, **nav(request, project),
     })
 
 
@@ -121,7 +123,7 @@ def dashboard(request, slug):
     # The figures read up to 200k judgements: computed at most once a minute per project.
     data = cache.get_or_set(f"feedback:dashboard:{project.pk}", lambda: dashboard_data.build(project=project),
                             DASHBOARD_CACHE_SECONDS)
-    return render(request, "feedback/dashboard.html", {"project": project, "data": data})
+    return render(request, "feedback/dashboard.html", {"project": project, "data": data, **nav(request, project)})
 
 
 @login_required
@@ -144,4 +146,4 @@ def review(request, slug):
     disputed = dashboard_data.disputed_tasks(project=project)
     tasks = selectors.tasks_for_review(task_ids=[d["task_id"] for d in disputed])
     items = [{**d, "task": tasks[d["task_id"]]} for d in disputed if d["task_id"] in tasks]
-    return render(request, "feedback/review.html", {"project": project, "items": items})
+    return render(request, "feedback/review.html", {"project": project, "items": items, **nav(request, project)})

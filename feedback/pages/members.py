@@ -1,0 +1,106 @@
+"""A project's members: list with roles, add an existing user, change a role, remove, API tokens."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+from rest_framework.authtoken.models import Token
+
+from feedback import services, services_tokens
+from feedback.forms import AddMemberForm, RoleForm
+from feedback.models import Membership
+from feedback.pages.common import nav, project_for_admin
+
+LAST_ADMIN = "A project keeps at least one admin: make someone else admin first."
+
+
+def _members_page(request, project, add_form, new_token=None, status=200):
+    memberships = list(project.memberships.select_related("user").order_by("user__username"))
+    users = [m.user for m in memberships]
+    managed = services_tokens.managed_users(actor=request.user, users=users)
+    with_token = set(Token.objects.filter(user__in=users).values_list("user_id", flat=True))
+    admins = [m for m in memberships if m.role == Membership.Role.ADMIN]
+    rows = [{"membership": m, "may_token": m.user_id in managed, "has_token": m.user_id in with_token,
+             "last_admin": admins == [m]} for m in memberships]
+    return render(request, "feedback/members.html", {
+        "project": project, "rows": rows, "add_form": add_form, "roles": Membership.Role.choices,
+        "new_token": new_token, **nav(request, project),
+    }, status=status)
+
+
+@login_required
+def members(request, slug):
+    project = project_for_admin(request, slug)
+    add_form = AddMemberForm(request.POST if request.method == "POST" else None, project=project)
+    if request.method == "POST" and add_form.is_valid():
+        username, role = add_form.cleaned_data["username"], add_form.cleaned_data["role"]
+        with transaction.atomic():
+            had_token = Token.objects.filter(user__username=username).exists()
+            _, token = services.add_member(project=project, username=username, role=role, actor=request.user)
+            if not had_token:  # add_member issues a token; here tokens are created on request only
+                token.delete()
+        messages.success(request, f"{username} added as {role}.")
+        return redirect("feedback:members", slug=project.slug)
+    return _members_page(request, project, add_form)
+
+
+def _membership(project, membership_id):
+    return get_object_or_404(Membership.objects.select_related("user"), pk=membership_id, project=project)
+
+
+def _is_last_admin(project, membership) -> bool:
+    admins = project.memberships.filter(role=Membership.Role.ADMIN)
+    return membership.role == Membership.Role.ADMIN and not admins.exclude(pk=membership.pk).exists()
+
+
+@login_required
+@require_POST
+def member_role(request, slug, membership_id):
+    project = project_for_admin(request, slug)
+    membership = _membership(project, membership_id)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a role: annotator, reviewer or admin.")
+    elif form.cleaned_data["role"] != Membership.Role.ADMIN and _is_last_admin(project, membership):
+        messages.error(request, LAST_ADMIN)
+    else:
+        role, user = form.cleaned_data["role"], membership.user
+        with transaction.atomic():
+            had_token = Token.objects.filter(user=user).exists()
+            _, token = services.add_member(project=project, username=user.username, role=role, actor=request.user)
+            if not had_token:  # a role change must not bring back a revoked token
+                token.delete()
+        messages.success(request, f"{user.username} is now {role}.")
+    return redirect("feedback:members", slug=project.slug)
+
+
+@login_required
+@require_POST
+def member_remove(request, slug, membership_id):
+    project = project_for_admin(request, slug)
+    membership = _membership(project, membership_id)
+    if _is_last_admin(project, membership):
+        messages.error(request, LAST_ADMIN)
+    else:
+        services.remove_member(membership=membership, actor=request.user)
+        messages.success(request, f"{membership.user.username} removed; their judgements stay.")
+    return redirect("feedback:members", slug=project.slug)
+
+
+@login_required
+@require_POST
+def member_token(request, slug, membership_id):
+    """Create (or replace) the member's API token and show its key once; or revoke it."""
+    project = project_for_admin(request, slug)
+    membership = _membership(project, membership_id)
+    user = membership.user
+    if request.POST.get("action") == "revoke":
+        services_tokens.revoke_token(actor=request.user, user=user)
+        messages.success(request, f"{user.username}'s API token is revoked.")
+        return redirect("feedback:members", slug=project.slug)
+    token = services_tokens.create_token(actor=request.user, user=user)
+    return _members_page(request, project, AddMemberForm(project=project),
+                         new_token={"username": user.username, "key": token.key})
