@@ -6,9 +6,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
+from core.permissions import ADMIN, has_project_role
 from feedback import services, services_tokens
 from feedback.forms import AddMemberForm, RoleForm
 from feedback.models import Membership
@@ -74,7 +76,7 @@ def member_role(request, slug, membership_id):
             if not had_token:  # a role change must not bring back a revoked token
                 token.delete()
         messages.success(request, f"{user.username} is now {role}.")
-    return redirect("feedback:members", slug=project.slug)
+    return _back(request, project)
 
 
 @login_required
@@ -87,9 +89,19 @@ def member_remove(request, slug, membership_id):
     else:
         services.remove_member(membership=membership, actor=request.user)
         messages.success(request, f"{membership.user.username} removed; their judgements stay.")
-    return redirect("feedback:members", slug=project.slug)
+    return _back(request, project)
 
 
+def _back(request, project):
+    """Back to the members page, or to where the user still may go after demoting or removing themselves."""
+    if has_project_role(user=request.user, project=project, role=ADMIN):
+        return redirect("feedback:members", slug=project.slug)
+    if project.role_of(request.user):
+        return redirect("feedback:project-detail", slug=project.slug)
+    return redirect("feedback:project-list")
+
+
+@never_cache  # the page shows a token's key
 @login_required
 @require_POST
 def member_token(request, slug, membership_id):

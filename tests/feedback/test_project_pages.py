@@ -272,3 +272,19 @@ def test_no_token_for_a_member_of_other_projects(project, people):
         f'id="member-{user.username}"')[1].split("</tr>")[0]
     response = client.post(reverse("feedback:member-token", args=[project.slug, membership.pk]), {"action": "create"})
     assert response.status_code == 403 and not Token.objects.filter(user=user).exists()
+
+
+def test_admin_who_steps_down_lands_where_they_still_may_go(project, people):
+    client = client_for(people["admin"])
+    newcomer = UserFactory()
+    client.post(reverse("feedback:members", args=[project.slug]), {"username": newcomer.username, "role": "admin"})
+    mine = Membership.objects.get(project=project, user=people["admin"])
+    response = client.post(reverse("feedback:member-role", args=[project.slug, mine.pk]), {"role": "annotator"})
+    assert response.url == reverse("feedback:project-detail", args=[project.slug])
+    assert client.get(reverse("feedback:members", args=[project.slug])).status_code == 403
+
+
+def test_token_page_is_not_cached(project, people):
+    membership = Membership.objects.get(project=project, user=people["annotator"])
+    response = client_for(people["admin"]).post(reverse("feedback:member-token", args=[project.slug, membership.pk]))
+    assert "no-store" in response["Cache-Control"]
