@@ -288,3 +288,9 @@ def test_token_page_is_not_cached(project, people):
     membership = Membership.objects.get(project=project, user=people["annotator"])
     response = client_for(people["admin"]).post(reverse("feedback:member-token", args=[project.slug, membership.pk]))
     assert "no-store" in response["Cache-Control"]
+
+
+def test_server_error_page_renders_without_context():
+    from django.template.loader import render_to_string
+
+    assert 'id="error-500"' in render_to_string("500.html")
