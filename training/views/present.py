@@ -81,7 +81,7 @@ def gate(run: TrainingRun) -> dict | None:
     return {"passed": bool(summary.get("gate/passed")), "verdict": relative_paths(str(summary["gate/verdict"])),
             "effect": figure(effect) if effect is not None else None,
             "interval": f"[{figure(lower)}, {figure(upper)}]" if lower is not None and upper is not None else None,
-            "n": summary.get("gate/n")}
+            "n": figure(summary["gate/n"]) if summary.get("gate/n") is not None else None}
 
 
 def step_lines(rows: list[dict]) -> list[str]:
