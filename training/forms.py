@@ -91,16 +91,17 @@ class RunSettingsForm(forms.Form):
     def config(self) -> dict:
         return {field.name: self.cleaned_data[field.name] for field in self.settings_fields}
 
-    def add_service_error(self, exc: Exception) -> None:
-        """Put an error of the run's own checks next to the field it names (else above the form)."""
+    def add_service_error(self, exc: Exception, tidy=str) -> None:
+        """Put an error of the run's own checks next to the field it names (else above the form); `tidy` rewrites
+        each message for the page (e.g. server paths made relative)."""
         if isinstance(exc, ValidationError) and hasattr(exc, "error_dict"):
             for key, errors in exc.message_dict.items():
                 for message in errors:
-                    self._add_named(message, key)
+                    self._add_named(tidy(message), key)
             return
         messages = exc.messages if isinstance(exc, ValidationError) else [str(exc)]
         for message in messages:
-            self._add_named(message)
+            self._add_named(tidy(message))
 
     def _add_named(self, message: str, key: str | None = None) -> None:
         name = key if key in self.fields else self._field_named_in(message)

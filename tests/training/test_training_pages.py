@@ -186,3 +186,29 @@ def test_cancelling_a_queued_run_says_cancelled(project):
     assert response.status_code == 200 and ">cancelled<" in response.content.decode()
     run.refresh_from_db()
     assert run.state == TrainingRun.State.CANCELLED and run.cancel_requested
+
+
+def test_a_model_outside_model_dir_is_the_policy_fields_error(project):
+    from training.pipeline.config import PPOConfig
+
+    admin = client_for(make_member(project, "admin"))
+    response = admin.post(start_url(project), form_data(PPOConfig, "ppo", policy="/etc/elsewhere/model"))
+    html = response.content.decode()
+    assert response.status_code == 400 and 'id="error-policy"' in html and TrainingRun.objects.count() == 0
+    assert str(settings.MODEL_DIR) not in html
+
+
+def test_retrain_and_publish_forms_start_runs(project):
+    from training.run_configs import PublishConfig, RetrainConfig
+
+    admin = client_for(make_member(project, "admin"))
+    bad = admin.post(start_url(project), form_data(RetrainConfig, "retrain", steps="{not json"))
+    assert bad.status_code == 400 and 'id="error-steps"' in bad.content.decode()
+    ok = admin.post(start_url(project), form_data(RetrainConfig, "retrain", steps='{"ppo": {"learning_rate": "3e-4"}}',
+                                                  trigger=""))
+    assert ok.status_code == 302
+    published = admin.post(start_url(project), form_data(PublishConfig, "publish", max_prompts="8",
+                                                         completions_per_prompt=""))
+    assert published.status_code == 302
+    run = TrainingRun.objects.get(kind="publish")
+    assert run.config["max_prompts"] == 8 and run.config["completions_per_prompt"] is None

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from core.exceptions import ApplicationError
@@ -58,5 +59,5 @@ def run_cancel(request, run_id):
         if not request.headers.get("HX-Request"):
             messages.error(request, exc.message)
     if request.headers.get("HX-Request"):
-        return HttpResponse(f'<span id="cancel-state" role="status">{answer}</span>')
+        return HttpResponse(format_html('<span id="cancel-state" role="status">{}</span>', answer))
     return redirect("training:run-detail", run_id=run.pk)

@@ -97,7 +97,7 @@ def progress(run: TrainingRun, rows: list[dict]) -> dict:
     """Progress as a share when the run knows its total steps; else the latest step (and epoch) and no share."""
     latest = rows[-1] if rows else {}
     known = run.is_finished and run.state == TrainingRun.State.SUCCEEDED or run.progress > 0
-    return {"known": bool(known), "share": run.progress, "percent": round(run.progress * 100),
+    return {"known": bool(known), "finished": run.is_finished, "share": run.progress, "percent": round(run.progress * 100),
             "step": latest.get("step"), "epoch": figure(latest["epoch"]) if "epoch" in latest else None}
 
 

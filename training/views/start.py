@@ -14,6 +14,7 @@ from training import services
 from training.forms import MARKER, RunSettingsForm
 from training.models import TrainingRun
 from training.run_kinds import RUN_KINDS
+from training.views.present import relative_paths
 
 
 def _kind(request) -> str:
@@ -50,7 +51,7 @@ def _start(request, project, kind: str, form: RunSettingsForm) -> TrainingRun | 
     try:
         return services.start_training(project=project, kind=kind, config=form.config(), created_by=request.user)
     except (ValidationError, ValueError, TypeError) as exc:
-        form.add_service_error(exc)
+        form.add_service_error(exc, tidy=relative_paths)
         return None
 
 
@@ -59,6 +60,6 @@ def _start_with_defaults(request, project, kind: str):
     try:
         run = services.start_training(project=project, kind=kind, config={}, created_by=request.user)
     except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+        messages.error(request, relative_paths(" ".join(exc.messages)))
         return redirect("training:registry")
     return redirect("training:run-detail", run_id=run.pk)
