@@ -22,15 +22,21 @@
         box.append(figure);
       }
       const values = points.map(([step, value]) => ({ x: step, y: value }));
+      // From the first point on: one point is drawn as a point (a line needs two), and the x axis starts at it.
+      const radius = values.length === 1 ? 4 : 1.5;
+      const first = values.length ? values[0].x : 0;
       if (charts[name] && charts[name].canvas === canvas) {
-        charts[name].data.datasets[0].data = values;
-        charts[name].update("none");
+        const chart = charts[name];
+        chart.data.datasets[0].data = values;
+        chart.data.datasets[0].pointRadius = radius;
+        chart.options.scales.x.min = first;
+        chart.update("none");
       } else {
         charts[name] = new Chart(canvas, {
           type: "line",
-          data: { datasets: [{ label: name, data: values, borderWidth: 1.5, pointRadius: 0 }] },
+          data: { datasets: [{ label: name, data: values, borderWidth: 1.5, pointRadius: radius, showLine: true }] },
           options: { animation: false, parsing: false, plugins: { legend: { display: false } },
-                     scales: { x: { type: "linear", title: { display: true, text: "step" } } } },
+                     scales: { x: { type: "linear", min: first, title: { display: true, text: "step" } } } },
         });
       }
     });

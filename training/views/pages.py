@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from core.exceptions import ApplicationError
 from core.permissions import ADMIN, has_project_role, require_project_role
-from feedback import selectors as feedback_selectors
 from training import selectors, services
 from training.models import TrainingRun
+from training.views.present import live_context, settings_rows
 
 
 @login_required
@@ -32,12 +32,8 @@ def registry(request):
 def run_detail(request, run_id):
     run = selectors.run_for_reviewer(user=request.user, run_id=run_id)
     is_admin = has_project_role(user=request.user, project=run.project, role=ADMIN)
-    return render(request, "training/run_detail.html", {"run": run, "is_admin": is_admin, **_live_context(run)})
-
-
-def _live_context(run: TrainingRun) -> dict:
-    return {"run": run, "series": selectors.metric_series(run=run), "log_tail": selectors.log_tail(run=run),
-            "lineage": selectors.lineage(version=run.produced_version) if run.produced_version else []}
+    return render(request, "training/run_detail.html", {"is_admin": is_admin, "settings_rows": settings_rows(run),
+                                                        **live_context(run)})
 
 
 @login_required
@@ -45,29 +41,23 @@ def run_live(request, run_id):
     """The part of the run page that htmx refreshes every two seconds while the run is not finished."""
     run = selectors.run_for_reviewer(user=request.user, run_id=run_id)
     # HTTP 286 tells htmx to stop polling once the run has finished.
-    return render(request, "training/_run_live.html", _live_context(run), status=286 if run.is_finished else 200)
+    return render(request, "training/_run_live.html", live_context(run), status=286 if run.is_finished else 200)
 
 
 @login_required
 @require_POST
 def run_cancel(request, run_id):
+    """Ask the run to stop. From the page (htmx) the answer is at once: the Cancel button becomes "cancel
+    requested…" (or "cancelled" for a queued run); the worker stops the run at its next step."""
     run = selectors.run_for_reviewer(user=request.user, run_id=run_id)
     require_project_role(user=request.user, project=run.project, role=ADMIN)
     try:
-        services.request_cancel(run=run, actor=request.user)
+        run = services.request_cancel(run=run, actor=request.user)
+        answer = "cancelled" if run.state == TrainingRun.State.CANCELLED else "cancel requested…"
     except ApplicationError as exc:
-        messages.error(request, exc.message)
-    return redirect("training:run-detail", run_id=run.pk)
-
-
-@login_required
-@require_POST
-def run_start(request, slug):
-    project = feedback_selectors.get_project_for_user(user=request.user, project_ref=slug)
-    require_project_role(user=request.user, project=project, role=ADMIN)
-    try:
-        run = services.start_training(project=project, kind=request.POST.get("kind", ""), config={}, created_by=request.user)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect("training:registry")
+        answer = exc.message
+        if not request.headers.get("HX-Request"):
+            messages.error(request, exc.message)
+    if request.headers.get("HX-Request"):
+        return HttpResponse(format_html('<span id="cancel-state" role="status">{}</span>', answer))
     return redirect("training:run-detail", run_id=run.pk)

@@ -1,0 +1,7 @@
+"""Pages to watch and drive training: the registry with lineage, the settings form that starts a run, and a live
+run page (htmx polling, Chart.js plots)."""
+
+from training.views.pages import registry, run_cancel, run_detail, run_live
+from training.views.start import run_start
+
+__all__ = ["registry", "run_cancel", "run_detail", "run_live", "run_start"]
