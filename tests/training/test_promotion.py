@@ -133,3 +133,36 @@ def test_a_gated_policy_is_a_candidate_unless_the_project_auto_promotes(auto_pro
                                       path="/nowhere/bad", sha256="2" * 64, metrics={"eval/accuracy": 0.4},
                                       rejected=True)
     assert rejected.status == ModelVersion.Status.REJECTED
+
+
+def test_publishing_pits_the_candidate_against_the_active_policy_on_prompts_drawn_again(project, tiny_llama_dir):
+    """Every prompt already has completions and a judged task: without a candidate nothing is published; with one,
+    a share of the prompts is drawn again and each gets a blind task of the candidate against the active policy."""
+    from training import execution
+    from training.pipeline.models import manifest_sha256
+
+    sha = manifest_sha256(tiny_llama_dir)
+    active = services.register_version(project=project, name="tiny-active", kind=ModelVersion.Kind.POLICY,
+                                       path=str(tiny_llama_dir), sha256=sha, config={}, metrics={"x": 1}, activate=True)
+    old_tasks = make_tasks(project, 3)
+    judge_everything = make_member(project)
+    while (held := feedback_services.next_task(project=project, annotator=judge_everything)) is not None:
+        feedback_services.submit_judgement(task=held.task, annotator=judge_everything, ranking=[["a"], ["b"]])
+    settings = {"max_new_tokens": 6, "completions_per_prompt": 2, "temperature": 1.0}
+
+    run = services.start_training(project=project, kind=TrainingRun.Kind.PUBLISH, config=settings)
+    assert execution.execute(run.pk) == TrainingRun.State.SUCCEEDED
+    assert TrainingRun.objects.get(pk=run.pk).summary["published_tasks"] == 0  # no candidate: nothing drawn again
+
+    candidate = services.register_version(project=project, name="tiny-candidate", kind=ModelVersion.Kind.POLICY,
+                                          path=str(tiny_llama_dir), sha256=sha, config={}, metrics={"x": 1})
+    run = services.start_training(project=project, kind=TrainingRun.Kind.PUBLISH, config=settings)
+    assert execution.execute(run.pk) == TrainingRun.State.SUCCEEDED
+    summary = TrainingRun.objects.get(pk=run.pk).summary
+    assert summary["rival"] == "tiny-candidate" and summary["resampled"] == 3 and summary["published_tasks"] >= 1
+    assert summary["promotions"] == {"tiny-candidate": "wait"}
+    new_tasks = project.tasks.exclude(pk__in=[t.pk for t in old_tasks])
+    assert new_tasks.count() == summary["published_tasks"]
+    duels = [t for t in new_tasks if {c.model_version_id for c in t.completions.all()} == {active.pk, candidate.pk}]
+    assert len(duels) == summary["head_to_head"] >= 1
+    assert ModelVersion.objects.get(pk=candidate.pk).metrics["human/judgements"] == 0
