@@ -40,7 +40,7 @@ class Project(models.Model):
         help_text="Share of served tasks that are gold tasks with a known answer.",
     )
     auto_promote = models.BooleanField(
-        default=False,
+        default=False, db_default=False,  # a database default: rows written without the field (old code) are False
         help_text="Make a new policy active as soon as it passes its automatic gate. Off (the default): it "
         "stays a candidate until annotators' head-to-head judgements against the active policy promote it.",
     )

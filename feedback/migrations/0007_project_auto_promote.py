@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='project',
             name='auto_promote',
-            field=models.BooleanField(default=False, help_text="Make a new policy active as soon as it passes its automatic gate. Off (the default): it stays a candidate until annotators' head-to-head judgements against the active policy promote it."),
+            field=models.BooleanField(default=False, db_default=False, help_text="Make a new policy active as soon as it passes its automatic gate. Off (the default): it stays a candidate until annotators' head-to-head judgements against the active policy promote it."),
         ),
     ]
