@@ -39,6 +39,11 @@ class Project(models.Model):
         default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Share of served tasks that are gold tasks with a known answer.",
     )
+    auto_promote = models.BooleanField(
+        default=False, db_default=False,  # a database default: rows written without the field (old code) are False
+        help_text="Make a new policy active as soon as it passes its automatic gate. Off (the default): it "
+        "stays a candidate until annotators' head-to-head judgements against the active policy promote it.",
+    )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -32,7 +32,12 @@ class PublishConfig:
     top_p: float = dataclasses.field(default=0.95, metadata={"help": "Nucleus sampling."})
     seed: int = dataclasses.field(default=0, metadata={"help": "Sampling seed."})
     head_to_head_share: float = dataclasses.field(default=0.25, metadata={
-        "help": "Share of prompts where one completion comes from the previous best version."})
+        "help": "Share of prompts where one completion comes from a rival version: the candidate policy awaiting "
+                "promotion when there is one, else the previous best version (the policy's parent)."})
+    resample_share: float = dataclasses.field(default=0.25, metadata={
+        "help": "While a candidate policy awaits the annotators' verdict: this share of max_prompts is drawn again "
+                "from prompts that already have completions (judged or not), the reward model's most uncertain "
+                "first, and each gets a head-to-head task (candidate against the active policy)."})
     policy_version: int | None = dataclasses.field(default=None, metadata={
         "help": "ModelVersion id of the policy to sample from; default: the project's active policy."})
 
@@ -45,6 +50,8 @@ class PublishConfig:
             raise ValueError("completions_per_prompt must be between 2 and 4")
         if not 0.0 <= self.head_to_head_share <= 1.0:
             raise ValueError("head_to_head_share must be between 0 and 1")
+        if not 0.0 <= self.resample_share <= 1.0:
+            raise ValueError("resample_share must be between 0 and 1")
 
 
 @dataclasses.dataclass

@@ -70,6 +70,17 @@ def active_policy(*, project) -> ModelVersion | None:
     )
 
 
+def promotion_candidates(*, project) -> QuerySet[ModelVersion]:
+    """The project's candidate policies (passed their automatic gate, awaiting the annotators' verdict), oldest first."""
+    return ModelVersion.objects.filter(project=project, kind=ModelVersion.Kind.POLICY,
+                                       status=ModelVersion.Status.CANDIDATE).order_by("created_at", "pk")
+
+
+def newest_candidate(*, project) -> ModelVersion | None:
+    """The candidate policy publishing pits against the active one: the newest."""
+    return promotion_candidates(project=project).order_by("-created_at", "-pk").first()
+
+
 def newest_reward_model(*, project, exclude: ModelVersion | None = None) -> ModelVersion | None:
     """The project's newest active reward model (other than `exclude`): what PPO optimises against and
     publishing ranks prompts by; the one before it is PPO's held-out judge."""

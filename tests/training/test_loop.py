@@ -1,7 +1,8 @@
 """The whole loop on tiny real models: import → judgements through the API from simulated annotators →
 reward model → PPO → gate → publish → the new samples are served to annotators as tasks.
 
-Also: a PPO run forced to NaN registers and publishes nothing; DPO registers a policy; roll back.
+Also: a PPO run forced to NaN registers and publishes nothing; DPO registers a policy; a gated policy is a
+candidate until promoted (here by an admin; tests/training/test_promotion.py: by annotators); roll back.
 """
 
 import pytest
@@ -83,24 +84,32 @@ def test_the_loop_closes(judged_through_the_api, default_policy, tiny_backbone):
     assert ppo_run.state == TrainingRun.State.SUCCEEDED, ppo_run.error
     policy = ppo_run.produced_version
     assert (policy.parent, policy.reward_model, policy.snapshot) == (default_policy, reward, reward.snapshot)
-    assert policy.status == ModelVersion.Status.ACTIVE and len(selectors.run_metrics(run=ppo_run)) == 2
+    # It passed the automatic gate: a candidate; annotators (head to head) or an admin decide its promotion.
+    assert policy.status == ModelVersion.Status.CANDIDATE and len(selectors.run_metrics(run=ppo_run)) == 2
+    assert selectors.active_policy(project=project) == default_policy
 
-    # New prompts arrive; publishing samples them from the new policy and they are served at once.
+    # New prompts arrive; publishing samples them from the active policy, pits the candidate against it, and
+    # they are served at once (resample_share 0: only the new prompt, no old prompt drawn again).
     admin = make_member(project, "admin")
     client = APIClient()
     client.force_authenticate(admin)
     client.post(f"/api/v1/projects/{project.slug}/import/", {"rows": [{"id": "fresh-1", "prompt": "What is the capital of Fiji?"}]}, format="json")
-    publish_run = run_inline(project, TrainingRun.Kind.PUBLISH, {"max_new_tokens": 6, "completions_per_prompt": 2})
+    publish_run = run_inline(project, TrainingRun.Kind.PUBLISH, {"max_new_tokens": 6, "completions_per_prompt": 2,
+                                                                 "resample_share": 0})
     assert publish_run.state == TrainingRun.State.SUCCEEDED and publish_run.summary["published_tasks"] == 1
-    # One completion from the new policy, one from its parent: the head-to-head share of the publish.
+    # One completion from the candidate, one from the active policy: the head-to-head share of the publish.
     versions = set(Completion.objects.filter(prompt__external_id="fresh-1").values_list("model_version", flat=True))
     assert versions == {policy.pk, default_policy.pk} and publish_run.summary["head_to_head"] == 1
+    assert publish_run.summary["rival"] == policy.name and publish_run.summary["promotions"] == {policy.name: "wait"}
     annotator = APIClient()
     annotator.force_authenticate(make_member(project))
     served = annotator.post(f"/api/v1/projects/{project.slug}/next-task/").json()
     assert ComparisonTask.objects.get(pk=served["task"]).prompt.external_id == "fresh-1"
 
-    # Roll back to the default policy through the API: the project's own policy retires.
+    # An admin promotes the candidate by hand, then rolls back to the default policy through the API.
+    forward = client.post(f"/api/v1/model-versions/{policy.pk}/activate/", {}, format="json")
+    assert forward.status_code == 200, forward.content
+    assert selectors.active_policy(project=project) == policy
     back = client.post(f"/api/v1/model-versions/{default_policy.pk}/activate/", {}, format="json")
     assert back.status_code == 400  # a project-less policy needs the project named
     back = client.post(f"/api/v1/model-versions/{default_policy.pk}/activate/", {"project": project.slug}, format="json")
@@ -130,9 +139,9 @@ def test_dpo_and_retrain_chain(judged_through_the_api, default_policy, tiny_bert
                                                      "learning_rate": 1e-4})
     # On held-out pairs this small the accuracy may land at or below chance: then the gate rejects it.
     assert dpo.produced_version is not None and dpo.produced_version.snapshot == dpo.snapshot
-    if dpo.state == TrainingRun.State.SUCCEEDED:
-        assert dpo.produced_version.status == ModelVersion.Status.ACTIVE
-        assert selectors.active_policy(project=project) == dpo.produced_version
+    if dpo.state == TrainingRun.State.SUCCEEDED:  # a candidate: annotators decide its promotion
+        assert dpo.produced_version.status == ModelVersion.Status.CANDIDATE
+        assert selectors.active_policy(project=project) == default_policy
     else:
         assert dpo.state == TrainingRun.State.FAILED and "not above chance" in dpo.error, dpo.error
         assert dpo.produced_version.status == ModelVersion.Status.REJECTED
@@ -145,13 +154,14 @@ def test_dpo_and_retrain_chain(judged_through_the_api, default_policy, tiny_bert
     assert chain.summary["dpo"] == {"run": dpo_step.pk, "state": dpo_step.state}
     assert dpo_step.produced_version is not None and dpo_step.produced_version.parent_id is not None
     if dpo_step.state == TrainingRun.State.SUCCEEDED:
-        # The chain went on to publish from the new policy, and the whole chain succeeded.
+        # The chain went on to publish from the active policy against the new candidate, and succeeded.
         assert chain.state == TrainingRun.State.SUCCEEDED, chain.error
         publish_step = children[1]
         assert publish_step.kind == TrainingRun.Kind.PUBLISH and publish_step.state == TrainingRun.State.SUCCEEDED
         assert chain.summary["publish"] == {"run": publish_step.pk, "state": TrainingRun.State.SUCCEEDED}
-        assert selectors.active_policy(project=project) == dpo_step.produced_version
-        assert publish_step.summary["policy"] == dpo_step.produced_version.name
+        assert selectors.active_policy(project=project) == default_policy
+        assert publish_step.summary["policy"] == default_policy.name
+        assert publish_step.summary["rival"] == dpo_step.produced_version.name
     else:
         # A rejected step stops the chain: the chain failed, and nothing was published after it.
         assert chain.state == TrainingRun.State.FAILED and f"step dpo (run {dpo_step.pk})" in chain.error

@@ -1,10 +1,14 @@
 """Improving the policy: PPO against the project's newest reward model, or DPO on a preference snapshot.
 
-Each kind's gate (declared with it in `training.run_kinds`) decides whether the result becomes the
-project's active policy: PPO's gate is a paired bootstrap test on held-out prompts against its parent, with KL
+Each kind's gate (declared with it in `training.run_kinds`) decides whether the result becomes a candidate
+for the project's active policy: PPO's gate is a paired bootstrap test on held-out prompts against its parent, with KL
 under the bound and a length control (training/pipeline/gate.py; a failed
 PPO result is not even registered: its weights may not be finite), DPO's held-out preference accuracy
 must be above chance (a failed one is registered as rejected, for the record).
+
+A result that passes is registered as a CANDIDATE: annotators decide its promotion in head-to-head tasks
+against the active policy (`training.promotion`). Only a project with `auto_promote` makes it active on the
+automatic gate alone.
 """
 
 from __future__ import annotations
@@ -31,6 +35,24 @@ def dpo_gate(result) -> tuple[bool, str]:
     if accuracy is None or accuracy > 0.5:
         return True, ""
     return False, f"held-out preference accuracy {accuracy:.2f} is not above chance: registered as rejected, not active."
+
+
+def register_policy_result(run: TrainingRun, *, rejected: bool = False, **fields) -> ModelVersion:
+    """Register a PPO or DPO result: rejected when its gate refused it; else a CANDIDATE that annotators
+    promote (`training.promotion`), or ACTIVE at once when the project has `auto_promote`."""
+    run.project.refresh_from_db(fields=["auto_promote"])
+    return services.register_version(
+        project=run.project, name=f"policy-{run.project.slug}-run{run.pk}", kind=ModelVersion.Kind.POLICY,
+        config=run.config, rejected=rejected, activate=not rejected and run.project.auto_promote,
+        actor=run.created_by, **fields,
+    )
+
+
+def _registered_as(version: ModelVersion) -> str:
+    if version.status == ModelVersion.Status.ACTIVE:
+        return f"{version.name} passed its gate and is active (the project promotes on the automatic gate)"
+    return (f"{version.name} passed its gate and is a candidate: annotators' head-to-head judgements against "
+            "the active policy decide its promotion")
 
 
 def _base_policy(run: TrainingRun, cfg_policy: str, default_name: str) -> tuple[ModelVersion | None, str]:
@@ -104,11 +126,9 @@ def run_ppo(ctx: RunContext) -> dict:
     dest = registry_dir("ppo", run)
     sha = save_policy(result, tokenizer, dest, {"kind": "policy", "method": "ppo", "reward_model": reward.name,
                                                "parent": base.name if base else policy_path})
-    version = services.register_version(
-        project=run.project, name=f"policy-{run.project.slug}-run{run.pk}", kind=ModelVersion.Kind.POLICY,
-        path=str(dest), sha256=sha, config=run.config, metrics=summary, parent=base, reward_model=reward,
-        snapshot=reward.snapshot, activate=True, actor=run.created_by,
-    )
+    version = register_policy_result(run, path=str(dest), sha256=sha, metrics=summary, parent=base,
+                                     reward_model=reward, snapshot=reward.snapshot)
+    ctx.log(_registered_as(version))
     return {"summary": summary, "produced_version": version}
 
 
@@ -128,12 +148,10 @@ def run_dpo(ctx: RunContext) -> dict:
     except TrainingCancelled:
         raise RunCancelled() from None
     passed, message = ctx.gate(result)
-    version = services.register_version(
-        project=run.project, name=f"policy-{run.project.slug}-run{run.pk}", kind=ModelVersion.Kind.POLICY,
-        path=str(result.path), sha256=result.manifest_sha256, config=run.config, metrics=result.metrics,
-        parent=base, snapshot=snapshot, rejected=not passed, activate=passed, actor=run.created_by,
-    )
+    version = register_policy_result(run, path=str(result.path), sha256=result.manifest_sha256,
+                                     metrics=result.metrics, parent=base, snapshot=snapshot, rejected=not passed)
     if not passed:
         ctx.log(message)
         return failed(result.metrics, message, produced_version=version)
+    ctx.log(_registered_as(version))
     return {"summary": result.metrics, "produced_version": version}

@@ -105,3 +105,38 @@ def register_default_policy(*, path) -> ModelVersion:
                   "config": {"source": "bootstrap_models"}},
     )
     return version
+
+
+# --- human promotion of candidates --------------------------------------------------------------------------------
+
+NOT_A_CANDIDATE = "{name} is not a candidate policy (status: {status})."
+
+
+@transaction.atomic
+def decide_candidate(*, version: ModelVersion, verdict: str, metrics: dict, actor=None) -> ModelVersion:
+    """Record the annotators' verdict on a candidate policy: its human metrics, and with `verdict` "promote"
+    the activation (the project's active policy retires), with "reject" the rejection, with "wait" nothing
+    more. One transaction; the row is locked and must still be a candidate (two ticks decide once).
+
+    Audit: a promotion is an activation (`policy_rolled_back`, as `activate_policy` writes, with
+    `extra.promoted_by` "human_judgements"); a rejection a `version_registered` row with the new status."""
+    from core.db import lock_rows
+
+    locked = lock_rows(ModelVersion.objects.filter(pk=version.pk)).first()
+    if locked is None or locked.status != ModelVersion.Status.CANDIDATE or locked.kind != ModelVersion.Kind.POLICY:
+        raise ValidationError(NOT_A_CANDIDATE.format(name=version.name, status=getattr(locked, "status", None)))
+    locked.metrics = json_safe({**(locked.metrics or {}), **metrics})
+    locked.save(update_fields=["metrics"])
+    if verdict == "promote":
+        locked = _activate(version=locked, project=locked.project)
+        record_audit(actor=actor, event_type=AuditEvent.Type.POLICY_ROLLED_BACK, project=locked.project,
+                     target=f"model_version:{locked.pk}",
+                     extra={"name": locked.name, "promoted_by": "human_judgements", **metrics})
+    elif verdict == "reject":
+        ModelVersion.objects.filter(pk=locked.pk).update(status=ModelVersion.Status.REJECTED)
+        locked.refresh_from_db()
+        record_audit(actor=actor, event_type=AuditEvent.Type.VERSION_REGISTERED, project=locked.project,
+                     target=f"model_version:{locked.pk}",
+                     extra={"name": locked.name, "kind": locked.kind, "status": locked.status,
+                            "rejected_by": "human_judgements", **metrics})
+    return locked
