@@ -46,6 +46,7 @@ def run_maintenance() -> dict:
     """One round of the worker's housekeeping (idempotent: any number of workers may run it at once)."""
     from feedback import services as feedback_services
     from feedback.models import Assignment, Project
+    from training.promotion import decide_all_promotions
 
     failed = services.fail_stale_runs()
     started = [run.pk for run in services.retrain_if_due()]
@@ -53,7 +54,10 @@ def run_maintenance() -> dict:
     expired = Assignment.objects.filter(state=Assignment.State.LEASED, leased_until__lte=now)
     released = sum(feedback_services.release_expired_leases(project=project, now=now)
                    for project in Project.objects.filter(pk__in=expired.values("project_id")))
-    return {"stale_runs_failed": failed, "retrain_runs_started": started, "leases_released": released}
+    # Candidates whose head-to-head judgements now decide them (the task's result must be JSON: ids, verdicts).
+    promotions = [[version.pk, verdict] for version, verdict in decide_all_promotions()]
+    return {"stale_runs_failed": failed, "retrain_runs_started": started, "leases_released": released,
+            "promotions": promotions}
 
 
 @task()
