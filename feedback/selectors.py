@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,12 +28,20 @@ def projects_for_user(*, user) -> QuerySet[Project]:
     return Project.objects.filter(memberships__user=user).distinct()
 
 
+PROJECT_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
+
+
 def get_project_for_user(*, user, project_ref: str | int) -> Project:
     """A project by numeric id or slug, if the user may see it; 404 otherwise (no existence leak)."""
     ref = str(project_ref)
-    if len(ref) > 64:  # longer than any slug, and an id that long cannot exist (SQLite would overflow)
+    # Only ASCII ids of up to 18 digits or slugs reach the database: anything else (NUL bytes, which PostgreSQL
+    # refuses in text, Arabic-Indic digits, 64+ characters) cannot name a project and gets the same 404.
+    if ref.isascii() and ref.isdigit() and len(ref) <= 18:
+        lookup = {"pk": int(ref)}
+    elif PROJECT_SLUG.fullmatch(ref):
+        lookup = {"slug": ref}
+    else:
         raise Http404("No such project.")
-    lookup = {"pk": int(ref)} if ref.isascii() and ref.isdigit() else {"slug": ref}
     try:
         return projects_for_user(user=user).get(**lookup)
     except Project.DoesNotExist:

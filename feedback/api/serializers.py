@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from rest_framework import serializers
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from core.fields import AsciiFloatField, AsciiIntegerField
 from feedback.models import Judgement, Project
@@ -121,3 +122,12 @@ class ExportQuerySerializer(serializers.Serializer):
 
 class AuthTokenOutputSerializer(serializers.Serializer):
     token = serializers.CharField()
+
+
+class BoundedAuthTokenSerializer(AuthTokenSerializer):
+    """Bounded before authentication: django-axes records failed usernames in a 255-character column, which
+    PostgreSQL enforces (a 5,000-character username was a 500 there)."""
+
+    username = serializers.CharField(label="Username", max_length=150, write_only=True)
+    password = serializers.CharField(label="Password", max_length=4096, style={"input_type": "password"},
+                                     trim_whitespace=False, write_only=True)

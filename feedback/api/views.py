@@ -18,6 +18,7 @@ from core.parsing import BoundedJSONParser
 from core.permissions import IsProjectAdmin, IsProjectReviewer, scoped_filterset
 from feedback import exports, importing, selectors, services
 from feedback.api.serializers import (
+    BoundedAuthTokenSerializer,
     AuthTokenOutputSerializer, ExportQuerySerializer, ImportInputSerializer, ImportOutputSerializer,
     JudgementInputSerializer, JudgementOutputSerializer, NextTaskOutputSerializer, ProjectSerializer,
     ProjectStatsSerializer,
@@ -198,6 +199,8 @@ class ProjectExportApi(ProjectRoleApi):
 
 class ThrottledObtainAuthToken(ObtainAuthToken):
     """POST username and password, get the API token. Throttled, and locked out by django-axes."""
+
+    serializer_class = BoundedAuthTokenSerializer
 
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
