@@ -1,6 +1,6 @@
 """The Django admin is for superusers only (project admins work in the product's pages).
 
-Two locks, so one mistake does not open it: the site itself refuses every non-superuser (every admin
+Two locks, so one mistake does not open it: the site itself (core/admin_site.py) refuses every non-superuser (every admin
 view, including each ModelAdmin's URLs and autocomplete, goes through `AdminSite.has_permission`), and
 every ModelAdmin of the project inherits `SuperuserOnlyAdmin`, whose permissions all require a superuser.
 Being `is_staff`, or holding Django model permissions through a group, grants nothing here.
@@ -10,24 +10,8 @@ from django.contrib import admin
 from django.contrib.auth import admin as auth_admin
 from django.contrib.auth.models import Group, User
 
+from core.admin_site import is_active_superuser
 from core.models import AuditEvent
-
-
-def is_active_superuser(request) -> bool:
-    user = getattr(request, "user", None)
-    return bool(user is not None and user.is_active and user.is_superuser)
-
-
-class SuperuserAdminSite(admin.AdminSite):
-    """An AdminSite whose every view needs an active superuser (Django's default asks only for is_staff)."""
-
-    def has_permission(self, request):
-        return is_active_superuser(request)
-
-
-# config/urls.py serves `admin.site` (the default site every app registers on): make that very site
-# superuser-only. Same instance, so registrations made before or after this import are all covered.
-admin.site.__class__ = SuperuserAdminSite
 
 
 class _SuperuserOnlyPermissions:
