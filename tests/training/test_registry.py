@@ -150,3 +150,18 @@ class TestRewardModelAcceptance:
                                    "eval/n_pairs": 100})[0]
         passed, message = self.verdict()
         assert not passed and "no held-out preference pairs" in message
+
+
+def test_ppo_bounds_drift_from_the_lineages_original_base(project, tiny_llama_dir):
+    from training.runners.policy import original_base
+
+    def version(name, parent=None):
+        return services.register_version(project=project, name=name, kind=ModelVersion.Kind.POLICY,
+                                         path=str(tiny_llama_dir), sha256="0" * 64, config={}, parent=parent,
+                                         metrics={"eval_after/reward": 0.1})
+
+    root = version("root")
+    grandchild = version("grandchild", parent=version("child", parent=root))
+    lines = []
+    assert original_base(root, lines.append) is None  # a first run's reference is the base itself
+    assert original_base(grandchild, lines.append) is not None and "root" in lines[0]

@@ -261,6 +261,10 @@ class PPOConfig:
     seed: int = _field(0, "Seed for sampling, shuffling and the gate's bootstrap.")
     # Safeguards
     kl_bound: float = _field(20.0, "Stop (and publish nothing) when the mean summed KL per response exceeds this.")
+    kl_base_bound: float | None = _field(
+        60.0, "Stop (and publish nothing) when the mean summed KL per response to the ORIGINAL base model exceeds "
+              "this. Each run's reference is its parent, so without this bound drift would add up across "
+              "retrains. None: no bound.")
     reward_collapse: float = _field(
         3.0, "Stop when a batch's mean reward falls this many std (of all scores so far) below the first batch's.")
     # Gate (see gate.py)
@@ -291,6 +295,7 @@ class PPOConfig:
         _require(self, 0.0 <= self.lam <= 1.0, "lam", "must be in [0, 1]")
         _require(self, self.learning_rate > 0, "learning_rate", "must be > 0")
         _require(self, self.kl_bound > 0, "kl_bound", "must be > 0")
+        _require(self, self.kl_base_bound is None or self.kl_base_bound > 0, "kl_base_bound", "must be > 0 or None")
         _require(self, self.lora_alpha > 0, "lora_alpha", "must be > 0")
         _require(self, 0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
         _require(self, self.max_prompt_length >= 1, "max_prompt_length", "must be >= 1")

@@ -344,10 +344,14 @@ def train_ppo(
         return result
     result.gate = run_gate(cfg, result.eval_before, result.eval_after)
     after = result.eval_after
-    result.passes_gate = bool(result.status == "completed" and result.gate.passed and after.kl < cfg.kl_bound)
+    within_base = cfg.kl_base_bound is None or after.kl_base is None or after.kl_base < cfg.kl_base_bound
+    result.passes_gate = bool(result.status == "completed" and result.gate.passed and after.kl < cfg.kl_bound
+                              and within_base)
     if not result.message and not result.passes_gate:
         result.message = (f"gate: {result.gate.verdict}" if not result.gate.passed
-                          else f"held-out KL to the reference {after.kl:.3g} >= kl_bound {cfg.kl_bound}")
+                          else f"held-out KL to the reference {after.kl:.3g} >= kl_bound {cfg.kl_bound}"
+                          if after.kl >= cfg.kl_bound
+                          else f"held-out KL to the original base {after.kl_base:.3g} >= kl_base_bound {cfg.kl_base_bound}")
     result.flags = reward_hacking_flags(result.eval_before, after)
     return result
 

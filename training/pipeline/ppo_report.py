@@ -100,6 +100,10 @@ def stop_reason(t, r, history: list[dict[str, float]], iteration: int, bad_updat
     if metrics["objective/kl"] > t.cfg.kl_bound:
         return "kl_bound", (f"iteration {iteration}: KL to the reference {metrics['objective/kl']:.3g} > "
                             f"kl_bound {t.cfg.kl_bound}")
+    kl_base, kl_base_bound = metrics.get("objective/kl_base", 0.0), t.cfg.kl_base_bound
+    if kl_base_bound is not None and kl_base > kl_base_bound:
+        return "kl_bound", (f"iteration {iteration}: KL to the original base model {kl_base:.3g} > "
+                            f"kl_base_bound {kl_base_bound}")
     first, now = history[0]["objective/score"], metrics["objective/score"]
     seen = t.seen_scores
     t.seen_scores = torch.cat([seen, r.scores])

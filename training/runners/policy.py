@@ -95,6 +95,20 @@ def _held_out_judge(ctx: RunContext, reward: ModelVersion):
     return scorer.score
 
 
+def original_base(base: ModelVersion | None, log) -> object | None:
+    """The policy the lineage started from, loaded (frozen) when it is not the run's own base: PPO bounds the KL
+    to it (`kl_base_bound`), because each run's reference is its parent and drift would otherwise add up."""
+    from training.pipeline.models import load_causal_lm
+
+    if base is None:
+        return None
+    root = selectors.lineage(version=base)[-1]
+    if root.pk == base.pk:
+        return None
+    log(f"KL to the original base {root.name} is logged and bounded (kl_base_bound)")
+    return load_causal_lm(root.path)
+
+
 def run_ppo(ctx: RunContext) -> dict:
     from training.pipeline.config import PPOConfig
     from training.pipeline.models import load_causal_lm, load_tokenizer
@@ -115,7 +129,8 @@ def run_ppo(ctx: RunContext) -> dict:
     tokenizer = load_tokenizer(policy_path)
     policy = load_causal_lm(policy_path, verify=cfg.verify_policy)
     result = train_ppo(cfg, policy, tokenizer, RewardScorer(reward.path).score, train_prompts, eval_prompts,
-                       on_step=ctx.on_step, should_stop=ctx.should_stop, held_out_judge=_held_out_judge(ctx, reward))
+                       on_step=ctx.on_step, should_stop=ctx.should_stop, held_out_judge=_held_out_judge(ctx, reward),
+                       base_model=original_base(base, ctx.log))
     summary = result.summary()
     if result.status == "cancelled":
         raise RunCancelled()

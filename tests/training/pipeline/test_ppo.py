@@ -180,3 +180,15 @@ def test_reward_collapse_stops(tokenizer):
     result = train_ppo(config(num_iterations=4, reward_collapse=3.0), word_policy(tokenizer), tokenizer,
                        lambda prompts, texts: [next(rewards) for _ in texts], TRAIN, [])
     assert result.status == "reward_collapse" and len(result.history) == 3 and not result.passes_gate
+
+
+def test_drift_from_the_original_base_is_bounded(tokenizer):
+    """Each run's reference is its parent; the KL to the original base model is bounded on its own."""
+    original = word_policy(tokenizer, seed=1)  # not the policy's own weights: a large KL from the first batch
+    bounded = train_ppo(config(num_iterations=3, kl_base_bound=0.01), word_policy(tokenizer), tokenizer, good_share,
+                        TRAIN, HELD_OUT, base_model=original)
+    assert bounded.status == "kl_bound" and not bounded.passes_gate
+    assert "original base" in bounded.message
+    free = train_ppo(config(num_iterations=1, kl_base_bound=None), word_policy(tokenizer), tokenizer, good_share,
+                     TRAIN, HELD_OUT, base_model=word_policy(tokenizer, seed=1))
+    assert free.status == "completed" and free.history[0]["objective/kl_base"] > 0.01
