@@ -344,7 +344,8 @@ def train_ppo(
         return result
     result.gate = run_gate(cfg, result.eval_before, result.eval_after)
     after = result.eval_after
-    within_base = cfg.kl_base_bound is None or after.kl_base is None or after.kl_base < cfg.kl_base_bound
+    within_base = (after is None or after.kl_base is None or cfg.kl_base_bound is None
+                   or after.kl_base < cfg.kl_base_bound)
     result.passes_gate = bool(result.status == "completed" and result.gate.passed and after.kl < cfg.kl_bound
                               and within_base)
     if not result.message and not result.passes_gate:
