@@ -67,3 +67,4 @@ def page(browser, page_problems):
         yield page
     finally:
         context.close()
+

@@ -11,6 +11,7 @@ import pytest
 
 from feedback import importing, services
 from feedback.models import LABELS, Assignment, Judgement
+from tests.e2e.browser import log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -62,12 +63,7 @@ def test_annotator_ranks_three_tasks_with_the_keyboard(live_server, page, page_p
     base = live_server.url
 
     # Login required: the project list sends an anonymous visitor to the login page.
-    page.goto(f"{base}/")
-    page.wait_for_url(re.compile(r"/accounts/login/"))
-    page.fill("input[name=username]", "ann")
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation():
-        page.click("button[type=submit].primary")
+    log_in(page, base, "ann", PASSWORD)
     page.get_by_role("link", name="E2E project").click()
     page.wait_for_url(re.compile(r"/p/e2e-project/$"))
     # Instructions are rendered Markdown.

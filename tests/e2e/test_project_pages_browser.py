@@ -9,6 +9,7 @@ import pytest
 from feedback import services
 from feedback.models import ComparisonTask, Membership, Prompt
 from tests.feedback.factories import UserFactory
+from tests.e2e.browser import log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -29,12 +30,7 @@ def scene():
 
 def test_admin_creates_a_project_uploads_prompts_and_adds_a_member(live_server, page, page_problems, scene):
     base = live_server.url
-    page.goto(f"{base}/")
-    page.wait_for_url(re.compile(r"/accounts/login/"))
-    page.fill("input[name=username]", "boss")
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation():
-        page.click("button[type=submit].primary")
+    log_in(page, base, "boss", PASSWORD)
 
     page.click("#new-project")
     page.wait_for_url(re.compile(r"/projects/new/$"))
