@@ -27,6 +27,10 @@ class AuditEvent(models.Model):
         VERSION_REGISTERED = "version_registered", "Model version registered"
         SAMPLES_PUBLISHED = "samples_published", "Samples published"
         POLICY_ROLLED_BACK = "policy_rolled_back", "Policy rolled back"
+        POLICY_PROMOTED = "policy_promoted", "Candidate policy promoted by annotators"
+        TOKEN_CREATED = "token_created", "API token created"
+        TOKEN_REVOKED = "token_revoked", "API token revoked"
+        JUDGEMENT_REVISED = "judgement_revised", "Judgement revised"
 
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="audit_events")

@@ -12,6 +12,8 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from core.audit import record_audit
+from core.models import AuditEvent
 from feedback.models import Membership
 
 TOKEN_NOT_YOURS = "This user also belongs to projects you do not administer; ask a superuser to manage their token."
@@ -40,18 +42,25 @@ def managed_users(*, actor, users) -> set[int]:
 
 
 @transaction.atomic
-def create_token(*, actor, user) -> Token:
-    """A fresh token for `user`; an older one stops working at once (its key is shown only now)."""
+def create_token(*, actor, user, project=None) -> Token:
+    """A fresh token for `user`; an older one stops working at once (its key is shown only now).
+    Audited (never the key) under `project`, the project whose members page it was made from."""
     if not may_manage_token(actor=actor, user=user):
         raise PermissionDenied(TOKEN_NOT_YOURS)
-    Token.objects.filter(user=user).delete()
-    return Token.objects.create(user=user)
+    replaced, _ = Token.objects.filter(user=user).delete()
+    token = Token.objects.create(user=user)
+    record_audit(actor=actor, event_type=AuditEvent.Type.TOKEN_CREATED, project=project, target=f"user:{user.pk}",
+                 extra={"username": user.username, "replaced": bool(replaced)})
+    return token
 
 
 @transaction.atomic
-def revoke_token(*, actor, user) -> bool:
-    """Delete the user's token; True when there was one."""
+def revoke_token(*, actor, user, project=None) -> bool:
+    """Delete the user's token; True when there was one. Audited only when a token was revoked."""
     if not may_manage_token(actor=actor, user=user):
         raise PermissionDenied(TOKEN_NOT_YOURS)
     deleted, _ = Token.objects.filter(user=user).delete()
+    if deleted:
+        record_audit(actor=actor, event_type=AuditEvent.Type.TOKEN_REVOKED, project=project,
+                     target=f"user:{user.pk}", extra={"username": user.username})
     return bool(deleted)

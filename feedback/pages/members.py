@@ -110,9 +110,9 @@ def member_token(request, slug, membership_id):
     membership = _membership(project, membership_id)
     user = membership.user
     if request.POST.get("action") == "revoke":
-        services_tokens.revoke_token(actor=request.user, user=user)
+        services_tokens.revoke_token(actor=request.user, user=user, project=project)
         messages.success(request, f"{user.username}'s API token is revoked.")
         return redirect("feedback:members", slug=project.slug)
-    token = services_tokens.create_token(actor=request.user, user=user)
+    token = services_tokens.create_token(actor=request.user, user=user, project=project)
     return _members_page(request, project, AddMemberForm(project=project),
                          new_token={"username": user.username, "key": token.key})

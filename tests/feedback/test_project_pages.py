@@ -257,6 +257,15 @@ def test_tokens_create_replace_revoke(project, people):
     assert Token.objects.get(user=people["annotator"]).key != key  # replaced: the old key stops working
     client.post(url, {"action": "revoke"})
     assert not Token.objects.filter(user=people["annotator"]).exists()
+    client.post(url, {"action": "revoke"})  # nothing left to revoke: not audited again
+    audit = list(AuditEvent.objects.filter(project=project, target=f"user:{people['annotator'].pk}",
+                                           event_type__startswith="token_").order_by("pk")
+                 .values_list("event_type", "actor_id", "extra"))
+    admin_id = people["admin"].pk
+    assert [(kind, actor) for kind, actor, _ in audit] == [
+        ("token_created", admin_id), ("token_created", admin_id), ("token_revoked", admin_id)]
+    assert [extra.get("replaced") for _, _, extra in audit[:2]] == [False, True]
+    assert key not in str(audit)  # the key itself is never written to the trail
     client.post(reverse("feedback:member-role", args=[project.slug, membership.pk]), {"role": "reviewer"})
     assert not Token.objects.filter(user=people["annotator"]).exists()  # a role change brings no token back
 

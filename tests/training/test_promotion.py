@@ -64,7 +64,7 @@ def test_a_candidate_annotators_prefer_is_promoted(duel):
     assert 0.5 < metrics["human/win_low"] < 0.8 < metrics["human/win_high"]
     assert metrics["eval/accuracy"] == 0.8  # the gate's metrics stay
     audit = AuditEvent.objects.filter(target=f"model_version:{candidate.pk}",
-                                      event_type=AuditEvent.Type.POLICY_ROLLED_BACK).get()
+                                      event_type=AuditEvent.Type.POLICY_PROMOTED).get()
     assert audit.extra["promoted_by"] == "human_judgements"
     assert decide_promotions(project=project, min_judgements=30) == []  # idempotent: nothing left to decide
 

@@ -118,8 +118,8 @@ def decide_candidate(*, version: ModelVersion, verdict: str, metrics: dict, acto
     the activation (the project's active policy retires), with "reject" the rejection, with "wait" nothing
     more. One transaction; the row is locked and must still be a candidate (two ticks decide once).
 
-    Audit: a promotion is an activation (`policy_rolled_back`, as `activate_policy` writes, with
-    `extra.promoted_by` "human_judgements"); a rejection a `version_registered` row with the new status."""
+    Audit: a promotion is a `policy_promoted` row (`extra.promoted_by` "human_judgements" and the human
+    metrics); a rejection a `version_registered` row with the new status."""
     from core.db import lock_rows
 
     locked = lock_rows(ModelVersion.objects.filter(pk=version.pk)).first()
@@ -129,7 +129,7 @@ def decide_candidate(*, version: ModelVersion, verdict: str, metrics: dict, acto
     locked.save(update_fields=["metrics"])
     if verdict == "promote":
         locked = _activate(version=locked, project=locked.project)
-        record_audit(actor=actor, event_type=AuditEvent.Type.POLICY_ROLLED_BACK, project=locked.project,
+        record_audit(actor=actor, event_type=AuditEvent.Type.POLICY_PROMOTED, project=locked.project,
                      target=f"model_version:{locked.pk}",
                      extra={"name": locked.name, "promoted_by": "human_judgements", **metrics})
     elif verdict == "reject":
