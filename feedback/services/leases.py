@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.contrib.auth import get_user_model
 from django.core import signing
 from django.db import transaction
 from django.db.models import F
@@ -22,6 +23,8 @@ from core.db import lock_rows, retry_transient
 from core.exceptions import ApplicationError, Conflict
 from feedback.models import Assignment, ComparisonTask
 from feedback.services.queue import ALREADY_JUDGED, NOT_LEASEHOLDER
+
+User = get_user_model()
 
 LEASE_TAKEN = ("Your lease on this task ran out and other annotators have taken all of its places, so your ranking "
                "could not be saved. It is still shown below; take the next task when you are ready.")
@@ -62,6 +65,9 @@ def renew_lease(*, task: ComparisonTask, annotator, token: str = "", now: dateti
     now = now or timezone.now()
     until = now + timedelta(seconds=task.project.lease_seconds)
     with transaction.atomic():
+        # One renewal at a time per annotator (as in next_task): two late submits from a double click must not
+        # both take a place for the same task.
+        list(lock_rows(User.objects.filter(pk=annotator.pk)).values_list("pk", flat=True))
         assignment = lock_rows(Assignment.objects.filter(task=task, annotator=annotator)).first()
         if assignment is not None:
             if assignment.state == Assignment.State.SUBMITTED:
