@@ -265,3 +265,14 @@ def test_only_skipped_tasks_is_not_called_judged_everything(db):
     html = annotate(client, project).content.decode()
     assert "No task is waiting for you" in html and "You skipped the tasks" in html
     assert "You have judged every task" not in html
+
+
+def test_a_long_prompt_folds_too(db):
+    from feedback import importing
+
+    project = ProjectFactory(overlap=1)
+    row = importing.clean_row({"id": "long", "prompt": LONG_ANSWER, "completions": [
+        {"text": "one", "model": "m0"}, {"text": "two", "model": "m1"}]}, 1)
+    services.import_prompts(project=project, rows=[row])
+    html = annotate(client_for(make_member(project)), project).content.decode()
+    assert 'id="body-prompt" data-long' in html and 'aria-controls="body-prompt"' in html
