@@ -6,6 +6,7 @@ Reads only: the judgements come from `selectors.judgement_evidence`, the statist
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 from feedback import quality, selectors
@@ -36,7 +37,7 @@ def build(*, project: Project) -> dict:
         "leaderboard": leaderboard,
         "length_bias": length_bias(data),
         "charts": {"per_hour": per_hour, "agreement_over_time": over_time, "annotators": annotators,
-                   "leaderboard": leaderboard},
+                   "leaderboard": leaderboard, "leaderboard_axis": elo_axis(leaderboard)},
     }
 
 
@@ -80,6 +81,15 @@ def model_leaderboard(data: JudgementEvidence) -> list[dict]:
         for a, b, outcome in quality.pairs_from_ranking(ranking) if names.get(a) != names.get(b)
     ]
     return quality.leaderboard_from_battles(battles) if battles else []
+
+
+def elo_axis(leaderboard: list[dict], step: int = 25) -> dict | None:
+    """The leaderboard chart's x range on the Elo scale: every interval and score inside, padded to `step`."""
+    if not leaderboard:
+        return None
+    low = min(min(m["lower"], m["score"]) for m in leaderboard)
+    high = max(max(m["upper"], m["score"]) for m in leaderboard)
+    return {"min": step * math.floor((low - step / 2) / step), "max": step * math.ceil((high + step / 2) / step)}
 
 
 def length_bias(data: JudgementEvidence) -> dict:

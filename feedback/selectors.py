@@ -102,6 +102,13 @@ def judgements_left(*, project: Project) -> int:
     return cache.get_or_set(f"feedback:judgements-left:{project.pk}", compute, PROGRESS_CACHE_SECONDS)
 
 
+def forget_judgements_left(*, project: Project) -> None:
+    """Drop the cached count after a judgement, so the annotator's next page shows it at once."""
+    from django.core.cache import cache
+
+    cache.delete(f"feedback:judgements-left:{project.pk}")
+
+
 def annotator_progress(*, project: Project, annotator, now: datetime | None = None) -> dict:
     """Done today and in total (from the annotator's own assignments: an index, not the project) and work left."""
     now = now or timezone.now()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -15,8 +13,9 @@ from core.exceptions import ApplicationError
 from core.permissions import REVIEWER, has_project_role
 from feedback import dashboard as dashboard_data
 from feedback import selectors, services
-from feedback.models import Judgement
+from feedback.pages import annotating
 from feedback.pages.common import nav
+from feedback.waiting import why_nothing_waiting
 
 DASHBOARD_CACHE_SECONDS = 60
 
@@ -53,52 +52,40 @@ def project_detail(request, slug):
 
 @login_required
 def annotate(request, slug):
-    """Show the task this annotator holds, leasing the next one if they hold none."""
+    """Show the task this annotator holds, leasing the next one if they hold none; say why when there is none."""
     project = selectors.get_project_for_user(user=request.user, project_ref=slug)
     assignment = services.next_task(project=project, annotator=request.user)
-    progress = selectors.annotator_progress(project=project, annotator=request.user)
     if assignment is None:
-        return render(request, "feedback/nothing_left.html",
-                      {"project": project, "progress": progress, **nav(request, project)})
-    completions = selectors.labelled_completions(assignment=assignment)
-    return render(request, "feedback/annotate.html", {
-        "project": project, "assignment": assignment, "task": assignment.task, "completions": completions,
-        "ranks": range(1, len(completions) + 1), "progress": progress, "idempotency_key": uuid.uuid4().hex,
-        "confidences": range(1, 6), "flags": Judgement.Flag.choices, **nav(request, project),
-    })
-
-
-def ranking_from_form(post, labels: list[str]) -> list[list[str]]:
-    """Rank selects (rank_a = 1, rank_b = 1, rank_c = 2) → [["a", "b"], ["c"]]; equal ranks are ties."""
-    by_rank: dict[int, list[str]] = {}
-    for label in labels:
-        value = post.get(f"rank_{label}", "")
-        if not (value.isascii() and value.isdigit()):
-            raise ValidationError({"ranking": f"Give completion {label.upper()} a rank."})
-        by_rank.setdefault(int(value), []).append(label)
-    return [by_rank[rank] for rank in sorted(by_rank)]
+        progress = selectors.annotator_progress(project=project, annotator=request.user)
+        return render(request, "feedback/nothing_left.html", {
+            "project": project, "progress": progress, **nav(request, project),
+            "why": why_nothing_waiting(project=project, annotator=request.user)})
+    return render(request, "feedback/annotate.html", annotating.annotate_context(request, project=project,
+                                                                                 assignment=assignment))
 
 
 @login_required
 @require_POST
 def submit(request, slug, task_id):
+    """Store the ranking (taking the task back if the lease ran out and a place is free). When it cannot be
+    stored, the same page comes back with the ranking still filled in and the reason on top — never discarded."""
     project = selectors.get_project_for_user(user=request.user, project_ref=slug)
     task = selectors.task_for_annotator(user=request.user, task_id=task_id)
     if task.project_id != project.pk:
         return HttpResponseBadRequest("Task is not in this project.")
-    assignment = selectors.assignment_of(task=task, annotator=request.user)
-    labels = list(assignment.label_map()) if assignment else []
-    confidence = request.POST.get("confidence", "")
     try:
-        services.submit_judgement(
-            task=task, annotator=request.user, ranking=ranking_from_form(request.POST, labels),
-            flags=request.POST.getlist("flags"), confidence=int(confidence) if confidence.isascii() and confidence.isdigit() else None,
-            comment=request.POST.get("comment", ""), idempotency_key=request.POST.get("idempotency_key", "")[:128],
-        )
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    except ApplicationError as exc:
-        messages.error(request, exc.message)
+        annotating.submit_from_form(task=task, annotator=request.user, post=request.POST)
+    except (ValidationError, ApplicationError) as exc:
+        status = getattr(exc, "status_code", 200)  # an incomplete form comes back as Django forms do (200)
+        messages.error(request, exc.message if isinstance(exc, ApplicationError) else " ".join(exc.messages))
+        shown = annotating.shown_assignment(task=task, annotator=request.user,
+                                            token=request.POST.get("lease_token", ""))
+        if shown is None or status == 409 and exc.message == services.ALREADY_JUDGED:
+            return redirect("feedback:annotate", slug=project.slug)
+        context = annotating.annotate_context(request, project=project, assignment=shown,
+                                              kept=annotating.kept_from_form(request.POST))
+        return render(request, "feedback/annotate.html", context, status=status)
+    selectors.forget_judgements_left(project=project)  # "left in project" counts this judgement at once
     return redirect("feedback:annotate", slug=project.slug)
 
 

@@ -97,3 +97,18 @@ def test_gold_is_never_revealed_through_the_api(busy_project):
     client.post(f"/api/v1/tasks/{body['task']}/judgements/", {"ranking": [["a"], ["b"], ["c"]]}, format="json")
     mine = client.get("/api/v1/judgements/").json()["results"]
     assert len(mine) == 1 and "gold" not in str(mine).lower()
+
+
+def test_leaderboard_chart_data_is_on_the_elo_scale_with_intervals(busy_project):
+    """The chart gets Elo scores (around 1000, not 0…1) with their bootstrap intervals, and an axis spanning them."""
+    from feedback import dashboard
+
+    charts = dashboard.build(project=busy_project)["charts"]
+    board, axis = charts["leaderboard"], charts["leaderboard_axis"]
+    assert board[0]["model"] == "m0"  # m0 wins every judgement
+    assert all(m["lower"] <= m["score"] <= m["upper"] for m in board)
+    assert any(m["upper"] - m["lower"] > 1 for m in board)  # intervals, not points
+    assert sum(m["score"] for m in board) / len(board) == pytest.approx(1000, abs=1)  # Elo anchor, not a 0…1 share
+    assert board[0]["score"] > 1000 > board[-1]["score"]
+    assert axis["min"] <= min(m["lower"] for m in board) and axis["max"] >= max(m["upper"] for m in board)
+    assert axis["min"] > 0 and axis["max"] - axis["min"] < 5000

@@ -14,6 +14,7 @@ from core.permissions import ADMIN, has_project_role, require_project_role
 from training import selectors, services
 from training.models import TrainingRun
 from training.views.present import live_context, settings_rows
+from training.views.registry_rows import annotate_versions, policies_in_use
 
 
 @login_required
@@ -21,11 +22,13 @@ def registry(request):
     reviewable = selectors.reviewable_projects(user=request.user)
     if not reviewable and not request.user.is_superuser:
         raise Http404("Nothing to review.")
-    versions = selectors.versions_for_user(user=request.user).order_by("-created_at")[:200]
+    in_use = policies_in_use(reviewable)
+    versions = annotate_versions(list(selectors.versions_for_user(user=request.user).order_by("-created_at")[:200]),
+                                 in_use)
     runs = selectors.runs_for_user(user=request.user).order_by("-created_at")[:50]
     administered = [p for p in reviewable if has_project_role(user=request.user, project=p, role=ADMIN)]
     return render(request, "training/registry.html", {"versions": versions, "runs": runs, "projects": administered,
-                                                      "kinds": TrainingRun.Kind.choices})
+                                                      "kinds": TrainingRun.Kind.choices, "in_use": in_use})
 
 
 @login_required
