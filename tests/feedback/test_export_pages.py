@@ -96,6 +96,7 @@ def test_a_snapshot_without_files_downloads_its_rows(scene):
     ({"min_agreement": "2"}, "less than or equal to 1"), ({"min_agreement": "nan"}, "Enter a number"),
     ({"test_fraction": "1"}, "less than or equal to 0.99"), ({"format": "csv"}, "Select a valid choice"),
     ({"split_seed": "٣"}, "plain digits"), ({"since_snapshot": "987654"}, "Select a valid choice"),
+    ({"since_snapshot": "9" * 30}, "Select a valid choice"), ({"since_snapshot": "x\x00"}, "Null characters are not allowed"),
     ({"models": ["nope"]}, "Select a valid choice"), ({"trust_threshold": "-1"}, "greater than or equal to 0"),
 ])
 def test_bad_input_is_a_400_naming_the_field(scene, overrides, message):
