@@ -21,8 +21,8 @@ from feedback import exports as export_rows
 from feedback import services
 from feedback.exports import DEFAULT_TRUST_THRESHOLD, ExportFilters
 from feedback.models import Completion, PreferenceSnapshot
-from feedback.pages.fields import AsciiFloatField, AsciiIntegerField
 from feedback.pages.common import nav, project_for_admin
+from feedback.pages.fields import AsciiFloatField, AsciiIntegerField
 
 SNAPSHOTS_SHOWN = 50
 MODELS_OFFERED = 200

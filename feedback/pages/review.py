@@ -18,8 +18,8 @@ from django.urls import reverse
 
 from feedback import review_queue, services
 from feedback.models import ComparisonTask
-from feedback.pages.fields import AsciiFloatField, AsciiIntegerField
 from feedback.pages.common import nav, project_for_reviewer
+from feedback.pages.fields import AsciiFloatField, AsciiIntegerField
 from feedback.review_queue import PAGE_SIZE, QueueFilters
 
 FILTER_DEFAULTS = {"agreement_below": "1", "flag": "", "status": "open", "gold": "exclude"}
