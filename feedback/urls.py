@@ -3,7 +3,7 @@ from django.urls import path
 from core import converters  # noqa: F401  (registers <id:…> and <ref:…>: ASCII, bounded length)
 
 from feedback import views
-from feedback.pages import annotating, members, projects
+from feedback.pages import annotating, exports, members, projects, review
 
 app_name = "feedback"
 urlpatterns = [
@@ -12,7 +12,10 @@ urlpatterns = [
     path("p/<slug:slug>/", views.project_detail, name="project-detail"),
     path("p/<slug:slug>/annotate/", views.annotate, name="annotate"),
     path("p/<slug:slug>/dashboard/", views.dashboard, name="dashboard"),
-    path("p/<slug:slug>/review/", views.review, name="review"),
+    path("p/<slug:slug>/review/", review.review, name="review"),
+    path("p/<slug:slug>/review/<id:task_id>/", review.review_task, name="review-task"),
+    path("p/<slug:slug>/exports/", exports.exports, name="exports"),
+    path("p/<slug:slug>/exports/<id:snapshot_id>/download/", exports.snapshot_download, name="snapshot-download"),
     path("p/<slug:slug>/settings/", projects.project_settings, name="project-settings"),
     path("p/<slug:slug>/import/", projects.project_import, name="project-import"),
     path("p/<slug:slug>/members/", members.members, name="members"),

@@ -112,25 +112,3 @@ def dashboard(request, slug):
                             DASHBOARD_CACHE_SECONDS)
     return render(request, "feedback/dashboard.html", {"project": project, "data": data, **nav(request, project)})
 
-
-@login_required
-def review(request, slug):
-    """Reviewers see the most disputed tasks with every judgement, and record an adjudication beside them."""
-    project = _project_for_reviewer(request, slug)
-    if request.method == "POST":
-        task_ref = request.POST.get("task", "")
-        task = selectors.task_for_annotator(user=request.user, task_id=int(task_ref) if task_ref.isascii() and task_ref.isdigit() else 0)
-        if task.project_id != project.pk:
-            raise Http404("No such task.")
-        order = [int(x) for x in request.POST.get("ranking", "").split(",") if x.strip().isascii() and x.strip().isdigit()]
-        try:
-            services.adjudicate(task=task, reviewer=request.user, ranking=[[cid] for cid in order],
-                                note=request.POST.get("note", ""))
-            messages.success(request, f"Task {task.pk} adjudicated.")
-        except ValidationError as exc:
-            messages.error(request, " ".join(exc.messages))
-        return redirect("feedback:review", slug=project.slug)
-    disputed = dashboard_data.disputed_tasks(project=project)
-    tasks = selectors.tasks_for_review(task_ids=[d["task_id"] for d in disputed])
-    items = [{**d, "task": tasks[d["task_id"]]} for d in disputed if d["task_id"] in tasks]
-    return render(request, "feedback/review.html", {"project": project, "items": items, **nav(request, project)})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.http import Http404
+
 from core.permissions import ADMIN, REVIEWER, has_project_role, require_project_role
 from feedback import selectors
 
@@ -10,6 +12,15 @@ def project_for_admin(request, slug):
     """The project if the user administers it: 404 for non-members (as for a missing project), else 403."""
     project = selectors.get_project_for_user(user=request.user, project_ref=slug)
     require_project_role(user=request.user, project=project, role=ADMIN)
+    return project
+
+
+def project_for_reviewer(request, slug):
+    """The project if the user may review it (reviewers and admins). Annotators get the same 404 as
+    non-members: review pages do not exist for them."""
+    project = selectors.get_project_for_user(user=request.user, project_ref=slug)
+    if not has_project_role(user=request.user, project=project, role=REVIEWER):
+        raise Http404("No such project.")
     return project
 
 

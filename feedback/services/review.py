@@ -47,19 +47,32 @@ def mark_gold_from_consensus(*, task: ComparisonTask, actor=None) -> ComparisonT
     return mark_gold(task=task, ranking=ranking, actor=actor)
 
 
+def _is_grouped_ids(ranking) -> bool:
+    """Groups best first, each a non-empty list of completion ids (ints); a group of several ids is a tie."""
+    return isinstance(ranking, list) and bool(ranking) and all(
+        isinstance(group, list) and group and all(isinstance(cid, int) and not isinstance(cid, bool) for cid in group)
+        for group in ranking
+    )
+
+
 @transaction.atomic
 def adjudicate(*, task: ComparisonTask, reviewer, ranking: list[list[int]], note: str = "") -> Adjudication:
-    """Record a reviewer's decision beside the judgements (never over them); it decides the task's pairs in exports."""
+    """Record a reviewer's decision beside the judgements (never over them); it decides the task's pairs in exports.
+
+    `ranking` holds completion ids best first; an inner list of several ids is a tie (`[[101, 102], [103]]`).
+    Adjudicating again replaces the decision; the audit row keeps the previous ranking.
+    """
     require_project_role(user=reviewer, project=task.project, role=REVIEWER)
     completion_ids = sorted(task.completions.values_list("id", flat=True))
-    flat = sorted(cid for group in ranking for cid in group)
-    if flat != completion_ids:
+    if not _is_grouped_ids(ranking) or sorted(cid for group in ranking for cid in group) != completion_ids:
         raise ValidationError({"ranking": ADJUDICATION_RANKING_INVALID.format(ids=", ".join(map(str, completion_ids)))})
+    previous = Adjudication.objects.filter(task=task).values_list("ranking", flat=True).first()
     adjudication, _ = Adjudication.objects.update_or_create(
         task=task, defaults={"reviewer": reviewer, "ranking": ranking, "note": note[:NOTE_LIMIT]}
     )
     record_audit(actor=reviewer, event_type=AuditEvent.Type.TASK_ADJUDICATED, project=task.project,
-                 target=f"task:{task.pk}", extra={"ranking": ranking})
+                 target=f"task:{task.pk}",
+                 extra={"ranking": ranking, "ties": any(len(group) > 1 for group in ranking), "previous": previous})
     return adjudication
 
 

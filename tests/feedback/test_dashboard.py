@@ -74,15 +74,15 @@ def test_pairwise_agreement_alpha_per_day_and_review(busy_project):
     client = Client()
     client.force_login(reviewer)
     page = client.get(f"/p/{busy_project.slug}/review/")
-    assert page.status_code == 200 and page.content.count(b'name="task"') == 3
+    assert page.status_code == 200 and page.content.count(b'id="queue-task-') == 3
     task = busy_project.tasks.filter(is_gold=False).order_by("id").first()
     ids = sorted(task.completions.values_list("id", flat=True))
-    bad = client.post(f"/p/{busy_project.slug}/review/", {"task": task.pk, "ranking": f"{ids[0]}"}, follow=True)
-    assert b"exactly once" in bad.content and not Adjudication.objects.exists()
-    client.post(f"/p/{busy_project.slug}/review/", {"task": task.pk, "ranking": ",".join(map(str, ids)), "note": "m0 > m1 > m2"})
+    bad = client.post(f"/p/{busy_project.slug}/review/{task.pk}/", {"rank_a": "1"})
+    assert bad.status_code == 400 and b"Give completion B a rank" in bad.content and not Adjudication.objects.exists()
+    client.post(f"/p/{busy_project.slug}/review/{task.pk}/", {"rank_a": "1", "rank_b": "2", "rank_c": "3", "note": "m0 > m1 > m2"})
     adjudication = Adjudication.objects.get()
     assert adjudication.ranking == [[i] for i in ids] and task.judgements.count() == 2
-    assert client.get(f"/p/{busy_project.slug}/review/").content.count(b'name="task"') == 2
+    assert client.get(f"/p/{busy_project.slug}/review/").content.count(b'id="queue-task-') == 2
 
 
 def test_gold_is_never_revealed_through_the_api(busy_project):

@@ -67,6 +67,7 @@ def foreign_values(foreign: Foreign) -> dict[str, list]:
         "project_ref": [foreign.project.pk, foreign.project.slug], "slug": [foreign.project.slug],
         "task_id": [foreign.task.pk], "run_id": [foreign.run.pk], "version_id": [foreign.version.pk],
         "membership_id": list(foreign.project.memberships.values_list("pk", flat=True)),
+        "snapshot_id": [foreign.snapshot.pk],
     }
 
 
