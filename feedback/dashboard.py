@@ -10,7 +10,7 @@ import math
 from collections import defaultdict
 
 from feedback import quality, selectors
-from feedback.models import ComparisonTask, Completion, Project
+from feedback.models import Completion, Project
 from feedback.selectors import JudgementEvidence
 
 
@@ -133,17 +133,3 @@ def annotator_pairs(data: JudgementEvidence) -> list[dict]:
                     shared[(first, second)][1] += 1
     return [{"a": a, "b": b, "shared_pairs": n, "agreement": hits / n} for (a, b), (hits, n) in sorted(shared.items()) if n]
 
-
-def disputed_tasks(*, project: Project, limit: int = 50) -> list[dict]:
-    """Tasks judged at least twice whose judges disagree most (lowest mean pair agreement), not yet adjudicated."""
-    data = selectors.judgement_evidence(project=project)
-    adjudicated = set(ComparisonTask.objects.filter(project=project, adjudication__isnull=False).values_list("id", flat=True))
-    scored = []
-    for task, votes in data.by_task.items():
-        if len(votes) < 2 or task in adjudicated:
-            continue
-        pairs = quality.consensus_pairs(_weighted(data, votes))
-        agreement = sum(p.agreement for p in pairs) / len(pairs) if pairs else 1.0
-        if agreement < 1.0:
-            scored.append({"task_id": task, "agreement": agreement, "judgements": len(votes)})
-    return sorted(scored, key=lambda t: t["agreement"])[:limit]

@@ -163,12 +163,6 @@ def annotator_throughput(*, project: Project) -> list[dict]:
              "trust": trust.get(r["annotator__username"])} for r in rows]
 
 
-def tasks_for_review(*, task_ids: list[int]) -> dict[int, ComparisonTask]:
-    tasks = (ComparisonTask.objects.filter(pk__in=task_ids).select_related("prompt")
-             .prefetch_related("completions", "judgements__annotator"))
-    return {t.pk: t for t in tasks}
-
-
 # --- judgements as evidence (dashboard, trust, agreement) -------------------------------------------------------
 
 
