@@ -6,7 +6,7 @@ JSONL, CSV and Parquet. Every import runs in a child process against a fresh dat
 file, and PostgreSQL too when DATABASE_URL names one (a throwaway database `bench_import_<pid>` is created
 next to it and dropped afterwards). The child times the command alone and reports its own peak RSS.
 
-    .venv/bin/python bench/import_speed.py [--sizes 20000] [--formats jsonl,csv,parquet] [--big] [--backends sqlite,postgres]
+    .venv/bin/python bench/import_speed.py [--sizes 20000] [--formats jsonl,csv,parquet] [--big] [--backends sqlite,postgres] [--compare DIR]
 """
 
 import argparse
@@ -82,11 +82,11 @@ from django.db import connection
 from feedback import services
 from feedback.models import ComparisonTask, Completion, Prompt
 project = services.create_project(slug="bench", overlap=1)
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 call_command("import_prompts", sys.argv[1], "--project", "bench", verbosity=0)
-seconds = time.perf_counter() - started
+seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
 counts = [Prompt.objects.count(), Completion.objects.count(), ComparisonTask.objects.count()]
-print("RESULT", json.dumps({"seconds": seconds, "counts": counts,
+print("RESULT", json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "counts": counts,
                             "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
@@ -102,10 +102,10 @@ def _pg_database(base_url: str, name: str, create: bool) -> str:
     return base_url.rsplit("/", 1)[0] + "/" + name
 
 
-def run_import(url: str, path: Path) -> dict:
-    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "config.settings.base", "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path)], cwd=ROOT, env=env, check=True, capture_output=True,
+def run_import(url: str, path: Path, code: Path = ROOT) -> dict:
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "config.settings.base", "PYTHONPATH": str(code)}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=code, env=env, check=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path)], cwd=code, env=env, check=True, capture_output=True,
                          text=True)
     return json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))[len("RESULT "):])
 
@@ -116,7 +116,11 @@ def main() -> None:
     parser.add_argument("--big", action="store_true", help="also 1,000,000 pairs")
     parser.add_argument("--formats", default="jsonl,csv,parquet")
     parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--compare", type=Path, default=None,
+                        help="another checkout (e.g. `git archive` of the previous commit): each import runs there too, "
+                             "interleaved, so a shared machine's load hits both alike")
     args = parser.parse_args()
+    codes = [("this", ROOT)] + ([("compare", args.compare.resolve())] if args.compare else [])
     sizes = [int(s) for s in args.sizes.split(",")] + ([1_000_000] if args.big else [])
     backends = [b for b in args.backends.split(",") if b == "sqlite" or os.environ.get("DATABASE_URL", "").startswith("postgres")]
     work = Path(tempfile.mkdtemp(prefix="bench-import-"))
@@ -125,13 +129,13 @@ def main() -> None:
             for fmt in args.formats.split(","):
                 path = work / f"pairs-{size}.{fmt}"
                 write_file(path, fmt, size)
-                for backend in backends:
+                for backend, (label, code) in [(b, c) for b in backends for c in codes]:
                     if backend == "sqlite":
                         url = f"sqlite:///{work / f'db-{size}-{fmt}.sqlite3'}"
                     else:
                         url = _pg_database(os.environ["DATABASE_URL"], f"bench_import_{os.getpid()}", create=True)
                     try:
-                        result = run_import(url, path)
+                        result = run_import(url, path, code)
                     finally:
                         if backend == "sqlite":
                             Path(url[len("sqlite:///"):]).unlink(missing_ok=True)
@@ -139,7 +143,8 @@ def main() -> None:
                             _pg_database(os.environ["DATABASE_URL"], f"bench_import_{os.getpid()}", create=False)
                     assert result["counts"] == [size, 2 * size, size], result
                     print(f"import_pairs_per_s {size / result['seconds']:.0f} pairs/s n={size} format={fmt} "
-                          f"db={backend} seconds={result['seconds']:.1f} peak_rss={result['peak_kib'] / 1024:.0f}MiB",
+                          f"db={backend} code={label} seconds={result['seconds']:.1f} "
+                          f"cpu_seconds={result['cpu_seconds']:.1f} peak_rss={result['peak_kib'] / 1024:.0f}MiB",
                           flush=True)
                 path.unlink()
     finally:
