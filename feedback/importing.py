@@ -7,11 +7,7 @@ starting at 1) and its field, and nothing is imported while any row is bad.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
-from json.encoder import encode_basestring  # what json.dumps(str, ensure_ascii=False) writes
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -23,54 +19,14 @@ from feedback.import_limits import (
     PARQUET_THRIFT_STRING_LIMIT, TOO_MANY_ROWS, AtLine, ImportLimits, RowError, bounded_lines,
     check_parquet_metadata, check_row_count, decode_line, decoded_bytes, dictionary_columns,
 )
+from feedback.import_rows import (  # noqa: F401  (PromptRow and the limits are this module's API too)
+    MAX_COMPLETION_CHARS, MAX_EXTERNAL_ID_CHARS, MAX_MODEL_NAME_CHARS, MAX_PROMPT_CHARS, CompletionRow, PromptRow,
+    completion_hash, text_hash,
+)
 
 MAX_ERRORS_REPORTED = 20
-MAX_PROMPT_CHARS = 100_000
-MAX_COMPLETION_CHARS = 100_000
-MAX_EXTERNAL_ID_CHARS = 200
-MAX_MODEL_NAME_CHARS = 200
 ROLES = {"system", "user", "assistant", "tool"}
 FORMATS = ("jsonl", "csv", "parquet")
-
-
-@dataclass(frozen=True)
-class CompletionRow:
-    text: str
-    model: str
-
-    @cached_property
-    def content_hash(self) -> str:
-        return completion_hash(self.text, self.model)
-
-
-@dataclass(frozen=True)
-class PromptRow:
-    line: int
-    external_id: str
-    text: str
-    messages: list | None
-    metadata: dict = field(default_factory=dict)
-    completions: tuple[CompletionRow, ...] = ()
-
-    @cached_property
-    def content_hash(self) -> str:
-        if self.messages is None:
-            return text_hash(self.text)
-        return _sha256(self.messages)
-
-
-def _sha256(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-
-
-def text_hash(text: str) -> str:
-    """_sha256(text) without json.dumps' dispatch: the same bytes, hashed."""
-    return hashlib.sha256(encode_basestring(text).encode()).hexdigest()
-
-
-def completion_hash(text: str, model: str) -> str:
-    """_sha256({"text": text, "model": model}) spelled out (sort_keys puts "model" first): the same bytes."""
-    return hashlib.sha256(f'{{"model": {encode_basestring(model)}, "text": {encode_basestring(text)}}}'.encode()).hexdigest()
 
 
 def _clean_text(value, field_name: str, limit: int, *, required: bool = True) -> str:
@@ -218,17 +174,49 @@ def _decoded_lines(stream: IO[bytes], limits: ImportLimits) -> Iterator[str]:
         yield decode_line(line_no, raw)
 
 
+CSV_BATCH_ROWS = 5000
+
+
+def _csv_batch(header: list[str], records: list[list[str]], lines: list[int]):
+    """Rows of one CSV batch, validated column-wise (`import_columns`); the last of repeated header names wins."""
+    import pyarrow as pa
+
+    from feedback.import_columns import tabular_rows
+
+    index = {name: i for i, name in enumerate(header)}
+    columns = {name: pa.array([r[i] if i < len(r) else None for r in records], pa.string()) for name, i in index.items()}
+    return tabular_rows(pa.table(columns) if columns else pa.table({"": pa.nulls(len(records))}), lines)
+
+
 def _csv_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int, object]]:
+    """Like csv.DictReader (blank lines skipped, missing cells None), a batch of rows at a time."""
     csv.field_size_limit(limits.max_csv_field_chars)
-    reader = csv.DictReader(_decoded_lines(stream, limits))
+    reader = csv.reader(_decoded_lines(stream, limits))
+    header, records, lines, stop, last_read = None, [], [], None, 0
     try:
         for record in reader:
-            line_no = reader.line_num
-            if None in record:
-                raise AtLine(line_no, RowError("row", "has more cells than the header"))
-            yield line_no, record
+            last_read = reader.line_num
+            if header is None:
+                header = record
+                continue
+            if not record:
+                continue
+            if len(record) > len(header):
+                stop = AtLine(reader.line_num, RowError("row", "has more cells than the header"))
+                break
+            records.append(record)
+            lines.append(reader.line_num)
+            if len(records) >= CSV_BATCH_ROWS:
+                yield from _csv_batch(header, records, lines)
+                records, lines = [], []
     except csv.Error as exc:
-        raise AtLine(reader.line_num + 1, RowError("row", f"is not valid CSV ({exc})")) from None
+        stop = AtLine(last_read + 1, RowError("row", f"is not valid CSV ({exc})"))
+    except AtLine as exc:
+        stop = exc
+    if records:
+        yield from _csv_batch(header, records, lines)
+    if stop:
+        raise stop
 
 
 def _open_parquet(stream: IO[bytes], limits: ImportLimits):
@@ -254,6 +242,8 @@ def _parquet_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int
     its decoded size before it becomes Python objects."""
     import pyarrow as pa
 
+    from feedback.import_columns import tabular_rows
+
     table = _open_parquet(stream, limits)
     line_no, budget = 0, limits.max_parquet_uncompressed_bytes
     for group in range(table.metadata.num_row_groups):
@@ -267,9 +257,8 @@ def _parquet_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int
         if budget < 0:
             limit = limits.max_parquet_uncompressed_bytes
             raise AtLine(first, RowError("file", PARQUET_DECODES_TOO_BIG.format(**where, limit=limit)))
-        for record in batch.to_pylist():
-            line_no += 1
-            yield line_no, record
+        yield from tabular_rows(batch, list(range(first, last + 1)))
+        line_no = last
 
 
 def detect_format(name: str) -> str:
