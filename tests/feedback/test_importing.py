@@ -246,3 +246,19 @@ def test_duplicates_within_the_file_across_batches_and_against_the_project(proje
     elsewhere = ProjectFactory()  # another tenant's prompts never count as duplicates
     result = services.import_prompts(project=elsewhere, rows=importing.read_rows(io.BytesIO(jsonl(first)), "jsonl"))
     assert result.prompts_created == 2
+
+
+@pytest.mark.parametrize("cells", [
+    ["x", "\u00a0\u2003", "a", "b"], ["x", "\x1c", "a", "b"], ["x", "p", "a\x00", "b"], ["x", "p", "a", ""],
+    ["x", "p", "\u3000", "b"], ["x" * 201, "p", "a", "b"], ["x", "p" * 100_001, "a", "b"], ["x", "p", "a", "a"],
+    ["x", ' \u00a0[{"role": "wizard", "content": "c"}]', "a", "b"],
+])
+def test_column_wise_reading_refuses_what_the_per_row_reading_refuses(cells):
+    records = [["id", "prompt", "completion_1", "completion_2"], ["ok", "fine", "a", "b"], cells]
+    try:
+        _reference_rows(records)
+    except importing.RowError as exc:
+        expected = f"line 3: field '{exc.field_name}' {exc.message}"
+    with pytest.raises(ValidationError) as info:
+        importing.read_rows(io.BytesIO(_csv_text(records).encode()), "csv")
+    assert info.value.message_dict["file"] == [expected]
