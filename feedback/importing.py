@@ -21,7 +21,7 @@ from feedback.import_limits import (
 )
 from feedback.import_rows import (  # noqa: F401  (PromptRow and the limits are this module's API too)
     MAX_COMPLETION_CHARS, MAX_EXTERNAL_ID_CHARS, MAX_MODEL_NAME_CHARS, MAX_PROMPT_CHARS, CompletionRow, PromptRow,
-    completion_hash, text_hash,
+    completion_hash, plain_json_row, text_hash,
 )
 
 MAX_ERRORS_REPORTED = 20
@@ -113,7 +113,8 @@ def _jsonl_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int, 
         if not line.strip():
             continue
         try:
-            yield line_no, _loads_row(line)
+            value = _loads_row(line)
+            yield line_no, plain_json_row(value, line_no) or value
         except JSONTooDeep as exc:
             raise AtLine(line_no, RowError("row", f"is {exc}")) from None
         except ValueError as exc:  # JSONDecodeError, numbers out of range

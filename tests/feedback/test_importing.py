@@ -262,3 +262,19 @@ def test_column_wise_reading_refuses_what_the_per_row_reading_refuses(cells):
     with pytest.raises(ValidationError) as info:
         importing.read_rows(io.BytesIO(_csv_text(records).encode()), "csv")
     assert info.value.message_dict["file"] == [expected]
+
+
+@pytest.mark.parametrize("raw", [
+    *ROWS, {"id": " s ", "prompt": "p", "completions": [{"text": "a"}, {"text": "b", "model": None}], "metadata": None},
+    {"id": 7, "prompt": "int id"}, {"prompt": "p", "completions": []}, {"prompt": "\u2003"}, {"prompt": "p", "id": None},
+    {"prompt": "p", "completions": [{"text": "a", "model": 5}, "b"]}, {"prompt": "p", "completions": ["a", "a"]},
+    {"prompt": "p", "metadata": []}, {"prompt": "p", "completions": [{"text": " "}, "b"]},
+])
+def test_plain_jsonl_rows_are_built_as_clean_row_builds_them(raw):
+    fast = importing.plain_json_row(raw, 4)
+    try:
+        reference = importing.clean_row(raw, 4)
+    except importing.RowError:
+        assert fast is None
+    else:
+        assert fast is None or _row_view(fast) == _row_view(reference)
