@@ -100,10 +100,14 @@ def _plain_row(line: int, values: dict[str, list], i: int) -> PromptRow | None:
     return row
 
 
-def tabular_rows(table: pa.Table, lines: list[int]) -> Iterator[tuple[int, PromptRow | dict]]:
-    """(line, PromptRow) for plain rows, (line, record dict) for the rest, in file order."""
+def tabular_rows(table: pa.Table, lines: list[int], values: dict[str, list] | None = None
+                 ) -> Iterator[tuple[int, PromptRow | dict]]:
+    """(line, PromptRow) for plain rows, (line, record dict) for the rest, in file order. `values`: the same
+    columns as Python lists when the caller has them (CSV), else they are read from the table."""
     mask = plain_mask(table)
-    values = {name: table.column(name).to_pylist() for name in table.column_names if name in KNOWN_COLUMNS}
+    if values is None:
+        values = {name: table.column(name).to_pylist() for name in table.column_names}
+    values = {name: column for name, column in values.items() if name in KNOWN_COLUMNS}
     names = list(values)
     for i, line in enumerate(lines):
         row = _plain_row(line, values, i) if mask[i] else None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
 from json.encoder import encode_basestring  # what json.dumps(str, ensure_ascii=False) writes
 
 MAX_PROMPT_CHARS = 100_000
@@ -17,12 +16,26 @@ MAX_EXTERNAL_ID_CHARS = 200
 MAX_MODEL_NAME_CHARS = 200
 
 
+class cached_hash:
+    """functools.cached_property without its per-instance lock (Python 3.11 takes one on every first access):
+    computed once, then stored in the instance's __dict__, where later reads find it directly."""
+
+    def __init__(self, compute):
+        self.compute, self.name = compute, compute.__name__
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.compute(instance)
+        return value
+
+
 @dataclass(frozen=True)
 class CompletionRow:
     text: str
     model: str
 
-    @cached_property
+    @cached_hash
     def content_hash(self) -> str:
         return completion_hash(self.text, self.model)
 
@@ -36,7 +49,7 @@ class PromptRow:
     metadata: dict = field(default_factory=dict)
     completions: tuple[CompletionRow, ...] = ()
 
-    @cached_property
+    @cached_hash
     def content_hash(self) -> str:
         if self.messages is None:
             return text_hash(self.text)

@@ -182,11 +182,12 @@ def _csv_batch(header: list[str], records: list[list[str]], lines: list[int]):
     """Rows of one CSV batch, validated column-wise (`import_columns`); the last of repeated header names wins."""
     import pyarrow as pa
 
-    from feedback.import_columns import tabular_rows
+    from feedback.import_columns import KNOWN_COLUMNS, tabular_rows
 
-    index = {name: i for i, name in enumerate(header)}
-    columns = {name: pa.array([r[i] if i < len(r) else None for r in records], pa.string()) for name, i in index.items()}
-    return tabular_rows(pa.table(columns) if columns else pa.table({"": pa.nulls(len(records))}), lines)
+    index = {name: i for i, name in enumerate(header) if name in KNOWN_COLUMNS}
+    values = {name: [r[i] if i < len(r) else None for r in records] for name, i in index.items()}
+    table = pa.table({name: pa.array(column, pa.string()) for name, column in values.items()}) if values else None
+    return tabular_rows(table if table is not None else pa.table({"": pa.nulls(len(records))}), lines, values)
 
 
 def _csv_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int, object]]:
