@@ -7,57 +7,26 @@ starting at 1) and its field, and nothing is imported while any row is bad.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import IO, Iterator
 
 from django.core.exceptions import ValidationError
 
-from core.parsing import JSONTooDeep, loads_bounded
+from core.parsing import MAX_JSON_DEPTH, JSONTooDeep, _parse_constant, _parse_float, _parse_int, loads_bounded
 from feedback.import_limits import (
     PARQUET_DECODES_TOO_BIG, PARQUET_ROW_GROUP_UNREADABLE, PARQUET_THRIFT_CONTAINER_LIMIT,
     PARQUET_THRIFT_STRING_LIMIT, TOO_MANY_ROWS, AtLine, ImportLimits, RowError, bounded_lines,
     check_parquet_metadata, check_row_count, decode_line, decoded_bytes, dictionary_columns,
 )
+from feedback.import_rows import (  # noqa: F401  (PromptRow and the limits are this module's API too)
+    MAX_COMPLETION_CHARS, MAX_EXTERNAL_ID_CHARS, MAX_MODEL_NAME_CHARS, MAX_PROMPT_CHARS, CompletionRow, PromptRow,
+    completion_hash, plain_json_row, text_hash,
+)
 
 MAX_ERRORS_REPORTED = 20
-MAX_PROMPT_CHARS = 100_000
-MAX_COMPLETION_CHARS = 100_000
-MAX_EXTERNAL_ID_CHARS = 200
-MAX_MODEL_NAME_CHARS = 200
 ROLES = {"system", "user", "assistant", "tool"}
 FORMATS = ("jsonl", "csv", "parquet")
-
-
-@dataclass(frozen=True)
-class CompletionRow:
-    text: str
-    model: str
-
-    @cached_property
-    def content_hash(self) -> str:
-        return _sha256({"text": self.text, "model": self.model})
-
-
-@dataclass(frozen=True)
-class PromptRow:
-    line: int
-    external_id: str
-    text: str
-    messages: list | None
-    metadata: dict = field(default_factory=dict)
-    completions: tuple[CompletionRow, ...] = ()
-
-    @cached_property
-    def content_hash(self) -> str:
-        return _sha256(self.messages if self.messages is not None else self.text)
-
-
-def _sha256(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def _clean_text(value, field_name: str, limit: int, *, required: bool = True) -> str:
@@ -144,11 +113,23 @@ def _jsonl_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int, 
         if not line.strip():
             continue
         try:
-            yield line_no, loads_bounded(line)
+            value = _loads_row(line)
+            yield line_no, plain_json_row(value, line_no) or value
         except JSONTooDeep as exc:
             raise AtLine(line_no, RowError("row", f"is {exc}")) from None
         except ValueError as exc:  # JSONDecodeError, numbers out of range
             raise AtLine(line_no, RowError("row", f"is not valid JSON ({getattr(exc, 'msg', exc)})")) from None
+
+
+_ROW_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+
+
+def _loads_row(line: str):
+    """loads_bounded(line), faster for the usual row: one shared decoder, and no depth walk when the line
+    holds too few brackets to nest past the limit (depth can never exceed the count of '{' and '[')."""
+    if line.count("{") + line.count("[") > MAX_JSON_DEPTH or line.startswith("\ufeff"):
+        return loads_bounded(line)
+    return _ROW_DECODER.decode(line)
 
 
 def _csv_value_to_prompt(value: str):
@@ -194,17 +175,50 @@ def _decoded_lines(stream: IO[bytes], limits: ImportLimits) -> Iterator[str]:
         yield decode_line(line_no, raw)
 
 
+CSV_BATCH_ROWS = 5000
+
+
+def _csv_batch(header: list[str], records: list[list[str]], lines: list[int]):
+    """Rows of one CSV batch, validated column-wise (`import_columns`); the last of repeated header names wins."""
+    import pyarrow as pa
+
+    from feedback.import_columns import KNOWN_COLUMNS, tabular_rows
+
+    index = {name: i for i, name in enumerate(header) if name in KNOWN_COLUMNS}
+    values = {name: [r[i] if i < len(r) else None for r in records] for name, i in index.items()}
+    table = pa.table({name: pa.array(column, pa.string()) for name, column in values.items()}) if values else None
+    return tabular_rows(table if table is not None else pa.table({"": pa.nulls(len(records))}), lines, values)
+
+
 def _csv_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int, object]]:
+    """Like csv.DictReader (blank lines skipped, missing cells None), a batch of rows at a time."""
     csv.field_size_limit(limits.max_csv_field_chars)
-    reader = csv.DictReader(_decoded_lines(stream, limits))
+    reader = csv.reader(_decoded_lines(stream, limits))
+    header, records, lines, stop, last_read = None, [], [], None, 0
     try:
         for record in reader:
-            line_no = reader.line_num
-            if None in record:
-                raise AtLine(line_no, RowError("row", "has more cells than the header"))
-            yield line_no, record
+            last_read = reader.line_num
+            if header is None:
+                header = record
+                continue
+            if not record:
+                continue
+            if len(record) > len(header):
+                stop = AtLine(reader.line_num, RowError("row", "has more cells than the header"))
+                break
+            records.append(record)
+            lines.append(reader.line_num)
+            if len(records) >= CSV_BATCH_ROWS:
+                yield from _csv_batch(header, records, lines)
+                records, lines = [], []
     except csv.Error as exc:
-        raise AtLine(reader.line_num + 1, RowError("row", f"is not valid CSV ({exc})")) from None
+        stop = AtLine(last_read + 1, RowError("row", f"is not valid CSV ({exc})"))
+    except AtLine as exc:
+        stop = exc
+    if records:
+        yield from _csv_batch(header, records, lines)
+    if stop:
+        raise stop
 
 
 def _open_parquet(stream: IO[bytes], limits: ImportLimits):
@@ -230,6 +244,8 @@ def _parquet_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int
     its decoded size before it becomes Python objects."""
     import pyarrow as pa
 
+    from feedback.import_columns import tabular_rows
+
     table = _open_parquet(stream, limits)
     line_no, budget = 0, limits.max_parquet_uncompressed_bytes
     for group in range(table.metadata.num_row_groups):
@@ -243,9 +259,8 @@ def _parquet_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int
         if budget < 0:
             limit = limits.max_parquet_uncompressed_bytes
             raise AtLine(first, RowError("file", PARQUET_DECODES_TOO_BIG.format(**where, limit=limit)))
-        for record in batch.to_pylist():
-            line_no += 1
-            yield line_no, record
+        yield from tabular_rows(batch, list(range(first, last + 1)))
+        line_no = last
 
 
 def detect_format(name: str) -> str:
@@ -263,22 +278,24 @@ def _line_error(line_no: int, exc: RowError) -> str:
     return f"line {line_no}: field '{exc.field_name}' {exc.message}"
 
 
-def read_rows(stream: IO[bytes], fmt: str, *, limits: ImportLimits | None = None) -> list[PromptRow]:
-    """Decode and validate a whole file. Raises ValidationError listing every bad line (up to 20).
+def iter_rows(stream: IO[bytes], fmt: str, *, limits: ImportLimits | None = None) -> Iterator[PromptRow]:
+    """Decode and validate a file row by row, for a writer that streams (`services.import_prompts` in
+    one transaction). Once a row is bad no further row is yielded; reading goes on to list up to 20 bad
+    lines, then ValidationError is raised, so the consumer's transaction rolls back: all or nothing.
 
     The limits of `import_limits` (settings) apply before each line or row group is decoded further."""
     if fmt not in FORMATS:
         raise ValidationError({"format": f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}."})
     limits = limits or ImportLimits.from_settings()
     reader, to_raw = _READERS[fmt]
-    rows: list[PromptRow] = []
     errors: list[str] = []
     seen_ids: dict[str, int] = {}
+    count = 0
     try:
         for count, (line_no, raw) in enumerate(reader(stream, limits), start=1):
             check_row_count(line_no, count, limits)
             try:
-                row = clean_row(to_raw(raw) if to_raw else raw, line_no)
+                row = raw if isinstance(raw, PromptRow) else clean_row(to_raw(raw) if to_raw else raw, line_no)
             except RowError as exc:
                 errors.append(_line_error(line_no, exc))
             else:
@@ -288,7 +305,8 @@ def read_rows(stream: IO[bytes], fmt: str, *, limits: ImportLimits | None = None
                     )
                 elif row.external_id:
                     seen_ids[row.external_id] = line_no
-                rows.append(row)
+                if not errors:
+                    yield row
             if len(errors) >= MAX_ERRORS_REPORTED:
                 break
     except AtLine as exc:
@@ -297,9 +315,13 @@ def read_rows(stream: IO[bytes], fmt: str, *, limits: ImportLimits | None = None
         errors.append(f"field '{exc.field_name}' {exc.message}")
     if errors:
         raise ValidationError({"file": errors})
-    if not rows:
+    if not count:
         raise ValidationError({"file": ["holds no rows"]})
-    return rows
+
+
+def read_rows(stream: IO[bytes], fmt: str, *, limits: ImportLimits | None = None) -> list[PromptRow]:
+    """Decode and validate a whole file. Raises ValidationError listing every bad line (up to 20)."""
+    return list(iter_rows(stream, fmt, limits=limits))
 
 
 def read_rows_from_objects(objects: list, *, first_line: int = 1) -> list[PromptRow]:

@@ -1,8 +1,9 @@
-"""Prompts in: importing validated rows (all or nothing, bulk inserts), and single comparison tasks."""
+"""Prompts in: importing validated rows (all or nothing, bulk writes), and single comparison tasks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from typing import Iterable, Sequence
 
 from django.core.exceptions import ValidationError
@@ -13,8 +14,10 @@ from core.audit import record_audit
 from core.models import AuditEvent
 from feedback.importing import PromptRow
 from feedback.models import ComparisonTask, Completion, Project, Prompt
+from feedback.services.prompt_writes import allocate_ids, existing_keys, prep_json, write_rows
 
 TASK_COMPLETIONS_RANGE = "A comparison task shows 2 to 4 completions."
+IMPORT_BATCH_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class ImportResult:
 
 
 def _insert_many(model, columns: list[str], values: list[tuple], batch: int = 5000) -> None:
-    """INSERT rows with executemany, bypassing per-object ORM compilation (100k rows in seconds).
+    """INSERT rows with executemany, bypassing per-object ORM compilation (used by benchmarks' set-up).
 
     JSON values go through the field's get_db_prep_save, so they are adapted per backend; callers
     pass datetimes already adapted (`connection.ops.adapt_datetimefield_value`).
@@ -55,93 +58,95 @@ def _insert_many(model, columns: list[str], values: list[tuple], batch: int = 50
             cursor.executemany(sql, chunk)
 
 
+class _Seen:
+    """What the import already holds: ids and prompt hashes of earlier rows, and whether the project had any."""
+
+    def __init__(self, project: Project):
+        self.project_id = project.pk
+        self.project_had_prompts = Prompt.objects.filter(project=project).exists()
+        self.ids: set[str] = set()
+        self.hashes: set[str] = set()
+
+    def fresh(self, rows: list[PromptRow]) -> list[PromptRow]:
+        """The rows whose external id and content are new to the project and to the rows before them."""
+        in_db_ids: set[str] = set()
+        in_db_hashes: set[str] = set()
+        if self.project_had_prompts:
+            in_db_ids = existing_keys(Prompt, project_id=self.project_id, column="external_id",
+                                      values=sorted({r.external_id for r in rows if r.external_id}))
+            in_db_hashes = existing_keys(Prompt, project_id=self.project_id, column="content_hash",
+                                         values=sorted({r.content_hash for r in rows}))
+        fresh = []
+        for row in rows:
+            content_hash, external_id = row.content_hash, row.external_id
+            if content_hash in self.hashes or content_hash in in_db_hashes or (
+                    external_id and (external_id in self.ids or external_id in in_db_ids)):
+                continue
+            fresh.append(row)
+            self.hashes.add(content_hash)
+            if external_id:
+                self.ids.add(external_id)
+        return fresh
+
+
 def import_prompts(
     *, project: Project, rows: Iterable[PromptRow], progress=None, actor=None, source: str = ""
 ) -> ImportResult:
     """Write validated rows (parsed and checked by `feedback.importing`) in one transaction: all or nothing,
-    bulk inserts, no duplicates.
+    bulk writes (PostgreSQL `COPY`, SQLite `executemany`), no duplicates.
 
-    A row whose external id or prompt content already exists in the project is skipped, so importing
-    the same file twice changes nothing. Rows with 2–4 completions become comparison tasks at once;
-    rows without completions wait for the policy to sample them.
+    `rows` may be a list or a generator (`feedback.importing.iter_rows`): it is consumed in batches, and
+    a ValidationError it raises part-way rolls back every batch already written. A row whose external id
+    or prompt content already exists in the project (or earlier in the file) is skipped, so importing the
+    same file twice changes nothing. Rows with 2–4 completions become comparison tasks at once; rows
+    without completions wait for the policy to sample them.
     """
-    rows = list(rows)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
+    totals = [0, 0, 0, 0]  # prompts, completions, tasks, rows read
+    rows = iter(rows)
     with transaction.atomic():
-        fresh = _rows_not_yet_imported(project, rows)
-        prompt_ids = _insert_prompts(project, fresh, now)
-        if progress:
-            progress(len(fresh))
-        completions_created = _insert_completions(project, fresh, prompt_ids, now)
-        tasks_created = _insert_tasks(project, fresh, prompt_ids, now)
-        result = ImportResult(prompts_created=len(fresh), completions_created=completions_created,
-                              tasks_created=tasks_created, rows_skipped=len(rows) - len(fresh))
+        seen = _Seen(project)
+        while batch := list(islice(rows, IMPORT_BATCH_ROWS)):
+            fresh = seen.fresh(batch)
+            created = _write_batch(project, fresh, now)
+            totals = [a + b for a, b in zip(totals, (*created, len(batch)))]
+            if progress:
+                progress(len(batch))
+        result = ImportResult(prompts_created=totals[0], completions_created=totals[1], tasks_created=totals[2],
+                              rows_skipped=totals[3] - totals[0])
         record_audit(actor=actor, event_type=AuditEvent.Type.PROMPTS_IMPORTED, project=project,
                      target=f"project:{project.pk}", extra={**result.as_dict(), "source": source})
     return result
 
 
-def _rows_not_yet_imported(project: Project, rows: list[PromptRow]) -> list[PromptRow]:
-    """The rows whose external id and content are new to the project (and to the rows before them)."""
-    existing = Prompt.objects.filter(project=project)
-    seen_ids = set(existing.exclude(external_id="").values_list("external_id", flat=True))
-    seen_hashes = set(existing.values_list("content_hash", flat=True))
-    fresh = []
-    for row in rows:
-        if (row.external_id and row.external_id in seen_ids) or row.content_hash in seen_hashes:
-            continue
-        fresh.append(row)
-        seen_hashes.add(row.content_hash)
-        if row.external_id:
-            seen_ids.add(row.external_id)
-    return fresh
-
-
-def _insert_prompts(project: Project, fresh: list[PromptRow], now) -> dict[str, int]:
-    """Insert the prompts; returns {content hash: prompt id} of the new ones."""
-    _insert_many(
-        Prompt, ["project", "external_id", "text", "messages", "content_hash", "metadata", "created_at"],
-        [(project.pk, r.external_id, r.text, r.messages, r.content_hash, r.metadata, now) for r in fresh],
-    )
-    fresh_hashes = {r.content_hash for r in fresh}
-    return {h: pk for pk, h in Prompt.objects.filter(project=project).values_list("id", "content_hash") if h in fresh_hashes}
-
-
-def _insert_completions(project: Project, fresh: list[PromptRow], prompt_ids: dict[str, int], now) -> int:
-    values = [(prompt_ids[r.content_hash], c.text, c.model, {}, c.content_hash, now) for r in fresh for c in r.completions]
-    _insert_many(Completion, ["prompt", "text", "model_name", "generation", "content_hash", "created_at"], values)
-    return len(values)
-
-
-def _insert_tasks(project: Project, fresh: list[PromptRow], prompt_ids: dict[str, int], now) -> int:
-    """One open task per new prompt with 2–4 completions, linked to those completions."""
-    with_tasks = [r for r in fresh if len(r.completions) >= 2]
-    if not with_tasks:
-        return 0
-    new_prompt_ids = set(prompt_ids.values())
-    _insert_many(
-        ComparisonTask,
-        ["project", "prompt", "status", "judgements_needed", "judgements_done", "slots_taken", "priority",
-         "is_gold", "created_at"],
-        [(project.pk, prompt_ids[r.content_hash], ComparisonTask.Status.OPEN, project.overlap, 0, 0, 0, False, now)
-         for r in with_tasks],
-    )
-    completion_id = {
-        (prompt_id, h): pk
-        for pk, prompt_id, h in Completion.objects.filter(prompt__project=project).values_list("id", "prompt_id", "content_hash")
-        if prompt_id in new_prompt_ids
-    }
-    task_id = {
-        prompt_id: pk
-        for pk, prompt_id in ComparisonTask.objects.filter(project=project).values_list("id", "prompt_id")
-        if prompt_id in new_prompt_ids
-    }
-    links = [
-        (task_id[prompt_ids[r.content_hash]], completion_id[(prompt_ids[r.content_hash], c.content_hash)])
-        for r in with_tasks for c in r.completions
-    ]
-    _insert_many(ComparisonTask.completions.through, ["comparisontask", "completion"], links)
-    return len(with_tasks)
+def _write_batch(project: Project, fresh: list[PromptRow], now) -> tuple[int, int, int]:
+    """Prompts, their completions, and one open task per prompt with 2–4 completions (linked to them)."""
+    prompt_ids = allocate_ids(Prompt, len(fresh))
+    empty = prep_json(Prompt, "metadata", {})
+    write_rows(Prompt, ["id", "project", "external_id", "text", "messages", "content_hash", "metadata", "created_at"], (
+        (pk, project.pk, r.external_id, r.text, prep_json(Prompt, "messages", r.messages), r.content_hash,
+         prep_json(Prompt, "metadata", r.metadata) if r.metadata else empty, now)
+        for pk, r in zip(prompt_ids, fresh)))
+    completion_ids = iter(allocate_ids(Completion, sum(len(r.completions) for r in fresh)))
+    with_tasks = [(pk, r) for pk, r in zip(prompt_ids, fresh) if len(r.completions) >= 2]
+    links, completions = [], []
+    task_ids = allocate_ids(ComparisonTask, len(with_tasks))
+    task_of_prompt = {prompt_id: task_id for task_id, (prompt_id, _) in zip(task_ids, with_tasks)}
+    for prompt_id, row in zip(prompt_ids, fresh):
+        for completion in row.completions:
+            completion_id = next(completion_ids)
+            completions.append((completion_id, prompt_id, completion.text, completion.model, completion.content_hash))
+            if prompt_id in task_of_prompt:
+                links.append((task_of_prompt[prompt_id], completion_id))
+    generation = prep_json(Completion, "generation", {})
+    write_rows(Completion, ["id", "prompt", "text", "model_name", "generation", "content_hash", "created_at"],
+               ((pk, prompt_id, text, model, generation, h, now) for pk, prompt_id, text, model, h in completions))
+    write_rows(ComparisonTask, ["id", "project", "prompt", "status", "judgements_needed", "judgements_done",
+                                "slots_taken", "priority", "is_gold", "created_at"],
+               ((task_id, project.pk, prompt_id, ComparisonTask.Status.OPEN.value, project.overlap, 0, 0, 0, False, now)
+                for task_id, (prompt_id, _) in zip(task_ids, with_tasks)))
+    write_rows(ComparisonTask.completions.through, ["comparisontask", "completion"], links)
+    return len(fresh), len(completions), len(with_tasks)
 
 
 @transaction.atomic

@@ -28,10 +28,10 @@ class Command(BaseCommand):
         if not fmt:
             raise CommandError("Cannot tell the format from the file name; pass --format jsonl|csv|parquet.")
         try:
-            with path.open("rb") as stream:
-                rows = importing.read_rows(stream, fmt)
-            with tqdm(total=len(rows), unit="row", desc="import", disable=opts["verbosity"] == 0) as bar:
-                result = services.import_prompts(project=project, rows=rows, progress=bar.update, source=f"command {path.name}")
+            # Rows stream from the file into one transaction (memory stays flat); a bad row rolls it all back.
+            with path.open("rb") as stream, tqdm(unit="row", desc="import", disable=opts["verbosity"] == 0) as bar:
+                result = services.import_prompts(project=project, rows=importing.iter_rows(stream, fmt),
+                                                 progress=bar.update, source=f"command {path.name}")
         except ValidationError as exc:
             lines = [f"{field}: {msg}" for field, msgs in exc.message_dict.items() for msg in msgs]
             raise CommandError("import failed, nothing was imported:\n" + "\n".join(lines)) from None
