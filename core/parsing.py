@@ -30,20 +30,20 @@ def _refuse(literal: str):
     return JSONNumberOutOfRange(JSON_NUMBER_OUT_OF_RANGE.format(number=shown, digits=MAX_JSON_INT_DIGITS))
 
 
-def _parse_int(literal: str) -> int:
+def parse_bounded_int(literal: str) -> int:
     if len(literal.lstrip("-")) > MAX_JSON_INT_DIGITS:
         raise _refuse(literal)
     return int(literal)
 
 
-def _parse_float(literal: str) -> float:
+def parse_bounded_float(literal: str) -> float:
     value = float(literal)
     if value in (float("inf"), float("-inf")):  # 1e999: finite in the text, infinite once parsed
         raise _refuse(literal)
     return value
 
 
-def _parse_constant(literal: str):
+def refuse_constant(literal: str):
     raise _refuse(literal)  # NaN, Infinity, -Infinity are not JSON
 
 
@@ -64,7 +64,7 @@ def loads_bounded(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH):
     """json.loads, but ValueError (JSONTooDeep for nesting, JSONNumberOutOfRange for numbers no field can hold)
     instead of RecursionError, a deep structure, NaN/Infinity, or a 4,000-digit integer."""
     try:
-        value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+        value = json.loads(text, parse_int=parse_bounded_int, parse_float=parse_bounded_float, parse_constant=refuse_constant)
     except RecursionError:
         raise JSONTooDeep(JSON_TOO_DEEP.format(limit=max_depth)) from None
     if _depth_exceeds(value, max_depth):

@@ -13,7 +13,7 @@ from typing import IO, Iterator
 
 from django.core.exceptions import ValidationError
 
-from core.parsing import MAX_JSON_DEPTH, JSONTooDeep, _parse_constant, _parse_float, _parse_int, loads_bounded
+from core.parsing import MAX_JSON_DEPTH, JSONTooDeep, refuse_constant, parse_bounded_float, parse_bounded_int, loads_bounded
 from feedback.import_limits import (
     PARQUET_DECODES_TOO_BIG, PARQUET_ROW_GROUP_UNREADABLE, PARQUET_THRIFT_CONTAINER_LIMIT,
     PARQUET_THRIFT_STRING_LIMIT, TOO_MANY_ROWS, AtLine, ImportLimits, RowError, bounded_lines,
@@ -121,7 +121,7 @@ def _jsonl_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int, 
             raise AtLine(line_no, RowError("row", f"is not valid JSON ({getattr(exc, 'msg', exc)})")) from None
 
 
-_ROW_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+_ROW_DECODER = json.JSONDecoder(parse_int=parse_bounded_int, parse_float=parse_bounded_float, parse_constant=refuse_constant)
 
 
 def _loads_row(line: str):
