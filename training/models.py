@@ -50,6 +50,8 @@ class TrainingRun(models.Model):
         REWARD = "reward", "Reward model"
         PPO = "ppo", "PPO"
         DPO = "dpo", "DPO"
+        RLOO = "rloo", "RLOO"
+        GRPO = "grpo", "GRPO"
         PUBLISH = "publish", "Publish samples"
         RETRAIN = "retrain", "Retrain chain"
 

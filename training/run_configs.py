@@ -13,6 +13,7 @@ from pathlib import Path
 
 from training.models import ModelVersion, TrainingRun
 from training.pipeline.config import DPOConfig, PPOConfig, RewardConfig, config_from_dict
+from training.pipeline.config_online import GRPOConfig, RLOOConfig
 
 STEP_KINDS = (TrainingRun.Kind.REWARD, TrainingRun.Kind.PPO, TrainingRun.Kind.DPO, TrainingRun.Kind.PUBLISH)
 
@@ -85,6 +86,8 @@ CONFIG_CLASSES: dict[str, type] = {
     TrainingRun.Kind.REWARD: RewardConfig,
     TrainingRun.Kind.PPO: PPOConfig,
     TrainingRun.Kind.DPO: DPOConfig,
+    TrainingRun.Kind.RLOO: RLOOConfig,
+    TrainingRun.Kind.GRPO: GRPOConfig,
     TrainingRun.Kind.PUBLISH: PublishConfig,
     TrainingRun.Kind.RETRAIN: RetrainConfig,
 }
@@ -105,9 +108,10 @@ def validate_config(kind: str, config: dict | None) -> dict:
 # --- the settings-path rule: a run reads only its own project's models ------------------------------------------
 
 MODEL_PATH_FIELDS = {TrainingRun.Kind.REWARD: ("backbone",), TrainingRun.Kind.PPO: ("policy",),
-                     TrainingRun.Kind.DPO: ("policy",)}
+                     TrainingRun.Kind.DPO: ("policy",), TrainingRun.Kind.RLOO: ("policy",),
+                     TrainingRun.Kind.GRPO: ("policy",)}
 MODEL_ID_FIELDS = {TrainingRun.Kind.PUBLISH: ("policy_version",)}
-REGISTRY_KINDS = ("reward", "ppo", "dpo", "policy")
+REGISTRY_KINDS = ("reward", "ppo", "dpo", "rloo", "grpo", "policy")
 NOT_A_MODEL = ("must be a registered model name, or a directory inside MODEL_DIR that is not another project's "
                "registry directory ({detail})")
 NOT_YOUR_VERSION = "must be the id of a registered policy of this project (or a default one)"
