@@ -15,7 +15,9 @@ from training.models import ModelVersion, TrainingRun
 from training.pipeline.config import DPOConfig, PPOConfig, RewardConfig, config_from_dict
 from training.pipeline.config_online import GRPOConfig, RLOOConfig
 
-STEP_KINDS = (TrainingRun.Kind.REWARD, TrainingRun.Kind.PPO, TrainingRun.Kind.DPO, TrainingRun.Kind.PUBLISH)
+STEP_KINDS = (TrainingRun.Kind.REWARD, TrainingRun.Kind.PPO, TrainingRun.Kind.DPO, TrainingRun.Kind.RLOO,
+              TrainingRun.Kind.GRPO, TrainingRun.Kind.PUBLISH)
+RETRAIN_METHODS = ("ppo", "dpo", "rloo", "grpo")
 
 
 @dataclasses.dataclass
@@ -59,15 +61,16 @@ class PublishConfig:
 class RetrainConfig:
     """Settings of the retrain chain: snapshot → reward model → PPO → publish (or DPO → publish)."""
 
-    method: str = dataclasses.field(default="ppo", metadata={"help": "'ppo' (with a new reward model) or 'dpo'."})
+    method: str = dataclasses.field(default="ppo", metadata={
+        "help": "'ppo', 'rloo' or 'grpo' (each with a new reward model) or 'dpo'."})
     steps: dict = dataclasses.field(default_factory=dict, metadata={
-        "help": "Settings of each step by kind: {'reward': {…}, 'ppo': {…}, 'dpo': {…}, 'publish': {…}}."})
+        "help": "Settings of each step by kind: {'reward': {…}, 'ppo': {…}, 'rloo': {…}, 'publish': {…}, …}."})
     trigger: dict = dataclasses.field(default_factory=dict, metadata={
         "help": "Why the schedule started it (new judgements, agreement); informational."})
 
     def __post_init__(self):
-        if self.method not in {"ppo", "dpo"}:
-            raise ValueError("method must be 'ppo' or 'dpo'")
+        if self.method not in RETRAIN_METHODS:
+            raise ValueError(f"method must be one of {', '.join(RETRAIN_METHODS)}")
         unknown = sorted(set(self.steps) - set(STEP_KINDS))
         if unknown:
             raise ValueError(f"steps: unknown kind(s) of run {', '.join(unknown)}")
@@ -78,7 +81,8 @@ class RetrainConfig:
                 raise ValueError(f"steps.{kind}: {exc}") from None
 
     def chain(self) -> list[str]:
-        first = [TrainingRun.Kind.REWARD, TrainingRun.Kind.PPO] if self.method == "ppo" else [TrainingRun.Kind.DPO]
+        method = TrainingRun.Kind(self.method)
+        first = [method] if method == TrainingRun.Kind.DPO else [TrainingRun.Kind.REWARD, method]
         return [*first, TrainingRun.Kind.PUBLISH]
 
 

@@ -56,3 +56,15 @@ def test_the_api_the_start_form_and_the_command_know_them(client, project, proje
     assert 'value="rloo"' in registry and 'value="grpo"' in registry
     call_command("train_policy", "--project", project.slug, "--method", "rloo", "--queue", "--set", "max_steps=3")
     assert TrainingRun.objects.filter(project=project, kind=TrainingRun.Kind.RLOO).latest("id").config["max_steps"] == 3
+
+
+def test_a_retrain_chain_can_use_rloo_or_grpo():
+    from training.run_configs import RetrainConfig
+
+    assert RetrainConfig(method="grpo").chain() == ["reward", "grpo", "publish"]
+    assert RetrainConfig(method="dpo").chain() == ["dpo", "publish"]
+    assert RetrainConfig(method="rloo", steps={"rloo": {"max_steps": 2}}).steps["rloo"]["max_steps"] == 2
+    with pytest.raises(ValueError, match="method must be one of"):
+        RetrainConfig(method="a2c")
+    with pytest.raises(ValueError, match="steps.rloo"):
+        RetrainConfig(method="rloo", steps={"rloo": {"batch_size": 3}})
