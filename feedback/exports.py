@@ -2,7 +2,7 @@
 
     snapshot (judgement ids + sha256, committed by services.create_snapshot) ─▶ per task: pairs with
         consensus (feedback.quality) ─▶ rows {prompt, chosen, rejected, margin, agreement, n_judgements,
-        prompt_id, chosen_model, rejected_model, snapshot, split} ─▶ JSONL / Parquet / Hugging Face + README.md
+        confidence, prompt_id, chosen_model, rejected_model, snapshot, split} ─▶ JSONL / Parquet / Hugging Face + README.md
 
 Rows are produced task by task from a server-side cursor, so memory stays flat however many pairs
 there are. The split is by prompt (a hash of the prompt id), so no prompt is on both sides. Nothing
@@ -70,13 +70,14 @@ class ExportFilters:
 
 
 def _task_batches(snapshot: PreferenceSnapshot, filters: ExportFilters) -> Iterator[list[tuple[int, list]]]:
-    """(task_id, [(annotator_id, ranking, flags), …]) in task order, a batch of tasks at a time."""
+    """(task_id, [(annotator_id, ranking, flags, confidence), …]) in task order, a batch of tasks at a time."""
     max_id = snapshot.counts.get("max_judgement_id", 0)
     rows = (
         filters.judgements(snapshot.project).filter(pk__lte=max_id)
-        .order_by("task_id", "id").values_list("task_id", "annotator_id", "ranking", "flags").iterator(chunk_size=5000)
+        .order_by("task_id", "id").values_list("task_id", "annotator_id", "ranking", "flags", "confidence")
+        .iterator(chunk_size=5000)
     )
-    grouped = ((task_id, [(a, r, f) for _, a, r, f in group]) for task_id, group in itertools.groupby(rows, key=lambda r: r[0]))
+    grouped = ((task_id, [row[1:] for row in group]) for task_id, group in itertools.groupby(rows, key=lambda r: r[0]))
     while batch := list(itertools.islice(grouped, TASKS_PER_BATCH)):
         yield batch
 
@@ -142,7 +143,7 @@ class _RowShape:
     snapshot_id: int
 
     def row(self, prompt: PromptInfo, chosen: CompletionInfo, rejected: CompletionInfo,
-            pair: quality.PairConsensus, split: str) -> dict:
+            pair: quality.PairConsensus, split: str, confidence: float | None = None) -> dict:
         if self.conversational:
             spelled = (prompt.messages or [{"role": "user", "content": prompt.text}],
                        [{"role": "assistant", "content": chosen.text}], [{"role": "assistant", "content": rejected.text}])
@@ -151,7 +152,7 @@ class _RowShape:
         return {
             "prompt": spelled[0], "chosen": spelled[1], "rejected": spelled[2],
             "margin": round(pair.margin, 6), "agreement": round(pair.agreement, 6), "n_judgements": pair.n_judgements,
-            "prompt_id": prompt.key, "chosen_model": chosen.model, "rejected_model": rejected.model,
+            "confidence": confidence, "prompt_id": prompt.key, "chosen_model": chosen.model, "rejected_model": rejected.model,
             "snapshot": self.snapshot_id, "split": split,
         }
 
@@ -165,7 +166,7 @@ def iter_rows(snapshot: PreferenceSnapshot, stats: ExportStats | None = None) ->
     for batch in _task_batches(snapshot, filters):
         context = selectors.export_batch(project_id=snapshot.project_id, task_ids=[task_id for task_id, _ in batch])
         for task_id, judgements in batch:
-            if filters.drop_flagged and any(flags for _, _, flags in judgements):
+            if filters.drop_flagged and any(flags for _, _, flags, _ in judgements):
                 continue
             stats.judgements += len(judgements)
             yield from _task_rows(task_id, judgements, context, filters, shape, stats)
@@ -175,7 +176,9 @@ def _task_rows(task_id: int, judgements: list, context: ExportBatch, filters: Ex
                stats: ExportStats) -> Iterator[dict]:
     prompt = context.prompt_of_task[task_id]
     split = quality.split_of(prompt.key, test_fraction=filters.test_fraction, seed=filters.split_seed)
-    votes = [(ranking, context.trust.get(annotator, 1.0)) for annotator, ranking, _ in judgements]
+    votes = [(ranking, context.trust.get(annotator, 1.0)) for annotator, ranking, _, _ in judgements]
+    given = [c for _, _, _, c in judgements if c is not None]
+    confidence = round(sum(given) / len(given), 6) if given else None  # the judges' mean self-rated confidence
     for pair in quality.consensus_pairs(votes, adjudicated_ranking=context.adjudicated.get(task_id)):
         if pair.chosen is None:
             stats.ties += 1
@@ -183,7 +186,7 @@ def _task_rows(task_id: int, judgements: list, context: ExportBatch, filters: Ex
         chosen, rejected = context.completions[pair.chosen], context.completions[pair.rejected]
         if pair.agreement < filters.min_agreement or (filters.models and not {chosen.model, rejected.model} <= set(filters.models)):
             continue
-        row = shape.row(prompt, chosen, rejected, pair, split)
+        row = shape.row(prompt, chosen, rejected, pair, split, confidence)
         stats.add(row, prompt.pk)
         yield row
 
@@ -243,9 +246,10 @@ def _parquet_schema():
     import pyarrow as pa
 
     text = ("prompt", "chosen", "rejected", "prompt_id", "chosen_model", "rejected_model", "split")
-    types = {"margin": pa.float64(), "agreement": pa.float64(), "n_judgements": pa.int64(), "snapshot": pa.int64()}
-    order = ("prompt", "chosen", "rejected", "margin", "agreement", "n_judgements", "prompt_id", "chosen_model",
-             "rejected_model", "snapshot", "split")
+    types = {"margin": pa.float64(), "agreement": pa.float64(), "n_judgements": pa.int64(), "confidence": pa.float64(),
+             "snapshot": pa.int64()}
+    order = ("prompt", "chosen", "rejected", "margin", "agreement", "n_judgements", "confidence", "prompt_id",
+             "chosen_model", "rejected_model", "snapshot", "split")
     return pa.schema([(name, pa.string() if name in text else types[name]) for name in order])
 
 
@@ -328,7 +332,8 @@ tags: [rlhf, preference, trl]
 # Preference dataset: {snapshot.project.slug}, snapshot {snapshot.pk}
 
 Pairs in TRL's preference format (`prompt`, `chosen`, `rejected`) with provenance columns `margin`,
-`agreement`, `n_judgements`, `prompt_id`, `chosen_model`, `rejected_model`, `snapshot`, `split`.
+`agreement`, `n_judgements`, `confidence` (the judges' mean self-rated confidence, 1–5, or null), `prompt_id`,
+`chosen_model`, `rejected_model`, `snapshot`, `split`.
 It feeds `trl.RewardTrainer` and `trl.DPOTrainer` as it is. Files: {files}; a split without pairs is
 written as an empty file and left out of the load command. From this directory:
 

@@ -50,6 +50,8 @@ class TrainingRun(models.Model):
         REWARD = "reward", "Reward model"
         PPO = "ppo", "PPO"
         DPO = "dpo", "DPO"
+        RLOO = "rloo", "RLOO"
+        GRPO = "grpo", "GRPO"
         PUBLISH = "publish", "Publish samples"
         RETRAIN = "retrain", "Retrain chain"
 
@@ -124,6 +126,8 @@ class RetrainSchedule(models.Model):
     class Method(models.TextChoices):
         PPO = "ppo", "PPO"
         DPO = "dpo", "DPO"
+        RLOO = "rloo", "RLOO"
+        GRPO = "grpo", "GRPO"
 
     project = models.OneToOneField("feedback.Project", on_delete=models.CASCADE, related_name="retrain_schedule")
     is_enabled = models.BooleanField(default=False)

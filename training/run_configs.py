@@ -13,8 +13,11 @@ from pathlib import Path
 
 from training.models import ModelVersion, TrainingRun
 from training.pipeline.config import DPOConfig, PPOConfig, RewardConfig, config_from_dict
+from training.pipeline.config_online import GRPOConfig, RLOOConfig
 
-STEP_KINDS = (TrainingRun.Kind.REWARD, TrainingRun.Kind.PPO, TrainingRun.Kind.DPO, TrainingRun.Kind.PUBLISH)
+STEP_KINDS = (TrainingRun.Kind.REWARD, TrainingRun.Kind.PPO, TrainingRun.Kind.DPO, TrainingRun.Kind.RLOO,
+              TrainingRun.Kind.GRPO, TrainingRun.Kind.PUBLISH)
+RETRAIN_METHODS = ("ppo", "dpo", "rloo", "grpo")
 
 
 @dataclasses.dataclass
@@ -58,15 +61,16 @@ class PublishConfig:
 class RetrainConfig:
     """Settings of the retrain chain: snapshot → reward model → PPO → publish (or DPO → publish)."""
 
-    method: str = dataclasses.field(default="ppo", metadata={"help": "'ppo' (with a new reward model) or 'dpo'."})
+    method: str = dataclasses.field(default="ppo", metadata={
+        "help": "'ppo', 'rloo' or 'grpo' (each with a new reward model) or 'dpo'."})
     steps: dict = dataclasses.field(default_factory=dict, metadata={
-        "help": "Settings of each step by kind: {'reward': {…}, 'ppo': {…}, 'dpo': {…}, 'publish': {…}}."})
+        "help": "Settings of each step by kind: {'reward': {…}, 'ppo': {…}, 'rloo': {…}, 'publish': {…}, …}."})
     trigger: dict = dataclasses.field(default_factory=dict, metadata={
         "help": "Why the schedule started it (new judgements, agreement); informational."})
 
     def __post_init__(self):
-        if self.method not in {"ppo", "dpo"}:
-            raise ValueError("method must be 'ppo' or 'dpo'")
+        if self.method not in RETRAIN_METHODS:
+            raise ValueError(f"method must be one of {', '.join(RETRAIN_METHODS)}")
         unknown = sorted(set(self.steps) - set(STEP_KINDS))
         if unknown:
             raise ValueError(f"steps: unknown kind(s) of run {', '.join(unknown)}")
@@ -77,7 +81,8 @@ class RetrainConfig:
                 raise ValueError(f"steps.{kind}: {exc}") from None
 
     def chain(self) -> list[str]:
-        first = [TrainingRun.Kind.REWARD, TrainingRun.Kind.PPO] if self.method == "ppo" else [TrainingRun.Kind.DPO]
+        method = TrainingRun.Kind(self.method)
+        first = [method] if method == TrainingRun.Kind.DPO else [TrainingRun.Kind.REWARD, method]
         return [*first, TrainingRun.Kind.PUBLISH]
 
 
@@ -85,6 +90,8 @@ CONFIG_CLASSES: dict[str, type] = {
     TrainingRun.Kind.REWARD: RewardConfig,
     TrainingRun.Kind.PPO: PPOConfig,
     TrainingRun.Kind.DPO: DPOConfig,
+    TrainingRun.Kind.RLOO: RLOOConfig,
+    TrainingRun.Kind.GRPO: GRPOConfig,
     TrainingRun.Kind.PUBLISH: PublishConfig,
     TrainingRun.Kind.RETRAIN: RetrainConfig,
 }
@@ -105,9 +112,10 @@ def validate_config(kind: str, config: dict | None) -> dict:
 # --- the settings-path rule: a run reads only its own project's models ------------------------------------------
 
 MODEL_PATH_FIELDS = {TrainingRun.Kind.REWARD: ("backbone",), TrainingRun.Kind.PPO: ("policy",),
-                     TrainingRun.Kind.DPO: ("policy",)}
+                     TrainingRun.Kind.DPO: ("policy",), TrainingRun.Kind.RLOO: ("policy",),
+                     TrainingRun.Kind.GRPO: ("policy",)}
 MODEL_ID_FIELDS = {TrainingRun.Kind.PUBLISH: ("policy_version",)}
-REGISTRY_KINDS = ("reward", "ppo", "dpo", "policy")
+REGISTRY_KINDS = ("reward", "ppo", "dpo", "rloo", "grpo", "policy")
 NOT_A_MODEL = ("must be a registered model name, or a directory inside MODEL_DIR that is not another project's "
                "registry directory ({detail})")
 NOT_YOUR_VERSION = "must be the id of a registered policy of this project (or a default one)"

@@ -12,6 +12,7 @@ from typing import Callable
 
 from training.models import TrainingRun
 from training.pipeline.config import DPOConfig, PPOConfig, RewardConfig
+from training.pipeline.config_online import GRPOConfig, RLOOConfig
 from training.run_configs import PublishConfig, RetrainConfig
 from training.runners import policy, publish, retrain, reward
 from training.runners.base import Gate, RunContext, no_gate
@@ -28,6 +29,8 @@ RUN_KINDS: dict[str, RunKind] = {
     TrainingRun.Kind.REWARD: RunKind(config_class=RewardConfig, runner=reward.run_reward, gate=reward.reward_gate),
     TrainingRun.Kind.PPO: RunKind(config_class=PPOConfig, runner=policy.run_ppo, gate=policy.ppo_gate),
     TrainingRun.Kind.DPO: RunKind(config_class=DPOConfig, runner=policy.run_dpo, gate=policy.dpo_gate),
+    TrainingRun.Kind.RLOO: RunKind(config_class=RLOOConfig, runner=policy.run_rloo, gate=policy.ppo_gate),
+    TrainingRun.Kind.GRPO: RunKind(config_class=GRPOConfig, runner=policy.run_grpo, gate=policy.ppo_gate),
     TrainingRun.Kind.PUBLISH: RunKind(config_class=PublishConfig, runner=publish.run_publish),
     TrainingRun.Kind.RETRAIN: RunKind(config_class=RetrainConfig, runner=retrain.run_retrain),
 }

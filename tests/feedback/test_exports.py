@@ -64,6 +64,20 @@ def test_trust_weights_the_consensus(judged):
     assert all(r["n_judgements"] == 1 for r in rows_of(trusted_only))
 
 
+def test_every_pair_carries_the_judges_mean_confidence(judged):
+    from feedback.models import Judgement
+
+    first, second = judged.tasks.order_by("id")[:2]
+    Judgement.objects.filter(task=first).update(confidence=4)
+    Judgement.objects.filter(task=second).order_by("id").filter(pk=second.judgements.order_by("id")[0].pk).update(
+        confidence=1)
+    rows = rows_of(services.create_snapshot(project=judged))
+    assert {r["confidence"] for r in rows if r["prompt_id"] == "p0"} == {4.0}
+    assert {r["confidence"] for r in rows if r["prompt_id"] == "p1"} == {1.0}  # only the judge who rated counts
+    Judgement.objects.update(confidence=None)
+    assert {r["confidence"] for r in rows_of(services.create_snapshot(project=judged))} == {None}
+
+
 def test_adjudication_decides_but_keeps_judgements(judged, project_admin):
     task = judged.tasks.order_by("id")[1]
     ids = dict(task.completions.values_list("model_name", "id"))

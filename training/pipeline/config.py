@@ -161,10 +161,9 @@ class RewardConfig:
             "counted in the metrics. Capped at the backbone's max_position_embeddings."
         },
     )
-    use_margin: bool = dataclasses.field(
-        default=False,
-        metadata={"help": "Use each pair's `margin` in the loss: -logsigmoid(r_chosen - r_rejected - margin)."},
-    )
+    use_margin: bool = _field(True, "Ask each pair for a reward gap in the loss, -logsigmoid(r_chosen - r_rejected - "
+                              "margin), margin = consensus strength x judges' confidence x margin_scale (data.pair_margin).")
+    margin_scale: float = _field(1.0, "The gap a unanimous, certain pair asks for (in reward units).")
     center_rewards_coefficient: float | None = dataclasses.field(
         default=0.01,
         metadata={"help": "Weight of mean(r^2) in the loss, pulling rewards towards zero (None: off)."},
@@ -193,6 +192,7 @@ class RewardConfig:
         _require(self, self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
         _require(self, self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
         _require(self, self.max_length >= 8, "max_length", "must be >= 8 tokens")
+        _require(self, self.margin_scale >= 0, "margin_scale", "must be >= 0")
         _require(self, self.center_rewards_coefficient is None or self.center_rewards_coefficient >= 0,
                  "center_rewards_coefficient", "must be None or >= 0")
         _require(self, self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")

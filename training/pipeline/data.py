@@ -32,6 +32,7 @@ EXPORT_COLUMNS = (
     "margin",
     "agreement",
     "n_judgements",
+    "confidence",
     "prompt_id",
     "chosen_model",
     "rejected_model",
@@ -121,14 +122,31 @@ def check_preference_row(row: dict[str, Any], where: str = "row") -> dict[str, A
     checked = dict(row)
     for key in PREFERENCE_COLUMNS:
         checked[key] = _check_value(row[key], f"{where}: {key}")
-    for key in ("margin", "agreement"):
+    for key in ("margin", "agreement", "confidence"):
         value = row.get(key)
-        if value is not None and not isinstance(value, (int, float)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValueError(f"{where}: {key} must be a number or null, got {value!r}")
+    confidence = row.get("confidence")
+    if confidence is not None and not 1.0 <= confidence <= 5.0:
+        raise ValueError(f"{where}: confidence must be in [1, 5], got {confidence}")
     agreement = row.get("agreement")
     if agreement is not None and not 0.0 <= agreement <= 1.0:
         raise ValueError(f"{where}: agreement must be in [0, 1], got {agreement}")
     return checked
+
+
+def confidence_weight(confidence: float | None) -> float:
+    """The judges' mean confidence (1 = unsure … 5 = certain) as a weight in [0, 1]: (confidence − 1) / 4.
+    Unknown (no judge rated it) weighs 1: the consensus alone decides the margin."""
+    return 1.0 if confidence is None else min(max((float(confidence) - 1.0) / 4.0, 0.0), 1.0)
+
+
+def pair_margin(row: dict[str, Any], scale: float = 1.0) -> float:
+    """The reward gap a pair asks for in TRL's loss −logsigmoid(r_chosen − r_rejected − margin): the consensus
+    strength (the export's `margin`, |weighted wins − weighted losses| / total weight, in [0, 1]) times the judges'
+    confidence weight, times `scale`. A unanimous, certain pair asks for `scale`; a split or unsure one for ~0 (a
+    plain Bradley-Terry pair). A missing margin counts as 0."""
+    return scale * float(row.get("margin") or 0.0) * confidence_weight(row.get("confidence"))
 
 
 def preference_dataset(
@@ -136,12 +154,13 @@ def preference_dataset(
     fmt: InputFormat,
     *,
     with_margin: bool = False,
+    margin_scale: float = 1.0,
 ) -> Dataset:
     """Rows → Dataset with `prompt`, `chosen`, `rejected` (and `margin` when `with_margin`) in `fmt`.
 
     Every row is converted to the same shape (all messages, or all text), so Arrow gets one column type even
-    when the export mixes strings and messages. A missing margin counts as 0 (a plain Bradley-Terry pair).
-    TRL uses a `margin` column whenever present, so it is only added when asked for.
+    when the export mixes strings and messages. The `margin` column is `pair_margin` (consensus × confidence ×
+    `margin_scale`). TRL uses a `margin` column whenever present, so it is only added when asked for.
     """
     columns: dict[str, list] = {"prompt": [], "chosen": [], "rejected": []}
     if with_margin:
@@ -152,7 +171,7 @@ def preference_dataset(
         columns["chosen"].append(format_completion(row["chosen"], fmt))
         columns["rejected"].append(format_completion(row["rejected"], fmt))
         if with_margin:
-            columns["margin"].append(float(row.get("margin") or 0.0))
+            columns["margin"].append(pair_margin(row, margin_scale))
     return Dataset.from_dict(columns)
 
 

@@ -342,6 +342,12 @@ def train_ppo(
     except TrainingCancelled as cancelled:
         result.status, result.message = "cancelled", str(cancelled)
         return result
+    return conclude(cfg, result)
+
+
+def conclude(cfg, result: PPOResult) -> PPOResult:
+    """The verdict on a finished run (PPO, RLOO, GRPO): the gate on the held-out evaluations, then the KL bounds;
+    `passes_gate` only for a run that completed; the reward-hacking flags."""
     result.gate = run_gate(cfg, result.eval_before, result.eval_after)
     after = result.eval_after
     within_base = (after is None or after.kl_base is None or cfg.kl_base_bound is None
@@ -375,7 +381,8 @@ def save_policy(result: PPOResult, tokenizer, dest: Path, manifest_extra: dict[s
     def write(tmp_dir: Path) -> None:
         model.save_pretrained(tmp_dir, safe_serialization=True)
         tokenizer.save_pretrained(tmp_dir)
-        head = {k: v.contiguous() for k, v in result.value_head.state_dict().items()}
-        save_file(head, str(tmp_dir / VALUE_HEAD_FILE))
+        if result.value_head is not None:  # RLOO and GRPO have none
+            head = {k: v.contiguous() for k, v in result.value_head.state_dict().items()}
+            save_file(head, str(tmp_dir / VALUE_HEAD_FILE))
 
     return save_model_atomic(write, Path(dest), manifest_extra)

@@ -117,8 +117,9 @@ def train_reward_model(
     with quiet_progress_bars():
         backbone, tokenizer, model, fmt, max_length = prepare_reward_backbone(cfg)
         history: list[dict[str, float]] = []
-        trained, metrics = _fit(cfg, model, tokenizer, preference_dataset(train_rows, fmt, with_margin=cfg.use_margin),
-                                max_length, progress_callback(on_step, should_stop, history), history)
+        dataset = preference_dataset(train_rows, fmt, with_margin=cfg.use_margin, margin_scale=cfg.margin_scale)
+        trained, metrics = _fit(cfg, model, tokenizer, dataset, max_length,
+                                progress_callback(on_step, should_stop, history), history)
         if eval_rows:
             metrics.update(evaluate_reward_model(trained, tokenizer, eval_rows, fmt, max_length=max_length,
                                                  batch_size=cfg.eval_batch_size,

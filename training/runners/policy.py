@@ -1,7 +1,7 @@
-"""Improving the policy: PPO against the project's newest reward model, or DPO on a preference snapshot.
+"""Improving the policy: PPO, RLOO or GRPO against the project's newest reward model, or DPO on a preference snapshot.
 
 Each kind's gate (declared with it in `training.run_kinds`) decides whether the result becomes a candidate
-for the project's active policy: PPO's gate is a paired bootstrap test on held-out prompts against its parent, with KL
+for the project's active policy: PPO's gate (RLOO's and GRPO's too) is a paired bootstrap test on held-out prompts against its parent, with KL
 under the bound and a length control (training/pipeline/gate.py; a failed
 PPO result is not even registered: its weights may not be finite), DPO's held-out preference accuracy
 must be above chance (a failed one is registered as rejected, for the record).
@@ -24,10 +24,11 @@ NO_PROMPTS = "the project has no prompts to train on"
 
 
 def ppo_gate(result) -> tuple[bool, str]:
+    """The gate of PPO, RLOO and GRPO (the same test: `pipeline.ppo.conclude`)."""
     if result.passes_gate:
         return True, ""
     why = result.message or (result.gate.verdict if result.gate is not None else "")
-    return False, f"PPO ended with status '{result.status}' and did not pass the gate: {why} Nothing was registered."
+    return False, f"the run ended with status '{result.status}' and did not pass the gate: {why} Nothing was registered."
 
 
 def dpo_gate(result) -> tuple[bool, str]:
@@ -109,28 +110,29 @@ def original_base(base: ModelVersion | None, log) -> object | None:
     return load_causal_lm(root.path)
 
 
-def run_ppo(ctx: RunContext) -> dict:
-    from training.pipeline.config import PPOConfig
+def _train_online(ctx: RunContext, method: str) -> dict:
+    """PPO, RLOO or GRPO against the project's newest reward model, on the reward model's training prompts, judged on
+    its held-out prompts by the gate; registered (as a CANDIDATE, or active under auto_promote) only when it passes."""
     from training.pipeline.models import load_causal_lm, load_tokenizer
-    from training.pipeline.ppo import save_policy, train_ppo
+    from training.pipeline.ppo import save_policy
     from training.pipeline.reward import RewardScorer
 
-    run, cfg = ctx.run, ctx.config
-    base, policy_path = _base_policy(run, cfg.policy, PPOConfig.policy)
+    run, cfg, (default_policy, train, total_steps) = ctx.run, ctx.config, _online_method(method, ctx.config)
+    base, policy_path = _base_policy(run, cfg.policy, default_policy)
     reward = selectors.newest_reward_model(project=run.project)
     if reward is None:
         raise ValueError(NO_REWARD_MODEL)
     train_prompts, eval_prompts = _prompt_split(run.project, reward.snapshot)
     if not train_prompts:
         raise ValueError(NO_PROMPTS)
-    ctx.total_steps = cfg.num_iterations
-    ctx.log(f"PPO from {policy_path} against {reward.name}: {len(train_prompts)} training, "
+    ctx.total_steps = total_steps
+    ctx.log(f"{method.upper()} from {policy_path} against {reward.name}: {len(train_prompts)} training, "
             f"{len(eval_prompts)} held-out prompts")
     tokenizer = load_tokenizer(policy_path)
     policy = load_causal_lm(policy_path, verify=cfg.verify_policy)
-    result = train_ppo(cfg, policy, tokenizer, RewardScorer(reward.path).score, train_prompts, eval_prompts,
-                       on_step=ctx.on_step, should_stop=ctx.should_stop, held_out_judge=_held_out_judge(ctx, reward),
-                       base_model=original_base(base, ctx.log))
+    result = train(cfg, policy, tokenizer, RewardScorer(reward.path).score, train_prompts, eval_prompts,
+                   on_step=ctx.on_step, should_stop=ctx.should_stop, held_out_judge=_held_out_judge(ctx, reward),
+                   base_model=original_base(base, ctx.log))
     summary = result.summary()
     if result.status == "cancelled":
         raise RunCancelled()
@@ -138,13 +140,38 @@ def run_ppo(ctx: RunContext) -> dict:
     if not passed:
         ctx.log(f"not published: {message}")
         return failed(summary, message)
-    dest = registry_dir("ppo", run)
-    sha = save_policy(result, tokenizer, dest, {"kind": "policy", "method": "ppo", "reward_model": reward.name,
+    dest = registry_dir(method, run)
+    sha = save_policy(result, tokenizer, dest, {"kind": "policy", "method": method, "reward_model": reward.name,
                                                "parent": base.name if base else policy_path})
     version = register_policy_result(run, path=str(dest), sha256=sha, metrics=summary, parent=base,
                                      reward_model=reward, snapshot=reward.snapshot)
     ctx.log(_registered_as(version))
     return {"summary": summary, "produced_version": version}
+
+
+def _online_method(method: str, cfg):
+    """(the config class's default policy, the trainer, the number of steps) of an online method."""
+    if method == "ppo":
+        from training.pipeline.config import PPOConfig
+        from training.pipeline.ppo import train_ppo
+
+        return PPOConfig.policy, train_ppo, cfg.num_iterations
+    from training.pipeline.config_online import OnlineConfig
+    from training.pipeline.online import train_grpo, train_rloo
+
+    return OnlineConfig.policy, train_rloo if method == "rloo" else train_grpo, cfg.max_steps
+
+
+def run_ppo(ctx: RunContext) -> dict:
+    return _train_online(ctx, "ppo")
+
+
+def run_rloo(ctx: RunContext) -> dict:
+    return _train_online(ctx, "rloo")
+
+
+def run_grpo(ctx: RunContext) -> dict:
+    return _train_online(ctx, "grpo")
 
 
 def run_dpo(ctx: RunContext) -> dict:

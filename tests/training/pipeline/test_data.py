@@ -58,6 +58,13 @@ def test_margin_column_only_when_asked_and_missing_margin_is_zero():
     assert dataset["margin"] == [0.5, 0.0]
 
 
+def test_the_margin_is_consensus_times_confidence():
+    fmt = InputFormat(conversational=False, separator=" | ")
+    rows = [dict(TEXT_ROW, margin=1.0, confidence=c) for c in (5, 3, 1, None)]
+    assert preference_dataset(rows, fmt, with_margin=True)["margin"] == [1.0, 0.5, 0.0, 1.0]
+    assert preference_dataset(rows[:2], fmt, with_margin=True, margin_scale=2.0)["margin"] == [2.0, 1.0]
+
+
 @pytest.mark.parametrize(
     ("row", "message"),
     [
@@ -66,6 +73,7 @@ def test_margin_column_only_when_asked_and_missing_margin_is_zero():
         ({"prompt": [], "chosen": "c", "rejected": "r"}, "prompt must be a string"),
         ({"prompt": "p", "chosen": "c", "rejected": "r", "agreement": 1.5}, "agreement must be in"),
         ({"prompt": "p", "chosen": "c", "rejected": "r", "margin": "big"}, "margin must be a number"),
+        ({"prompt": "p", "chosen": "c", "rejected": "r", "confidence": 9}, "confidence must be in"),
     ],
 )
 def test_bad_rows_are_refused_by_name(row, message):

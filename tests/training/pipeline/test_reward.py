@@ -149,11 +149,25 @@ def first_step_loss(backbone, rows, tmp_path, **overrides) -> float:
     return next(loss for loss in losses if loss is not None)
 
 
-def test_margins_enter_the_loss(tiny_bert_dir, preference_rows, tmp_path):
-    # -logsigmoid(d - m) > -logsigmoid(d) for m > 0, at the same weights and batch (same seed)
-    plain = first_step_loss(tiny_bert_dir, preference_rows, tmp_path / "plain")
-    with_margin = first_step_loss(tiny_bert_dir, preference_rows, tmp_path / "margin", use_margin=True)
-    assert with_margin > plain
+def test_margins_enter_the_loss_as_trl_defines_it(tiny_bert_dir, preference_rows, tmp_path):
+    """On by default: the first step's loss is TRL's mean −logsigmoid(r_chosen − r_rejected − margin) with
+    margin = consensus strength × the judges' confidence weight (data.pair_margin), at the starting weights."""
+    import torch
+
+    from training.pipeline.data import pair_margin
+
+    rows = [dict(r, confidence=c) for r, c in zip(preference_rows[:8], [5, 3, 1, None, 5, 2, 4.5, 5])]
+    plain = first_step_loss(tiny_bert_dir, rows, tmp_path / "plain", use_margin=False, batch_size=8)
+    with_margin = first_step_loss(tiny_bert_dir, rows, tmp_path / "margin", batch_size=8)
+    scorer = RewardScorer(tiny_bert_dir, verify=False)
+    gaps = (torch.tensor(scorer.score([r["prompt"] for r in rows], [r["chosen"] for r in rows]))
+            - torch.tensor(scorer.score([r["prompt"] for r in rows], [r["rejected"] for r in rows])))
+    margins = torch.tensor([pair_margin(r) for r in rows])
+    assert margins[2] == 0.0 and margins[3] == pytest.approx(rows[3]["margin"])  # unsure: no gap; unknown: consensus
+    assert plain == pytest.approx(float(-torch.nn.functional.logsigmoid(gaps).mean()), abs=2e-3)
+    assert with_margin == pytest.approx(float(-torch.nn.functional.logsigmoid(gaps - margins).mean()), abs=2e-3)
+    assert with_margin > plain + 0.05
+    assert RewardConfig().use_margin  # on by default
 
 
 def test_on_step_every_logging_step_and_history(tiny_bert_dir, split_rows, tmp_path):

@@ -3,11 +3,13 @@ from training.models import TrainingRun
 
 
 class Command(RunCommand):
-    help = "Improve the project's policy: PPO against its newest reward model, or DPO on a preference snapshot."
+    help = ("Improve the project's policy: PPO, RLOO or GRPO against its newest reward model, or DPO on a "
+            "preference snapshot.")
+    METHODS = (TrainingRun.Kind.PPO, TrainingRun.Kind.DPO, TrainingRun.Kind.RLOO, TrainingRun.Kind.GRPO)
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
-        parser.add_argument("--method", choices=["ppo", "dpo"], default="ppo")
+        parser.add_argument("--method", choices=[str(kind) for kind in self.METHODS], default="ppo")
 
     def run_kind(self, opts) -> str:
-        return TrainingRun.Kind.PPO if opts["method"] == "ppo" else TrainingRun.Kind.DPO
+        return TrainingRun.Kind(opts["method"])

@@ -1,0 +1,105 @@
+"""Settings of the online methods, RLOO and GRPO through `trl.RLOOTrainer` / `trl.GRPOTrainer` (see online.py).
+
+TRL style like config.py (a default and a `help` per field, `_require` checks naming the field); kept apart
+because config.py is near its size limit. CPU-friendly defaults that differ from TRL's: LoRA on (the KL
+reference is the base with adapters off: no second copy), fp32 (bf16 and gradient checkpointing always off),
+4 generations per prompt, 64 new tokens at temperature 0.8 and top-p 0.95 (publishing's settings), a learning
+rate for LoRA (1e-4, TRL: 1e-6), β = 0.05 for both (GRPO's TRL default is 0: no KL at all), no reports. The
+gate settings are PPO's, with the same names and meaning (gate.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .config import _field, _require
+
+
+@dataclasses.dataclass
+class OnlineConfig:
+    """What RLOO and GRPO share: the policy, the sampling, the optimisation, the KL bounds and the gate."""
+
+    # Policy
+    policy: str = _field("smollm2-135m-instruct", "Registered policy directory (or a name under $MODEL_DIR).")
+    verify_policy: bool = _field(True, "Check the policy against its manifest before loading.")
+    use_lora: bool = _field(True, "Train LoRA adapters; the KL reference is the base with adapters off (no copy).")
+    lora_r: int = _field(16, "LoRA rank.")
+    lora_alpha: int = _field(32, "LoRA scaling numerator.")
+    lora_dropout: float = _field(0.0, "Dropout on the LoRA branch.")
+    # Sampling
+    num_generations: int = _field(4, "Completions sampled per prompt (the group the baseline is computed over).")
+    max_completion_length: int = _field(64, "Longest completion in tokens (publishing's max_new_tokens).")
+    temperature: float = _field(0.8, "Sampling temperature (publishing's).")
+    top_p: float = _field(0.95, "Nucleus sampling (publishing's).")
+    max_prompt_length: int = _field(256, "Prompts longer than this many tokens are dropped.")
+    # Optimisation
+    max_steps: int = _field(16, "Optimiser steps.")
+    batch_size: int = _field(8, "Completions per optimiser step (a multiple of num_generations: batch_size / "
+                                "num_generations prompts per step).")
+    gradient_accumulation_steps: int = _field(1, "Batches accumulated per optimiser step.")
+    num_iterations: int = _field(1, "Updates per generated batch (μ); > 1 reuses samples with the clipped ratio.")
+    epsilon: float = _field(0.2, "Clip range of the importance ratio.")
+    beta: float = _field(0.05, "KL coefficient against the reference (0: no KL term).")
+    learning_rate: float = _field(1e-4, "AdamW learning rate (LoRA).")
+    max_grad_norm: float = _field(1.0, "Gradient clipping norm.")
+    logging_steps: int = _field(1, "Report metrics every this many steps.")
+    seed: int = _field(0, "Seed for sampling, shuffling and the gate's bootstrap.")
+    # Safeguards and gate (as PPO's)
+    kl_bound: float = _field(20.0, "Publish nothing when the held-out mean summed KL per answer to the reference "
+                                   "exceeds this.")
+    kl_base_bound: float | None = _field(60.0, "Publish nothing when the held-out KL to the lineage's ORIGINAL base "
+                                               "exceeds this (None: no bound).")
+    gate_samples_per_prompt: int = _field(4, "Samples of the candidate and of the parent per held-out prompt.")
+    gate_min_prompts: int = _field(8, "Fewer held-out prompts than this: the gate refuses.")
+    gate_margin: float = _field(
+        0.0, "The 95% bootstrap lower bound of the held-out reward gain (candidate − parent) must exceed this.")
+    gate_bootstrap_resamples: int = _field(2000, "Bootstrap resamples of the held-out prompts.")
+    gate_length_control: bool = _field(
+        True, "Refuse when the reward gain is explained by longer answers (reward regressed on length).")
+
+    @property
+    def max_new_tokens(self) -> int:  # the name the shared sampling and evaluation code reads (PPO's)
+        return self.max_completion_length
+
+    def __post_init__(self):
+        _require(self, isinstance(self.policy, str) and self.policy.strip() != "", "policy", "must be a path or name")
+        for name in ("lora_r", "max_completion_length", "max_prompt_length", "max_steps", "batch_size",
+                     "gradient_accumulation_steps", "num_iterations", "logging_steps", "gate_samples_per_prompt",
+                     "gate_min_prompts", "gate_bootstrap_resamples"):
+            _require(self, getattr(self, name) >= 1, name, "must be >= 1")
+        _require(self, self.num_generations >= 2, "num_generations", "must be >= 2 (the baseline needs a group)")
+        _require(self, self.batch_size % self.num_generations == 0, "batch_size",
+                 f"must be a multiple of num_generations ({self.num_generations})")
+        _require(self, self.lora_alpha > 0, "lora_alpha", "must be > 0")
+        _require(self, 0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
+        _require(self, self.temperature > 0, "temperature", "must be > 0")
+        _require(self, 0.0 < self.top_p <= 1.0, "top_p", "must be in (0, 1]")
+        _require(self, 0.0 < self.epsilon < 1.0, "epsilon", "must be in (0, 1)")
+        _require(self, self.beta >= 0, "beta", "must be >= 0")
+        _require(self, self.learning_rate > 0, "learning_rate", "must be > 0")
+        _require(self, self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
+        _require(self, self.kl_bound > 0, "kl_bound", "must be > 0")
+        _require(self, self.kl_base_bound is None or self.kl_base_bound > 0, "kl_base_bound", "must be > 0 or None")
+
+
+@dataclasses.dataclass
+class RLOOConfig(OnlineConfig):
+    """Settings of `online.train_rloo`: REINFORCE with a leave-one-out baseline (Ahmadian et al. 2024): each
+    completion's advantage is its reward minus the mean reward of the other completions of its prompt."""
+
+    normalize_advantages: bool = _field(False, "Scale the advantages of each generated batch to unit variance.")
+
+
+@dataclasses.dataclass
+class GRPOConfig(OnlineConfig):
+    """Settings of `online.train_grpo`: Group Relative Policy Optimisation (Shao et al. 2024): advantages are
+    rewards standardised within each prompt's group of completions; no value model."""
+
+    loss_type: str = _field("dapo", "TRL loss aggregation: grpo, dr_grpo, dapo (TRL's default) or bnpo.")
+    scale_rewards: str = _field("group", "Reward scaling: group (by the group's std), batch, or none.")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _require(self, self.loss_type in {"grpo", "dr_grpo", "dapo", "bnpo"}, "loss_type",
+                 "must be grpo, dr_grpo, dapo or bnpo")
+        _require(self, self.scale_rewards in {"group", "batch", "none"}, "scale_rewards", "must be group, batch or none")
