@@ -1,9 +1,10 @@
 """Training under `accelerate launch` on this CPU: 2 processes over gloo, tiny models, one iteration or step.
 
 PPO on 2 processes samples the same answers as on 1 (each chunk of the batch is seeded by its place in it), so
-its first iteration's reward, losses and entropy agree with a 1-process run's within LOSS_TOLERANCE: the only
-difference left is float summation order (a loss averaged per process and then over the processes, instead of
-over all rows at once, is the same mean when the processes hold equally many response tokens).
+its first iteration's reward, losses and entropy agree with a 1-process run's within LOSS_TOLERANCE. The
+iteration takes two gradient steps (two epochs of one minibatch), so its second policy loss is measured after
+an update made from the all-reduced gradients. Only float summation order differs; the advantages are divided
+by the std of the scores (about 0.01 from the random tiny reward model), which magnifies it in the policy loss.
 """
 
 import json
@@ -19,7 +20,7 @@ from training.pipeline.launch import launch_command
 pytestmark = pytest.mark.ml
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-LOSS_TOLERANCE = 1e-4  # absolute, plus the same relative
+LOSS_TOLERANCE = 1e-3  # relative (of 1 + |value|): measured 1e-4 on the policy loss, 1e-6 on the rest
 PROMPTS = [f"Tell me about thing number {i}." for i in range(8)]
 
 
@@ -61,11 +62,10 @@ def test_ppo_on_two_processes_matches_one_process_in_its_first_iteration(tmp_pat
     assert one["status"] == two["status"] == "completed"
     assert two["device"] == {"device/name": "cpu", "device/dtype": "float32", "device/processes": 2}
     first_one, first_two = one["history"][0], two["history"][0]
-    for name in ("objective/reward", "objective/score", "losses/value", "objective/entropy", "policy/approx_kl", "losses/policy",
-                 "response/length_mean"):
-        print(name, first_one[name], first_two[name])
+    for name in ("objective/reward", "objective/score", "response/length_mean", "objective/entropy", "losses/value",
+                 "policy/approx_kl", "losses/policy"):
         assert close(first_one[name], first_two[name]), (name, first_one[name], first_two[name])
-    assert first_one["losses/value"] > 0  # a real loss, not two zeros
+    assert first_one["losses/value"] > 0 and abs(first_one["losses/policy"]) > 0.1  # real losses, not zeros
     # the main process alone reports progress: one line per iteration
     assert [entry["step"] for entry in two["progress"]] == [1]
 
