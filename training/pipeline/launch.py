@@ -30,6 +30,9 @@ from .callbacks import TrainingCancelled
 from .devices import apply_torch_threads, choose_device, is_main_process, world_size
 
 
+PROCESS_GROUP_HOURS = 6  # how long a process waits for the others at a collective
+
+
 class Reporter:
     """The job's side of the files the runner follows: progress lines out, the cancel flag in."""
 
@@ -85,7 +88,9 @@ def run_dpo_job(job: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
 
 
 def run_ppo_job(job: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
-    from accelerate import Accelerator
+    from datetime import timedelta
+
+    from accelerate import Accelerator, InitProcessGroupKwargs
 
     from .config import PPOConfig, config_from_dict
     from .models import load_causal_lm, load_tokenizer
@@ -94,7 +99,9 @@ def run_ppo_job(job: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
 
     cfg = config_from_dict(PPOConfig, job["config"])
     choice = choose_device()
-    accelerator = Accelerator(cpu=choice.device == "cpu", mixed_precision=choice.mixed_precision)
+    # The main process evaluates the parent alone before training while the others wait at the first collective.
+    accelerator = Accelerator(cpu=choice.device == "cpu", mixed_precision=choice.mixed_precision,
+                              kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=PROCESS_GROUP_HOURS))])
     policy_dir = Path(job["policy"])
     tokenizer = load_tokenizer(policy_dir)
     policy = load_causal_lm(policy_dir, verify=cfg.verify_policy)

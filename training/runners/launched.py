@@ -51,7 +51,8 @@ def _command(cfg, job_path: Path) -> list[str]:
 def launch_env(processes: int) -> dict[str, str]:
     """The worker's environment with TORCH_THREADS shared out between the processes."""
     threads = str(torch_threads(processes))
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "TORCH_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "TORCH_THREADS": threads, "TOKENIZERS_PARALLELISM": "false",
+           "MODEL_DIR": str(settings.MODEL_DIR)}  # bare model names resolve where the worker's do
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(settings.BASE_DIR), env.get("PYTHONPATH", "")]))
     return env
 
