@@ -49,9 +49,11 @@ def test_a_reward_run_on_two_processes_registers_one_version(judged_project, tin
     assert not any((tiny_backbone.parent / "launch").iterdir())  # the job's scratch files are gone
 
 
-def test_processes_and_accelerate_config_are_checked_by_name(judged_project):
+def test_processes_and_accelerate_config_are_checked_by_name(project):
     from django.core.exceptions import ValidationError
 
     for bad in ({"processes": 0}, {"accelerate_config": "../../etc/passwd.yaml"}, {"accelerate_config": "zero3"}):
-        with pytest.raises((ValidationError, ValueError), match="processes|accelerate_config"):
-            services.create_run(project=judged_project, kind=TrainingRun.Kind.PPO, config=bad, enqueue=False)
+        with pytest.raises(ValidationError, match="processes|accelerate_config"):
+            services.start_training(project=project, kind=TrainingRun.Kind.PPO, config=bad, enqueue=False)
+    run = services.start_training(project=project, kind=TrainingRun.Kind.DPO, config={"processes": 2}, enqueue=False)
+    assert run.config["processes"] == 2 and run.config["accelerate_config"] == ""
