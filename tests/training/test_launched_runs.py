@@ -58,7 +58,7 @@ def test_processes_and_accelerate_config_are_checked_by_name(project):
         with pytest.raises(ValidationError, match="processes|accelerate_config"):
             services.start_training(project=project, kind=TrainingRun.Kind.PPO, config=bad, enqueue=False)
     run = services.start_training(project=project, kind=TrainingRun.Kind.DPO, config={"processes": 2}, enqueue=False)
-    assert run.config["processes"] == 2 and run.config["accelerate_config"] == ""
+    assert run.config["processes"] == 2 and run.config["accelerate_config"] is None
 
 
 @pytest.fixture

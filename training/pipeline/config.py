@@ -101,15 +101,15 @@ MAX_PROCESSES = 64
 PROCESSES_HELP = ("Processes `accelerate launch` starts for this run (DDP; 1: the worker trains in its own process, "
                   "as before). Each PPO process samples and scores its share of every batch.")
 ACCELERATE_CONFIG_HELP = ("An accelerate config file (DeepSpeed ZeRO, FSDP, several machines) by its bare file name "
-                          "under $MODEL_DIR/accelerate/; empty: plain DDP on this machine. Launches even with 1 process.")
+                          "under $MODEL_DIR/accelerate/; blank: plain DDP on this machine. Launches even with 1 process.")
 
 
 def _check_launch(cfg) -> None:
     _require(cfg, 1 <= cfg.processes <= MAX_PROCESSES, "processes", f"must be in 1..{MAX_PROCESSES}")
     name = cfg.accelerate_config
-    _require(cfg, name == "" or (Path(name).name == name and name not in {".", ".."} and "\x00" not in name
+    _require(cfg, name is None or (Path(name).name == name and name not in {".", ".."} and "\x00" not in name
                                  and name.endswith((".yaml", ".yml", ".json"))),
-             "accelerate_config", "must be empty or a bare .yaml/.yml/.json file name (under $MODEL_DIR/accelerate/)")
+             "accelerate_config", "must be blank or a bare .yaml/.yml/.json file name (under $MODEL_DIR/accelerate/)")
 
 
 def launches(cfg) -> bool:
@@ -199,7 +199,7 @@ class RewardConfig:
     )
     logging_steps: int = dataclasses.field(default=5, metadata={"help": "Call on_step every this many steps."})
     processes: int = _field(1, PROCESSES_HELP)
-    accelerate_config: str = _field("", ACCELERATE_CONFIG_HELP)
+    accelerate_config: str | None = _field(None, ACCELERATE_CONFIG_HELP)
 
     def __post_init__(self):
         _check_launch(self)
@@ -306,7 +306,7 @@ class PPOConfig:
            "global batch, so a run samples the same answers on any number of processes when batch_size / "
            "processes is a multiple of it.")
     processes: int = _field(1, PROCESSES_HELP)
-    accelerate_config: str = _field("", ACCELERATE_CONFIG_HELP)
+    accelerate_config: str | None = _field(None, ACCELERATE_CONFIG_HELP)
 
     def __post_init__(self):
         _check_launch(self)
@@ -364,7 +364,7 @@ class DPOConfig:
     logging_steps: int = _field(1, "Report metrics every this many steps.")
     seed: int = _field(0, "Seed.")
     processes: int = _field(1, PROCESSES_HELP)
-    accelerate_config: str = _field("", ACCELERATE_CONFIG_HELP)
+    accelerate_config: str | None = _field(None, ACCELERATE_CONFIG_HELP)
 
     def __post_init__(self):
         _check_launch(self)
