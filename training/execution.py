@@ -17,6 +17,7 @@ from core.db import retry_transient
 from training import services
 from training.models import TrainingRun
 from training.pipeline.config import config_from_dict
+from training.pipeline.devices import apply_torch_threads, choose_device
 from training.run_kinds import run_kind
 from training.runners.base import RunCancelled, RunContext
 
@@ -108,7 +109,9 @@ def _run(run: TrainingRun) -> tuple[str, dict]:
         heartbeat = Heartbeat(context)
         heartbeat.start()
         try:
-            context.log(f"started {run.kind} run for project {run.project.slug}")
+            threads = apply_torch_threads()
+            context.log(f"started {run.kind} run for project {run.project.slug} "
+                        f"({choose_device().describe()}, {threads} torch thread{'s' if threads > 1 else ''})")
             outcome = run_kind(run.kind).runner(context)
         finally:
             heartbeat.stopped.set()

@@ -95,6 +95,28 @@ def config_from_yaml(cls: type[T], path: str | Path) -> T:
         return config_from_dict(cls, yaml.safe_load(fh) or {})
 
 
+# --- how a run is launched (shared by the trainers' configs) ------------------------------------------------
+
+MAX_PROCESSES = 64
+PROCESSES_HELP = ("Processes `accelerate launch` starts for this run (DDP; 1: the worker trains in its own process, "
+                  "as before). Each PPO process samples and scores its share of every batch.")
+ACCELERATE_CONFIG_HELP = ("An accelerate config file (DeepSpeed ZeRO, FSDP, several machines) by its bare file name "
+                          "under $MODEL_DIR/accelerate/; blank: plain DDP on this machine. Launches even with 1 process.")
+
+
+def _check_launch(cfg) -> None:
+    _require(cfg, 1 <= cfg.processes <= MAX_PROCESSES, "processes", f"must be in 1..{MAX_PROCESSES}")
+    name = cfg.accelerate_config
+    _require(cfg, name is None or (Path(name).name == name and name not in {".", ".."} and "\x00" not in name
+                                 and name.endswith((".yaml", ".yml", ".json"))),
+             "accelerate_config", "must be blank or a bare .yaml/.yml/.json file name (under $MODEL_DIR/accelerate/)")
+
+
+def launches(cfg) -> bool:
+    """Whether a run with these settings trains under `accelerate launch` (else in the worker's process)."""
+    return getattr(cfg, "processes", 1) > 1 or bool(getattr(cfg, "accelerate_config", ""))
+
+
 # --- RewardConfig (owned by the reward-model work) --------------------------------------------
 
 
@@ -175,8 +197,11 @@ class RewardConfig:
         default=10, metadata={"help": "Bins of the expected calibration error of sigmoid(r_chosen - r_rejected)."}
     )
     logging_steps: int = dataclasses.field(default=5, metadata={"help": "Call on_step every this many steps."})
+    processes: int = _field(1, PROCESSES_HELP)
+    accelerate_config: str | None = _field(None, ACCELERATE_CONFIG_HELP)
 
     def __post_init__(self):
+        _check_launch(self)
         _require(self, isinstance(self.backbone, str) and self.backbone.strip() != "", "backbone",
                  "must be a path or name")
         _require(self, self.lora_r >= 1, "lora_r", "must be >= 1")
@@ -275,12 +300,20 @@ class PPOConfig:
     gate_bootstrap_resamples: int = _field(2000, "Bootstrap resamples of the held-out prompts.")
     gate_length_control: bool = _field(
         True, "Refuse when the reward gain is explained by longer answers (reward regressed on length).")
+    # Launch
+    rollout_chunk: int = _field(
+        4, "Under accelerate: prompts per generate() call. Each chunk's seed depends only on its place in the "
+           "global batch, so a run samples the same answers on any number of processes when batch_size / "
+           "processes is a multiple of it.")
+    processes: int = _field(1, PROCESSES_HELP)
+    accelerate_config: str | None = _field(None, ACCELERATE_CONFIG_HELP)
 
     def __post_init__(self):
+        _check_launch(self)
         _require(self, isinstance(self.policy, str) and self.policy.strip() != "", "policy", "must be a path or name")
         for name in ("num_iterations", "batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens", "lora_r",
                      "gate_samples_per_prompt", "gate_min_prompts", "gate_bootstrap_resamples",
-                     "adaptive_kl_horizon_iterations"):
+                     "adaptive_kl_horizon_iterations", "rollout_chunk"):
             _require(self, getattr(self, name) >= 1, name, "must be >= 1")
         _require(self, self.mini_batch_size <= self.batch_size, "mini_batch_size", "must be <= batch_size")
         _require(self, 0.0 < self.cliprange < 1.0, "cliprange", "must be in (0, 1)")
@@ -330,8 +363,11 @@ class DPOConfig:
     max_length: int = _field(512, "Longest prompt + completion in tokens.")
     logging_steps: int = _field(1, "Report metrics every this many steps.")
     seed: int = _field(0, "Seed.")
+    processes: int = _field(1, PROCESSES_HELP)
+    accelerate_config: str | None = _field(None, ACCELERATE_CONFIG_HELP)
 
     def __post_init__(self):
+        _check_launch(self)
         _require(self, isinstance(self.policy, str) and self.policy.strip() != "", "policy", "must be a path or name")
         _require(self, self.beta > 0, "beta", "must be > 0")
         _require(self, self.learning_rate > 0, "learning_rate", "must be > 0")

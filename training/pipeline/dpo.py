@@ -20,6 +20,7 @@ import torch
 from .callbacks import OnStep, ShouldStop, TrainedModel, TrainingCancelled, progress_callback, quiet_progress_bars
 from .config import DPOConfig
 from .data import PREFERENCE_COLUMNS, format_completion, format_prompt, input_format_for, preference_dataset_for
+from .devices import choose_device, is_main_process
 from .models import load_causal_lm, load_tokenizer, lora_config, merge_lora, resolve_model_path
 from .registry_files import save_pretrained_atomic
 from .reward_eval import pairwise_accuracy
@@ -29,7 +30,7 @@ def trl_dpo_args(cfg: DPOConfig, output_dir: str):
     import trl
 
     return trl.DPOConfig(
-        output_dir=output_dir, bf16=False, fp16=False, activation_checkpointing=False, report_to=[], push_to_hub=False,
+        output_dir=output_dir, bf16=choose_device().bf16, fp16=False, activation_checkpointing=False, report_to=[], push_to_hub=False,
         save_strategy="no", eval_strategy="no", logging_strategy="steps", logging_steps=cfg.logging_steps,
         disable_tqdm=True, learning_rate=cfg.learning_rate, num_train_epochs=cfg.num_train_epochs,
         max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
@@ -110,6 +111,8 @@ def train_dpo(
     history: list[dict[str, float]] = []
     trained, metrics = _fit(cfg, model, None if cfg.use_lora else ref_model, tokenizer, train_rows,
                             progress_callback(on_step, should_stop, history), history)
+    if not is_main_process():  # under accelerate launch only the main process evaluates and saves
+        return TrainedModel(path=output_dir, manifest_sha256="", metrics=metrics, history=history, model=trained)
     if eval_rows:
         trained.eval()
         metrics.update(implicit_reward_accuracy(trained, None if cfg.use_lora else ref_model, tokenizer,

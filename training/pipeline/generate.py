@@ -70,6 +70,7 @@ def sample_ids(
     jobs = [(index, list(ids)) for index, ids in enumerate(query_ids) for _ in range(k)]
     out = Samples()
     was_training = model.training
+    device = next(model.parameters()).device
     model.eval()
     try:
         for start in range(0, len(jobs), batch_size):
@@ -77,6 +78,7 @@ def sample_ids(
             batch = jobs[start : start + batch_size]
             stopper = _StopWhenAsked(should_stop) if should_stop is not None else None
             input_ids, attention_mask = pad_sequences([ids for _, ids in batch], pad_id, side="left")
+            input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
             generated = model.generate(
                 input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
                 do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,

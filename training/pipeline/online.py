@@ -7,7 +7,7 @@
             ─▶ the held-out prompts answered by the candidate ─▶ the same gate as PPO (`ppo.conclude`: paired
                bootstrap against the parent judged by the held-out judge, length control, KL bounds)
 
-No value model: the result is a `PPOResult` without a value head, saved by `ppo.save_policy`, so the runner,
+No value model: the result is a `PPOResult` without a value head, saved by `ppo_save.save_policy`, so the runner,
 the gate and the registry treat all three methods alike. With LoRA the reference is the policy with its
 adapters disabled (TRL does the same during training). A non-finite reward stops the run before any update uses
 it (status "nan"); weights that are not finite after training are never published.

@@ -7,19 +7,19 @@ One iteration (`train_ppo`'s loop):
     ppo_epochs × minibatches of the clipped policy loss + clipped value loss → metrics → stop reason (NaN/inf,
     KL bound, reward collapse, cancellation).
 
-The pure pieces live in `ppo_math.py`, the publication gate in `gate.py`. With LoRA the reference is the same
-model with its adapters disabled (no second copy); without LoRA a frozen deep copy. The value head is a linear
-layer on the last hidden state, initialised to output zero, saved next to the policy and loaded back from it.
+The pure pieces live in `ppo_math.py`, the publication gate in `gate.py`. With LoRA the reference is the same model
+with its adapters disabled (no second copy); without LoRA a frozen deep copy. The value head is a linear layer on the
+last hidden state, initialised to output zero, saved next to the policy and loaded back from it.
 
-Modes: every pass without gradients (sampling, old log-probs, values, reference, evaluation) runs with the
-policy in eval mode (dropout off); only the updates run in train mode, and eval mode is restored after them.
-Log-probs are computed with the sampler's temperature and top-p (`ppo_math.warp_logits`), so the ratio's
-old log-probs are the sampler's own. A non-finite reward stops the run before any update uses it, and a
-non-finite loss or gradient before the optimiser steps, so the returned weights are never NaN.
+Modes: every pass without gradients (sampling, old log-probs, values, reference, evaluation) runs with the policy in
+eval mode (dropout off); only the updates run in train mode, and eval mode is restored after them. Log-probs are
+computed with the sampler's temperature and top-p (`ppo_math.warp_logits`), so the ratio's old log-probs are the
+sampler's own. A non-finite reward stops the run before any update uses it, and a non-finite loss or gradient before
+the optimiser steps, so the returned weights are never NaN.
 
 Before and after training the policy answers held-out prompts, `gate_samples_per_prompt` times each; a judge
-(`held_out_judge`, else the reward) scores them, and `gate.gate_test` decides: `result.gate`, and
-`result.passes_gate` is True only when the run also ended normally with the KL under the bound.
+(`held_out_judge`, else the reward) scores them, and `gate.gate_test` decides: `result.gate`, and `result.passes_gate`
+is True only when the run also ended normally with the KL under the bound.
 """
 
 from __future__ import annotations
@@ -38,12 +38,13 @@ from torch import nn
 from .callbacks import OnStep, ShouldStop, TrainingCancelled
 from .config import PPOConfig
 from .data import TextOrMessages, prompt_dataset
+from .devices import choose_device
 from .gate import GateReport, gate_test
 from .generate import Samples, sample_ids
+from . import ppo_dist
 from .ppo_math import (AdaptiveKLController, FixedKLController, RunningMoments, compute_gae, kl_penalty,
                        kl_shaped_rewards, masked_mean, ppo_losses, whiten)
-from .ppo_model import (VALUE_HEAD_FILE, Batch, ValueHead, forward_logprobs, load_value_head, make_batch,
-                        value_head_path_for)
+from .ppo_model import Batch, ValueHead, forward_logprobs, load_value_head, make_batch, value_head_path_for
 from .ppo_report import EvalReport, PPOResult, iteration_metrics, reward_hacking_flags, stop_reason
 
 RewardFn = Callable[[list[TextOrMessages], list[str]], Sequence[float]]  # one score per completion
@@ -85,6 +86,8 @@ class Rollout:
     kl_base: torch.Tensor | None = None  # per token to the original base model (when one is given)
     advantages: torch.Tensor | None = None
     returns: torch.Tensor | None = None
+    all_raw: torch.Tensor | None = None  # every process's raw scores (the local ones on one process)
+    all_scores: torch.Tensor | None = None  # every process's penalised scores
 
     @property
     def mask(self) -> torch.Tensor:
@@ -115,10 +118,22 @@ class Trainer:
     should_stop: ShouldStop | None = None
     moments: RunningMoments = field(default_factory=RunningMoments)  # of the raw scores, for the EOS penalty
     seen_scores: torch.Tensor = field(default_factory=lambda: torch.empty(0))  # earlier batches', for collapse
+    accelerator: Any = None  # accelerate's Accelerator when several processes train together (ppo_dist)
+    lockstep: bool = False  # inside the training loop every process polls, and stops, together
+    train_policy: Any = None  # the modules the updates run through (DDP-wrapped under accelerate)
+    train_value_head: Any = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def poll(self, iteration: int, what: str) -> None:
-        if self.should_stop is not None and self.should_stop():
+        asked = self.should_stop is not None and self.should_stop()
+        if self.lockstep:
+            asked = ppo_dist.any_process(self.accelerator, asked)
+        if asked:
             raise TrainingCancelled(iteration, what)
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator is None or self.accelerator.is_main_process
 
 
 def sample(t: Trainer, model, queries: list[list[int]], k: int, seed: int, iteration: int) -> Samples:
@@ -143,17 +158,23 @@ def score(reward_fn: RewardFn, prompts: Sequence[TextOrMessages], samples: Sampl
 
 
 def collect_rollout(t: Trainer, picks: list[int], iteration: int, times: dict[str, float]) -> Rollout:
-    """Sample one answer per picked prompt and score it (the missing-EOS penalty in running std of the scores)."""
+    """Sample one answer per picked prompt and score it (the missing-EOS penalty in running std of the scores).
+    Under accelerate each process takes its share of `picks`; the moments see every process's scores."""
     with timed(times, "sampling"):
-        samples = sample(t, t.policy, [t.train_queries[i] for i in picks], 1, t.cfg.seed + iteration, iteration)
-        samples.prompt_index = [picks[i] for i in samples.prompt_index]
+        if t.accelerator is not None:
+            samples = ppo_dist.sample_share(t, *ppo_dist.share(picks, t.accelerator), iteration)
+        else:
+            samples = sample(t, t.policy, [t.train_queries[i] for i in picks], 1, t.cfg.seed + iteration, iteration)
+            samples.prompt_index = [picks[i] for i in samples.prompt_index]
     with timed(times, "scoring"):
         raw = score(t.reward_fn, t.train_texts, samples)
-    if torch.isfinite(raw).all():
-        t.moments.update(raw)
+    all_raw = ppo_dist.gather(t.accelerator, raw)
+    if torch.isfinite(all_raw).all():
+        t.moments.update(all_raw)
     penalty = t.cfg.missing_eos_penalty_std * t.moments.std
     scores = raw - torch.tensor([0.0 if ended else penalty for ended in samples.ended])
-    return Rollout(samples, make_batch(samples, t.tokenizer.pad_token_id), raw, scores)
+    return Rollout(samples, make_batch(samples, t.tokenizer.pad_token_id), raw, scores, all_raw=all_raw,
+                   all_scores=ppo_dist.gather(t.accelerator, scores))
 
 
 @torch.no_grad()
@@ -163,8 +184,8 @@ def logprobs_under(t: Trainer, model, batch: Batch, value_head: ValueHead | None
         with t.policy.disable_adapter():
             return logprobs_under(t, t.policy, batch, value_head)
     model.eval()
-    logprobs, values, _ = forward_logprobs(model, value_head, batch, t.cfg.temperature, t.cfg.top_p)
-    return logprobs, values
+    logprobs, values, _ = forward_logprobs(model, value_head, batch.to(t.device), t.cfg.temperature, t.cfg.top_p)
+    return logprobs.cpu(), values.cpu() if values is not None else None
 
 
 def add_old_and_reference(t: Trainer, r: Rollout, times: dict[str, float]) -> None:
@@ -186,7 +207,7 @@ def add_advantages(t: Trainer, r: Rollout) -> None:
         rewards = whiten(rewards, r.mask, shift_mean=False)
     advantages, r.returns = compute_gae(rewards, r.old_values * r.mask, r.mask, t.cfg.gamma, t.cfg.lam)
     scale = t.moments.std if t.moments.std > 1e-8 else 1.0
-    r.advantages = (advantages - masked_mean(advantages, r.mask)) / scale * r.mask
+    r.advantages = (advantages - ppo_dist.masked_mean_all(t.accelerator, advantages, r.mask)) / scale * r.mask
 
 
 def evaluate(t: Trainer, model) -> EvalReport:
@@ -223,7 +244,7 @@ def run_gate(cfg: PPOConfig, before: EvalReport | None, after: EvalReport | None
 
 
 def setup(cfg: PPOConfig, policy, tokenizer, reward_fn: RewardFn, train_prompts, eval_prompts, *, held_out_judge,
-          ref_model, base_model, value_head_path, on_step, should_stop) -> Trainer:
+          ref_model, base_model, value_head_path, on_step, should_stop, accelerator=None) -> Trainer:
     """LoRA, the frozen reference, the value head (loaded from beside the policy if saved), AdamW, the prompts."""
     torch.manual_seed(cfg.seed)
     if tokenizer.pad_token_id is None:
@@ -249,43 +270,55 @@ def setup(cfg: PPOConfig, policy, tokenizer, reward_fn: RewardFn, train_prompts,
     eval_set = prompt_dataset(list(eval_prompts), tokenizer, max_prompt_length=cfg.max_prompt_length)
     if len(train_set) == 0:
         raise ValueError("no training prompt fits max_prompt_length")
-    return Trainer(
+    t = Trainer(
         cfg, policy, tokenizer, reference, base_model, value_head,
         torch.optim.AdamW(trainable, lr=cfg.learning_rate, eps=1e-5), trainable, kl_ctl, reward_fn,
         held_out_judge or reward_fn, list(train_set["input_ids"]), [train_prompts[i] for i in train_set["prompt_index"]],
         list(eval_set["input_ids"]), [eval_prompts[i] for i in eval_set["prompt_index"]],
-        torch.Generator().manual_seed(cfg.seed), on_step, should_stop)
+        torch.Generator().manual_seed(cfg.seed), on_step, should_stop, accelerator=accelerator)
+    if accelerator is not None:
+        ppo_dist.prepare(t)
+    else:
+        t.device = torch.device(choose_device().device)
+    for module in (t.policy, t.value_head, t.reference, t.base_model):
+        if module is not None:
+            module.to(t.device)
+    return t
 
 
 def update_epochs(t: Trainer, r: Rollout, iteration: int) -> tuple[dict[str, list[float]], str]:
     """ppo_epochs × shuffled minibatches of the clipped losses, the policy in train mode (eval mode after).
-    Returns the per-minibatch stats and, if a loss or gradient was not finite, why (no step was taken then)."""
+    Returns the per-minibatch stats and, if a loss or gradient was not finite, why (no step was taken then).
+    Under accelerate each process's minibatch is its share of mini_batch_size; the gradients are all-reduced."""
     stats: dict[str, list[float]] = {"policy": [], "value": [], "clipfrac": [], "approx_kl": [], "entropy": []}
+    size = t.cfg.mini_batch_size // (t.accelerator.num_processes if t.accelerator is not None else 1)
     t.policy.train()
     try:
         for _ in range(t.cfg.ppo_epochs):
             perm = torch.randperm(len(r.scores), generator=t.generator)
-            for start in range(0, len(r.scores), t.cfg.mini_batch_size):
+            for start in range(0, len(r.scores), size):
                 t.poll(iteration, "PPO update")
-                idx = perm[start : start + t.cfg.mini_batch_size]
-                mb = r.batch.rows(idx)
-                logprobs, values, entropy = forward_logprobs(t.policy, t.value_head, mb, t.cfg.temperature,
-                                                             t.cfg.top_p, with_entropy=True)
-                losses = ppo_losses(logprobs, r.old_logprobs[idx], r.advantages[idx], values, r.old_values[idx],
-                                    r.returns[idx], mb.response_mask, t.cfg.cliprange, t.cfg.cliprange_value)
-                loss = losses.policy + t.cfg.vf_coef * losses.value
+                idx = perm[start : start + size]
+                mb, on = r.batch.rows(idx).to(t.device), (lambda x: x[idx].to(t.device))
+                logprobs, values, entropy = forward_logprobs(t.train_policy or t.policy, t.train_value_head or
+                                                             t.value_head, mb, t.cfg.temperature, t.cfg.top_p,
+                                                             with_entropy=True)
+                losses = ppo_losses(logprobs, on(r.old_logprobs), on(r.advantages), values, on(r.old_values),
+                                    on(r.returns), mb.response_mask, t.cfg.cliprange, t.cfg.cliprange_value)
+                weight = ppo_dist.token_weight(t.accelerator, mb.response_mask)  # 1.0 on one process
+                loss = (losses.policy + t.cfg.vf_coef * losses.value) * weight
                 t.optimizer.zero_grad()
-                if not torch.isfinite(loss):
+                if ppo_dist.any_process(t.accelerator, not torch.isfinite(loss)):
                     return stats, (f"iteration {iteration}: non-finite loss (policy {losses.policy.item()}, "
                                    f"value {losses.value.item()}; logits or values overflowed)")
-                loss.backward()
+                t.accelerator.backward(loss) if t.accelerator is not None else loss.backward()
                 if not torch.isfinite(nn.utils.clip_grad_norm_(t.trainable, t.cfg.max_grad_norm)):
                     t.optimizer.zero_grad()
                     return stats, f"iteration {iteration}: non-finite gradient norm"
                 t.optimizer.step()
                 for name in ("policy", "value", "clipfrac", "approx_kl"):
-                    stats[name].append(getattr(losses, name).item())
-                stats["entropy"].append(float(masked_mean(entropy, mb.response_mask)))
+                    stats[name].append(getattr(losses, name).item() * weight)
+                stats["entropy"].append(float(masked_mean(entropy, mb.response_mask)) * weight)
     finally:
         t.policy.eval()
     return stats, ""
@@ -300,12 +333,12 @@ def train_loop(t: Trainer, result: PPOResult) -> None:
         stats, bad_update = None, ""
         with timed(times, "iteration"):
             rollout = collect_rollout(t, picks, iteration, times)
-            if torch.isfinite(rollout.raw_scores).all():
+            if torch.isfinite(rollout.all_raw).all():
                 add_old_and_reference(t, rollout, times)
                 add_advantages(t, rollout)
                 with timed(times, "update"):
                     stats, bad_update = update_epochs(t, rollout, iteration)
-        metrics = iteration_metrics(t, rollout, stats, times)
+        metrics = ppo_dist.reduce_metrics(t.accelerator, iteration_metrics(t, rollout, stats, times))
         result.history.append(metrics)
         if t.on_step is not None:
             t.on_step(iteration, metrics)
@@ -319,6 +352,7 @@ def train_ppo(
     cfg: PPOConfig, policy, tokenizer, reward_fn: RewardFn, train_prompts: Sequence[TextOrMessages],
     eval_prompts: Sequence[TextOrMessages], *, on_step: OnStep | None = None, should_stop: ShouldStop | None = None,
     held_out_judge: RewardFn | None = None, ref_model=None, base_model=None, value_head_path: Path | None = None,
+    accelerator=None,
 ) -> PPOResult:
     """Optimise `policy` against `reward_fn` with PPO; see the module docstring for the loop.
 
@@ -329,15 +363,19 @@ def train_ppo(
     `objective/kl_base` log (default: the reference). value_head_path: a saved value head (default: the
     policy directory's value_head.safetensors, if any). on_step(iteration, metrics) after every iteration;
     should_stop() polled before each iteration, between sampling chunks and minibatches: status "cancelled".
+    accelerator: accelerate's Accelerator when the run is launched on several processes (see ppo_dist); the
+    held-out evaluation and the gate then run on the main process only.
     """
     t = setup(cfg, policy, tokenizer, reward_fn, train_prompts, eval_prompts, held_out_judge=held_out_judge,
               ref_model=ref_model, base_model=base_model, value_head_path=value_head_path, on_step=on_step,
-              should_stop=should_stop)
+              should_stop=should_stop, accelerator=accelerator)
     result = PPOResult(model=t.policy, value_head=t.value_head, status="completed")
     try:
-        result.eval_before = evaluate(t, t.policy) if t.eval_queries else None
+        result.eval_before = evaluate(t, t.policy) if t.eval_queries and t.is_main else None
+        t.lockstep = accelerator is not None
         train_loop(t, result)
-        if result.status in {"completed", "kl_bound", "reward_collapse"} and t.eval_queries:
+        t.lockstep = False
+        if result.status in {"completed", "kl_bound", "reward_collapse"} and t.eval_queries and t.is_main:
             result.eval_after = evaluate(t, t.policy)
     except TrainingCancelled as cancelled:
         result.status, result.message = "cancelled", str(cancelled)
@@ -361,28 +399,3 @@ def conclude(cfg, result: PPOResult) -> PPOResult:
                           else f"held-out KL to the original base {after.kl_base:.3g} >= kl_base_bound {cfg.kl_base_bound}")
     result.flags = reward_hacking_flags(result.eval_before, after)
     return result
-
-
-def merged_policy(result: PPOResult):
-    """The trained policy as a plain transformers model (LoRA merged into the weights)."""
-    model = result.model
-    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-
-
-def save_policy(result: PPOResult, tokenizer, dest: Path, manifest_extra: dict[str, Any]) -> str:
-    """Save the merged policy, its tokenizer and the value head (value_head.safetensors, loaded back by the next
-    train_ppo on this directory) atomically into `dest` (which must not exist) with a manifest; returns its sha256."""
-    from safetensors.torch import save_file
-
-    from .models import save_model_atomic
-
-    model = merged_policy(result)
-
-    def write(tmp_dir: Path) -> None:
-        model.save_pretrained(tmp_dir, safe_serialization=True)
-        tokenizer.save_pretrained(tmp_dir)
-        if result.value_head is not None:  # RLOO and GRPO have none
-            head = {k: v.contiguous() for k, v in result.value_head.state_dict().items()}
-            save_file(head, str(tmp_dir / VALUE_HEAD_FILE))
-
-    return save_model_atomic(write, Path(dest), manifest_extra)

@@ -57,6 +57,9 @@ class Batch:
     def rows(self, idx: torch.Tensor) -> Batch:
         return Batch(self.input_ids[idx], self.attention_mask[idx], self.response_mask[idx])
 
+    def to(self, device) -> Batch:
+        return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.response_mask.to(device))
+
 
 def make_batch(samples: Samples, pad_id: int) -> Batch:
     input_ids, attention_mask = pad_sequences([q + r for q, r in zip(samples.query_ids, samples.response_ids)],
@@ -77,11 +80,11 @@ def forward_logprobs(model, value_head: ValueHead | None, batch: Batch, temperat
     tokens = batch.input_ids[:, 1:]
     where = batch.response_mask.bool()
     logits = warp_logits(out.logits[:, :-1][where].float(), temperature, top_p, keep=tokens[where])
-    logprobs = torch.zeros(tokens.shape, dtype=logits.dtype).masked_scatter(
+    logprobs = torch.zeros(tokens.shape, dtype=logits.dtype, device=logits.device).masked_scatter(
         where, torch.log_softmax(logits, dim=-1).gather(-1, tokens[where].unsqueeze(-1)).squeeze(-1))
     values = value_head(out.hidden_states[-1][:, :-1].float()) if value_head is not None else None
     entropy = None
     if with_entropy:
         with torch.no_grad():
-            entropy = torch.zeros(tokens.shape).masked_scatter(where, entropy_from_logits(logits))
+            entropy = torch.zeros(tokens.shape, device=logits.device).masked_scatter(where, entropy_from_logits(logits))
     return logprobs, values, entropy

@@ -88,8 +88,9 @@ def stop_reason(t, r, history: list[dict[str, float]], iteration: int, bad_updat
     """(status, message): "completed" and "" to go on. Checks non-finite scores, updates, metrics and weights,
     the KL bound and reward collapse (the batch mean far below the first batch's, in std of the earlier
     batches' scores, pooled so differences between prompts count as noise; judged from the third batch on)."""
-    if not torch.isfinite(r.raw_scores).all():  # stopped before any update learned from it
-        bad = int((~torch.isfinite(r.raw_scores)).sum())
+    raw = r.all_raw if getattr(r, "all_raw", None) is not None else r.raw_scores  # every process's, under accelerate
+    if not torch.isfinite(raw).all():  # stopped before any update learned from it
+        bad = int((~torch.isfinite(raw)).sum())
         return "nan", f"iteration {iteration}: reward_fn gave {bad} non-finite score(s)"
     if bad_update:
         return "nan", bad_update
@@ -105,9 +106,10 @@ def stop_reason(t, r, history: list[dict[str, float]], iteration: int, bad_updat
         return "kl_bound", (f"iteration {iteration}: KL to the original base model {kl_base:.3g} > "
                             f"kl_base_bound {kl_base_bound}")
     first, now = history[0]["objective/score"], metrics["objective/score"]
+    scores = r.all_scores if getattr(r, "all_scores", None) is not None else r.scores
     seen = t.seen_scores
-    t.seen_scores = torch.cat([seen, r.scores])
-    if len(seen) > len(r.scores) and now < first - t.cfg.reward_collapse * max(float(seen.std()), 1e-6):
+    t.seen_scores = torch.cat([seen, scores])
+    if len(seen) > len(scores) and now < first - t.cfg.reward_collapse * max(float(seen.std()), 1e-6):
         return "reward_collapse", (f"iteration {iteration}: mean reward {now:.3g} fell more than "
                                    f"{t.cfg.reward_collapse} std below the first batch's {first:.3g}")
     return "completed", ""

@@ -24,6 +24,7 @@ import torch
 from .callbacks import OnStep, ShouldStop, TrainedModel, TrainingCancelled, progress_callback, quiet_progress_bars
 from .config import RewardConfig
 from .data import input_format_for, preference_dataset
+from .devices import choose_device, is_main_process
 from .models import load_reward_model, load_tokenizer, lora_config, merge_lora, resolve_model_path
 from .registry_files import manifest_sha256, save_pretrained_atomic
 from .reward_eval import evaluate_reward_model
@@ -39,7 +40,7 @@ def trl_reward_args(cfg: RewardConfig, output_dir: str, max_length: int):
 
     return trl.RewardConfig(
         output_dir=output_dir,
-        bf16=False,  # TRL defaults to bf16: ~300x slower on this CPU
+        bf16=choose_device().bf16,  # TRL defaults to bf16: ~300x slower on this CPU; autocast on a GPU that has it
         fp16=False,
         # TRL defaults gradient checkpointing on: recomputation without memory pressure is pure cost here.
         # (`activation_checkpointing` is its transformers 5 name; setting it also turns the old alias off.)
@@ -120,6 +121,8 @@ def train_reward_model(
         dataset = preference_dataset(train_rows, fmt, with_margin=cfg.use_margin, margin_scale=cfg.margin_scale)
         trained, metrics = _fit(cfg, model, tokenizer, dataset, max_length,
                                 progress_callback(on_step, should_stop, history), history)
+        if not is_main_process():  # under accelerate launch only the main process evaluates and saves
+            return TrainedModel(path=output_dir, manifest_sha256="", metrics=metrics, history=history, model=trained)
         if eval_rows:
             metrics.update(evaluate_reward_model(trained, tokenizer, eval_rows, fmt, max_length=max_length,
                                                  batch_size=cfg.eval_batch_size,

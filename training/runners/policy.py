@@ -13,9 +13,13 @@ automatic gate alone.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from training import selectors, services
+from training.pipeline.config import launches
 from training.models import ModelVersion, TrainingRun
 from training.runners.base import RunCancelled, RunContext, failed, registry_dir
+from training.runners.launched import device_summary, run_launched, trained_model
 from training.runners.reward import snapshot_rows
 
 NO_POLICY = "no policy to start from: run `manage.py bootstrap_models` first"
@@ -114,7 +118,7 @@ def _train_online(ctx: RunContext, method: str) -> dict:
     """PPO, RLOO or GRPO against the project's newest reward model, on the reward model's training prompts, judged on
     its held-out prompts by the gate; registered (as a CANDIDATE, or active under auto_promote) only when it passes."""
     from training.pipeline.models import load_causal_lm, load_tokenizer
-    from training.pipeline.ppo import save_policy
+    from training.pipeline.ppo_save import save_policy
     from training.pipeline.reward import RewardScorer
 
     run, cfg, (default_policy, train, total_steps) = ctx.run, ctx.config, _online_method(method, ctx.config)
@@ -128,6 +132,8 @@ def _train_online(ctx: RunContext, method: str) -> dict:
     ctx.total_steps = total_steps
     ctx.log(f"{method.upper()} from {policy_path} against {reward.name}: {len(train_prompts)} training, "
             f"{len(eval_prompts)} held-out prompts")
+    if method == "ppo" and launches(cfg):  # accelerate launch on cfg.processes processes (RLOO/GRPO: in-process only)
+        return _launched_ppo(ctx, base, policy_path, reward, train_prompts, eval_prompts)
     tokenizer = load_tokenizer(policy_path)
     policy = load_causal_lm(policy_path, verify=cfg.verify_policy)
     result = train(cfg, policy, tokenizer, RewardScorer(reward.path).score, train_prompts, eval_prompts,
@@ -139,14 +145,44 @@ def _train_online(ctx: RunContext, method: str) -> dict:
     passed, message = ctx.gate(result)
     if not passed:
         ctx.log(f"not published: {message}")
-        return failed(summary, message)
+        return failed({**summary, **device_summary(cfg)}, message)
     dest = registry_dir(method, run)
-    sha = save_policy(result, tokenizer, dest, {"kind": "policy", "method": method, "reward_model": reward.name,
-                                               "parent": base.name if base else policy_path})
+    sha = save_policy(result, tokenizer, dest, _policy_manifest(method, base, policy_path, reward))
     version = register_policy_result(run, path=str(dest), sha256=sha, metrics=summary, parent=base,
                                      reward_model=reward, snapshot=reward.snapshot)
     ctx.log(_registered_as(version))
-    return {"summary": summary, "produced_version": version}
+    return {"summary": {**summary, **device_summary(cfg)}, "produced_version": version}
+
+
+def _policy_manifest(method: str, base, policy_path, reward) -> dict:
+    return {"kind": "policy", "method": method, "reward_model": reward.name, "parent": base.name if base else policy_path}
+
+
+def _launched_ppo(ctx: RunContext, base, policy_path, reward, train_prompts, eval_prompts) -> dict:
+    """PPO under `accelerate launch`: the job loads the same models by path, the main process saves a result
+    that passed the gate, and this registers it as the in-process path does."""
+    from types import SimpleNamespace
+
+    run, cfg = ctx.run, ctx.config
+    judge = selectors.newest_reward_model(project=run.project, exclude=reward)
+    if judge is not None:
+        ctx.log(f"held-out judge for reward hacking: {judge.name}")
+    root = selectors.lineage(version=base)[-1] if base is not None else None
+    out = run_launched(ctx, "ppo", {
+        "config": asdict(cfg), "policy": str(policy_path), "reward_model": reward.path,
+        "judge": judge.path if judge else None, "base_model": root.path if root and root.pk != base.pk else None,
+        "train_prompts": train_prompts, "eval_prompts": eval_prompts, "output_dir": str(registry_dir("ppo", run)),
+        "manifest_extra": _policy_manifest("ppo", base, policy_path, reward)})
+    summary = out["summary"]
+    passed, message = ctx.gate(SimpleNamespace(passes_gate=out["passes_gate"], message=out["message"],
+                                               status=out["status"], gate=SimpleNamespace(verdict=out["verdict"])))
+    if not passed or not out["path"]:
+        ctx.log(f"not published: {message}")
+        return failed({**summary, **device_summary(cfg)}, message)
+    version = register_policy_result(run, path=out["path"], sha256=out["manifest_sha256"], metrics=summary,
+                                     parent=base, reward_model=reward, snapshot=reward.snapshot)
+    ctx.log(_registered_as(version))
+    return {"summary": {**summary, **device_summary(cfg)}, "produced_version": version}
 
 
 def _online_method(method: str, cfg):
@@ -184,16 +220,21 @@ def run_dpo(ctx: RunContext) -> dict:
     snapshot, train_rows, test_rows = snapshot_rows(ctx)
     ctx.total_steps = cfg.max_steps if cfg.max_steps > 0 else None
     ctx.log(f"DPO from {cfg.policy} on snapshot {snapshot.pk}: {len(train_rows)} pairs")
-    try:
-        result = train_dpo(cfg, train_rows, test_rows or None, registry_dir("dpo", run),
-                           on_step=ctx.on_step, should_stop=ctx.should_stop)
-    except TrainingCancelled:
-        raise RunCancelled() from None
+    if method == "ppo" and launches(cfg):  # accelerate launch on cfg.processes processes (RLOO/GRPO: in-process only)
+        result = trained_model(run_launched(ctx, "dpo", {"config": asdict(cfg), "train_rows": train_rows,
+                                                         "eval_rows": test_rows, "output_dir": str(registry_dir("dpo", run))}))
+    else:
+        try:
+            result = train_dpo(cfg, train_rows, test_rows or None, registry_dir("dpo", run),
+                               on_step=ctx.on_step, should_stop=ctx.should_stop)
+        except TrainingCancelled:
+            raise RunCancelled() from None
     passed, message = ctx.gate(result)
     version = register_policy_result(run, path=str(result.path), sha256=result.manifest_sha256,
                                      metrics=result.metrics, parent=base, snapshot=snapshot, rejected=not passed)
+    summary = {**result.metrics, **device_summary(cfg)}
     if not passed:
         ctx.log(message)
-        return failed(result.metrics, message, produced_version=version)
+        return failed(summary, message, produced_version=version)
     ctx.log(_registered_as(version))
-    return {"summary": result.metrics, "produced_version": version}
+    return {"summary": summary, "produced_version": version}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from training import services
 from training.models import ModelVersion
 from training.runners.base import RunCancelled, RunContext, failed, registry_dir
@@ -43,14 +45,22 @@ def reward_gate(result) -> tuple[bool, str]:
 def run_reward(ctx: RunContext) -> dict:
     from training.pipeline.reward import TrainingCancelled, train_reward_model
 
+    from training.pipeline.config import launches
+    from training.runners.launched import device_summary, run_launched, trained_model
+
     run, cfg = ctx.run, ctx.config
     snapshot, train_rows, test_rows = snapshot_rows(ctx)
     ctx.total_steps = cfg.max_steps if cfg.max_steps > 0 else None
-    try:
-        result = train_reward_model(cfg, train_rows, test_rows or None, registry_dir("reward", run),
-                                    on_step=ctx.on_step, should_stop=ctx.should_stop)
-    except TrainingCancelled:
-        raise RunCancelled() from None
+    if launches(cfg):  # accelerate launch on cfg.processes processes
+        result = trained_model(run_launched(ctx, "reward", {
+            "config": asdict(cfg), "train_rows": train_rows, "eval_rows": test_rows,
+            "output_dir": str(registry_dir("reward", run))}))
+    else:
+        try:
+            result = train_reward_model(cfg, train_rows, test_rows or None, registry_dir("reward", run),
+                                        on_step=ctx.on_step, should_stop=ctx.should_stop)
+        except TrainingCancelled:
+            raise RunCancelled() from None
     passed, message = ctx.gate(result)
     version = services.register_version(
         project=run.project, name=f"reward-{run.project.slug}-run{run.pk}", kind=ModelVersion.Kind.REWARD,
@@ -58,6 +68,7 @@ def run_reward(ctx: RunContext) -> dict:
         snapshot=snapshot, rejected=not passed, activate=passed, actor=run.created_by,
     )
     ctx.log(f"registered {version.name} ({version.status}): held-out accuracy {result.metrics.get('eval/accuracy')}")
+    summary = {**result.metrics, **device_summary(cfg)}
     if not passed:
-        return failed(result.metrics, message, produced_version=version)
-    return {"summary": result.metrics, "produced_version": version}
+        return failed(summary, message, produced_version=version)
+    return {"summary": summary, "produced_version": version}

@@ -17,7 +17,7 @@ from training.pipeline.config import config_from_dict
 from training.pipeline.config_online import GRPOConfig, RLOOConfig
 from training.pipeline.models import load_causal_lm, load_tokenizer, tiny_causal_lm
 from training.pipeline.online import train_grpo, train_rloo
-from training.pipeline.ppo import save_policy
+from training.pipeline.ppo_save import save_policy
 from training.pipeline.reward import RewardScorer
 
 pytestmark = pytest.mark.ml

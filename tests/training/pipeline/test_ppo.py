@@ -15,7 +15,8 @@ from torch import nn
 
 from training.pipeline.config import PPOConfig, config_from_dict
 from training.pipeline.models import load_tokenizer, tiny_causal_lm
-from training.pipeline.ppo import merged_policy, save_policy, train_ppo
+from training.pipeline.ppo import train_ppo
+from training.pipeline.ppo_save import merged_policy, save_policy
 
 WORDS = [" yes", " no", " cat", " dog", " sun", " red", " big", " one", " two", " up", " sea", " tree", " blue",
          " car", " hat", " box", " run", " map", " pen", " cup", " egg", " bed", " leg", " arm", " key", " bus",
