@@ -4,7 +4,7 @@
             ─▶ TRL samples `num_generations` completions per prompt ─▶ the reward function on strings (the project's
                reward model re-tokenises the decoded completion, as PPO and scoring do) ─▶ group baseline
                (RLOO: leave-one-out mean; GRPO: the group's mean and std) ─▶ clipped policy loss + β·KL to the reference
-            ─▶ the held-out prompts answered by the candidate ─▶ the same gate as PPO (`ppo.conclude`: paired
+            ─▶ the held-out prompts answered by the candidate ─▶ the same gate as PPO (`ppo_report.conclude`: paired
                bootstrap against the parent judged by the held-out judge, length control, KL bounds)
 
 No value model: the result is a `PPOResult` without a value head, saved by `ppo_save.save_policy`, so the runner,
@@ -26,7 +26,8 @@ import torch
 from .callbacks import OnStep, ShouldStop, TrainingCancelled, progress_callback, quiet_progress_bars
 from .config_online import GRPOConfig, OnlineConfig, RLOOConfig
 from .data import TextOrMessages, prompt_dataset
-from .ppo import RewardFn, conclude, evaluate
+from .ppo import RewardFn, evaluate
+from .ppo_report import conclude
 from .ppo_report import PPOResult
 
 METHODS = ("rloo", "grpo")

@@ -18,7 +18,7 @@ sampler's own. A non-finite reward stops the run before any update uses it, and 
 the optimiser steps, so the returned weights are never NaN.
 
 Before and after training the policy answers held-out prompts, `gate_samples_per_prompt` times each; a judge
-(`held_out_judge`, else the reward) scores them, and `gate.gate_test` decides: `result.gate`, and `result.passes_gate`
+(`held_out_judge`, else the reward) scores them, and `ppo_report.conclude` decides: `result.gate`, and `result.passes_gate`
 is True only when the run also ended normally with the KL under the bound.
 """
 
@@ -39,13 +39,12 @@ from .callbacks import OnStep, ShouldStop, TrainingCancelled
 from .config import PPOConfig
 from .data import TextOrMessages, prompt_dataset
 from .devices import choose_device
-from .gate import GateReport, gate_test
 from .generate import Samples, sample_ids
 from . import ppo_dist
 from .ppo_math import (AdaptiveKLController, FixedKLController, RunningMoments, compute_gae, kl_penalty,
                        kl_shaped_rewards, masked_mean, ppo_losses, whiten)
 from .ppo_model import Batch, ValueHead, forward_logprobs, load_value_head, make_batch, value_head_path_for
-from .ppo_report import EvalReport, PPOResult, iteration_metrics, reward_hacking_flags, stop_reason
+from .ppo_report import EvalReport, PPOResult, conclude, iteration_metrics, stop_reason
 
 RewardFn = Callable[[list[TextOrMessages], list[str]], Sequence[float]]  # one score per completion
 SAMPLING_CHUNK = 16  # sequences per generate() call; should_stop is polled between chunks
@@ -234,15 +233,6 @@ def evaluate(t: Trainer, model) -> EvalReport:
                       judged_rewards=per_prompt[0], lengths=per_prompt[1])
 
 
-def run_gate(cfg: PPOConfig, before: EvalReport | None, after: EvalReport | None) -> GateReport:
-    if before is None or after is None:
-        return gate_test([], [], [], [], margin=cfg.gate_margin, min_prompts=cfg.gate_min_prompts)
-    return gate_test(after.judged_rewards, before.judged_rewards, after.lengths, before.lengths,
-                     margin=cfg.gate_margin, min_prompts=cfg.gate_min_prompts,
-                     min_samples_per_prompt=cfg.gate_samples_per_prompt, resamples=cfg.gate_bootstrap_resamples,
-                     seed=cfg.seed, length_control=cfg.gate_length_control)
-
-
 def setup(cfg: PPOConfig, policy, tokenizer, reward_fn: RewardFn, train_prompts, eval_prompts, *, held_out_judge,
           ref_model, base_model, value_head_path, on_step, should_stop, accelerator=None) -> Trainer:
     """LoRA, the frozen reference, the value head (loaded from beside the policy if saved), AdamW, the prompts."""
@@ -382,20 +372,3 @@ def train_ppo(
         return result
     return conclude(cfg, result)
 
-
-def conclude(cfg, result: PPOResult) -> PPOResult:
-    """The verdict on a finished run (PPO, RLOO, GRPO): the gate on the held-out evaluations, then the KL bounds;
-    `passes_gate` only for a run that completed; the reward-hacking flags."""
-    result.gate = run_gate(cfg, result.eval_before, result.eval_after)
-    after = result.eval_after
-    within_base = (after is None or after.kl_base is None or cfg.kl_base_bound is None
-                   or after.kl_base < cfg.kl_base_bound)
-    result.passes_gate = bool(result.status == "completed" and result.gate.passed and after.kl < cfg.kl_bound
-                              and within_base)
-    if not result.message and not result.passes_gate:
-        result.message = (f"gate: {result.gate.verdict}" if not result.gate.passed
-                          else f"held-out KL to the reference {after.kl:.3g} >= kl_bound {cfg.kl_bound}"
-                          if after.kl >= cfg.kl_bound
-                          else f"held-out KL to the original base {after.kl_base:.3g} >= kl_base_bound {cfg.kl_base_bound}")
-    result.flags = reward_hacking_flags(result.eval_before, after)
-    return result

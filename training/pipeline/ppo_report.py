@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from .gate import GateReport
+from .config import PPOConfig
+from .gate import GateReport, gate_test
 from .ppo_math import explained_variance, mean
 
 STATUSES = ("completed", "nan", "kl_bound", "reward_collapse", "cancelled")
@@ -125,3 +126,30 @@ def reward_hacking_flags(before: EvalReport | None, after: EvalReport | None) ->
     if after.length > 1.3 * max(before.length, 1.0):
         flags.append("possible_reward_hacking: the reward rose while answers grew much longer")
     return flags
+
+
+def run_gate(cfg: PPOConfig, before: EvalReport | None, after: EvalReport | None) -> GateReport:
+    if before is None or after is None:
+        return gate_test([], [], [], [], margin=cfg.gate_margin, min_prompts=cfg.gate_min_prompts)
+    return gate_test(after.judged_rewards, before.judged_rewards, after.lengths, before.lengths,
+                     margin=cfg.gate_margin, min_prompts=cfg.gate_min_prompts,
+                     min_samples_per_prompt=cfg.gate_samples_per_prompt, resamples=cfg.gate_bootstrap_resamples,
+                     seed=cfg.seed, length_control=cfg.gate_length_control)
+
+
+def conclude(cfg, result: PPOResult) -> PPOResult:
+    """The verdict on a finished run (PPO, RLOO, GRPO): the gate on the held-out evaluations, then the KL bounds;
+    `passes_gate` only for a run that completed; the reward-hacking flags."""
+    result.gate = run_gate(cfg, result.eval_before, result.eval_after)
+    after = result.eval_after
+    within_base = (after is None or after.kl_base is None or cfg.kl_base_bound is None
+                   or after.kl_base < cfg.kl_base_bound)
+    result.passes_gate = bool(result.status == "completed" and result.gate.passed and after.kl < cfg.kl_bound
+                              and within_base)
+    if not result.message and not result.passes_gate:
+        result.message = (f"gate: {result.gate.verdict}" if not result.gate.passed
+                          else f"held-out KL to the reference {after.kl:.3g} >= kl_bound {cfg.kl_bound}"
+                          if after.kl >= cfg.kl_bound
+                          else f"held-out KL to the original base {after.kl_base:.3g} >= kl_base_bound {cfg.kl_base_bound}")
+    result.flags = reward_hacking_flags(result.eval_before, after)
+    return result

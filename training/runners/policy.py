@@ -28,7 +28,7 @@ NO_PROMPTS = "the project has no prompts to train on"
 
 
 def ppo_gate(result) -> tuple[bool, str]:
-    """The gate of PPO, RLOO and GRPO (the same test: `pipeline.ppo.conclude`)."""
+    """The gate of PPO, RLOO and GRPO (the same test: `pipeline.ppo_report.conclude`)."""
     if result.passes_gate:
         return True, ""
     why = result.message or (result.gate.verdict if result.gate is not None else "")
