@@ -124,7 +124,7 @@ def loop(client, slug: str, n: int, meter: Meter, profile: str | None, show_sql:
     for name, prof in profilers.items():
         if prof:
             print(f"# cProfile {name}, {n} requests, top by cumulative time", file=sys.stderr)
-            pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
+            pstats.Stats(prof, stream=sys.stderr).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(45)
 
 
 def main() -> None:
