@@ -50,6 +50,11 @@ def configure(database_url: str | None) -> str:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
+    from django.conf import settings
+
+    # Pages name static files; without `collectstatic` the manifest storage has no manifest to read.
+    settings.STORAGES = {**settings.STORAGES,
+                         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
     return "postgresql" if database_url.startswith("postgres") else "sqlite-wal"
 
 
@@ -104,7 +109,7 @@ class Meter:
         return response, captured
 
 
-def loop(client, slug: str, n: int, meter: Meter, profile: str | None, show_sql: bool):
+def loop(client, slug: str, n: int, meter: Meter, profile: str | None, show_sql: bool, page_client=None):
     profilers = {name: cProfile.Profile() if profile == name else None for name in ("next_task", "submit")}
     for i in range(n):
         r, sql = meter.run("next_task", lambda: client.post(f"/api/v1/projects/{slug}/next-task/"),
@@ -121,6 +126,15 @@ def loop(client, slug: str, n: int, meter: Meter, profile: str | None, show_sql:
         assert r.status_code == 201, (r.status_code, r.content[:300])
         if show_sql and i == n - 1:
             print("# submit SQL:\n" + "\n".join("#   " + q["sql"][:220] for q in sql), file=sys.stderr)
+    if page_client is not None:  # the annotate page: leases (or shows the held task), then judged via the API
+        for _ in range(n):
+            r, sql = meter.run("annotate_page", lambda: page_client.get(f"/p/{slug}/annotate/"))
+            assert r.status_code == 200, r.status_code
+            body = client.post(f"/api/v1/projects/{slug}/next-task/").json()
+            client.post(f"/api/v1/tasks/{body['task']}/judgements/", {"ranking": [[c["label"]] for c in body["completions"]]},
+                        content_type="application/json")
+        if show_sql:
+            print("# annotate page SQL:\n" + "\n".join("#   " + q["sql"][:220] for q in sql), file=sys.stderr)
     for name, prof in profilers.items():
         if prof:
             print(f"# cProfile {name}, {n} requests, top by cumulative time", file=sys.stderr)
@@ -138,15 +152,20 @@ def main() -> None:
     args = parser.parse_args()
 
     label = configure(args.database_url)
+    from django.contrib.auth import get_user_model
     from django.test import Client
 
-    project, token = populate(max(args.tasks, args.n + args.warmup + 10))
+    User = get_user_model()
+
+    project, token = populate(max(args.tasks, 2 * (args.n + args.warmup) + 10))
     client = Client(HTTP_AUTHORIZATION=f"Token {token}")
+    page_client = Client()
+    page_client.force_login(User.objects.get(auth_token__key=token))
     counter = Meter(capture=True)
-    loop(client, project.slug, args.warmup, counter, None, args.sql)
+    loop(client, project.slug, args.warmup, counter, None, args.sql, page_client)
     meter = Meter(capture=False)
-    loop(client, project.slug, args.n, meter, args.cprofile, False)
-    for name in ("next_task", "submit"):
+    loop(client, project.slug, args.n, meter, args.cprofile, False, page_client)
+    for name in ("next_task", "submit", "annotate_page"):
         print(f"{name}_queries {max(counter.queries[name]):g} queries n={args.warmup} {label} (max)")
         print(f"{name}_cpu {statistics.median(meter.cpu[name]):.2f} ms n={args.n} {label} (median; "
               f"mean {statistics.mean(meter.cpu[name]):.2f})")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from django.db.models import Count, F, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.http import Http404
 from django.utils import timezone
 
@@ -123,9 +123,10 @@ def annotator_progress(*, project: Project, annotator, now: datetime | None = No
     now = now or timezone.now()
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     mine = Assignment.objects.filter(annotator=annotator, project=project, state=Assignment.State.SUBMITTED)
+    done = mine.aggregate(total=Count("id"), today=Count("id", filter=Q(finished_at__gte=start_of_day)))  # one read
     return {
-        "done_today": mine.filter(finished_at__gte=start_of_day).count(),
-        "done_total": mine.count(),
+        "done_today": done["today"],
+        "done_total": done["total"],
         "judgements_left_in_project": judgements_left(project=project),
     }
 
