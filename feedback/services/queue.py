@@ -87,24 +87,17 @@ def next_task(*, project: Project, annotator, now: datetime | None = None) -> As
             return held
         release_expired_leases(project=project, now=now)
 
-        seen_by_me = Assignment.objects.filter(task=OuterRef("pk"), annotator=annotator)
         if project.gold_rate > 0 and random.random() < project.gold_rate:
-            # Gold tasks are served to every annotator once, mixed in at the project's rate and
-            # indistinguishable from the others; they have no overlap limit.
-            gold = (
-                ComparisonTask.objects.filter(project=project, is_gold=True, status=ComparisonTask.Status.OPEN)
-                .filter(~Exists(seen_by_me)).select_related("prompt").order_by("id").first()
-            )
+            gold = _lease_gold(project=project, annotator=annotator, now=now)
             if gold is not None:
-                ComparisonTask.objects.filter(pk=gold.pk).update(slots_taken=F("slots_taken") + 1)
-                return _lease(gold, annotator=annotator, project=project, now=now)
+                return gold
         candidates = (
             ComparisonTask.objects.filter(
                 project=project, status=ComparisonTask.Status.OPEN, is_gold=False,
                 slots_taken__lt=F("judgements_needed"),
             )
-            # The same NOT EXISTS as ~Exists(seen_by_me), written out: building Exists(OuterRef) costs more CPU
-            # than the rest of this query on every pick (the gold query above keeps the ORM form; it runs rarely).
+            # The same NOT EXISTS as ~Exists(seen_by_me) (see _lease_gold), written out: building Exists(OuterRef)
+            # costs more CPU than the rest of this query on every pick (the rare gold pick keeps the ORM form).
             .filter(RawSQL(NOT_SEEN_BY_ANNOTATOR, [annotator.pk], output_field=BooleanField()))
             .select_related("prompt")  # the response shows the prompt: read it with the task
             .order_by("priority", "id")
@@ -127,6 +120,20 @@ def next_task(*, project: Project, annotator, now: datetime | None = None) -> As
             if claimed:
                 return _lease(task, annotator=annotator, project=project, now=now)
     return None
+
+
+def _lease_gold(*, project: Project, annotator, now: datetime) -> Assignment | None:
+    """Gold tasks are served to every annotator once, mixed in at the project's rate and indistinguishable
+    from the others; they have no overlap limit."""
+    seen_by_me = Assignment.objects.filter(task=OuterRef("pk"), annotator=annotator)
+    gold = (
+        ComparisonTask.objects.filter(project=project, is_gold=True, status=ComparisonTask.Status.OPEN)
+        .filter(~Exists(seen_by_me)).select_related("prompt").order_by("id").first()
+    )
+    if gold is None:
+        return None
+    ComparisonTask.objects.filter(pk=gold.pk).update(slots_taken=F("slots_taken") + 1)
+    return _lease(gold, annotator=annotator, project=project, now=now)
 
 
 def _lease(task: ComparisonTask, *, annotator, project: Project, now: datetime) -> Assignment:
