@@ -8,9 +8,11 @@ foreign project and a missing one look the same.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from django.core.exceptions import PermissionDenied
+from django.db.models.signals import post_delete, post_save
 from django_filters.constants import EMPTY_VALUES
 from django_filters.rest_framework import CharFilter, FilterSet
 from rest_framework.exceptions import ValidationError
@@ -22,9 +24,38 @@ ROLE_LADDER = (ANNOTATOR, REVIEWER, ADMIN)
 NEEDS_ROLE = "This needs the {role} role in the project."
 
 
+ROLE_MEMO = "_role_of_user"  # (user pk, role, generation) on a project instance read for this request
+ROLE_HOLDER_MODEL = "feedback.Membership"  # its saves and deletes make every remembered role stale
+_role_generation = itertools.count()
+_generation_now = [next(_role_generation)]
+
+
+def forget_roles(**_signal_kwargs) -> None:
+    """Every remembered role of this process is stale from now on (a membership was saved or deleted)."""
+    _generation_now[0] = next(_role_generation)
+
+
+post_save.connect(forget_roles, sender=ROLE_HOLDER_MODEL, weak=False, dispatch_uid="core.permissions.forget_roles")
+post_delete.connect(forget_roles, sender=ROLE_HOLDER_MODEL, weak=False, dispatch_uid="core.permissions.forget_roles-d")
+
+
+def remember_role(*, project, user, role: str | None) -> None:
+    """Note the role a lookup of `project` for `user` already read (same query), so this request's permission
+    checks need no second query. Only that project instance carries it (the next request reads the role afresh),
+    and any membership save or delete in between makes it stale (a page that demotes its own user re-reads)."""
+    setattr(project, ROLE_MEMO, (user.pk, role, _generation_now[0]))
+
+
+def role_in(*, project, user) -> str | None:
+    memo = getattr(project, ROLE_MEMO, None)
+    if memo is not None and memo[0] == user.pk and memo[2] == _generation_now[0]:
+        return memo[1]
+    return project.role_of(user)
+
+
 def has_project_role(*, user, project, role: str) -> bool:
     """True when `user` holds `role` or a higher one in `project` (superusers hold every role)."""
-    held = project.role_of(user) if getattr(user, "is_authenticated", False) else None
+    held = role_in(project=project, user=user) if getattr(user, "is_authenticated", False) else None
     return held is not None and ROLE_LADDER.index(held) >= ROLE_LADDER.index(role)
 
 

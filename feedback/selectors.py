@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from django.db.models import Count, F, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.http import Http404
 from django.utils import timezone
 
-from core.permissions import ADMIN, REVIEWER, has_project_role
+from core.permissions import ADMIN, REVIEWER, has_project_role, remember_role, role_in
 from feedback import quality
 from feedback.models import (
     LABELS, Adjudication, Assignment, ComparisonTask, Completion, Judgement, Membership, PreferenceSnapshot, Project,
@@ -32,7 +32,11 @@ PROJECT_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 
 
 def get_project_for_user(*, user, project_ref: str | int) -> Project:
-    """A project by numeric id or slug, if the user may see it; 404 otherwise (no existence leak)."""
+    """A project by numeric id or slug, if the user may see it; 404 otherwise (no existence leak).
+
+    One query: the membership is joined (no DISTINCT: a user has one membership per project) and the user's role
+    comes back with the project, so the permission checks of this request need no second lookup (see
+    core.permissions.remember_role)."""
     ref = str(project_ref)
     # Only ASCII ids of up to 18 digits or slugs reach the database: anything else (NUL bytes, which PostgreSQL
     # refuses in text, Arabic-Indic digits, 64+ characters) cannot name a project and gets the same 404.
@@ -42,10 +46,17 @@ def get_project_for_user(*, user, project_ref: str | int) -> Project:
         lookup = {"slug": ref}
     else:
         raise Http404("No such project.")
-    try:
-        return projects_for_user(user=user).get(**lookup)
-    except Project.DoesNotExist:
-        raise Http404("No such project.") from None
+    if not getattr(user, "is_authenticated", False):
+        raise Http404("No such project.")
+    if user.is_superuser:
+        project = Project.objects.filter(**lookup).first()
+    else:
+        project = (Project.objects.filter(**lookup, memberships__user=user)
+                   .annotate(role_of_caller=F("memberships__role")).first())
+    if project is None:
+        raise Http404("No such project.")
+    remember_role(project=project, user=user, role=ADMIN if user.is_superuser else project.role_of_caller)
+    return project
 
 
 def may_create_projects(*, user) -> bool:
@@ -57,7 +68,7 @@ def may_create_projects(*, user) -> bool:
 
 
 def role_in_project(*, user, project: Project) -> str | None:
-    return project.role_of(user)
+    return role_in(project=project, user=user)
 
 
 
@@ -73,19 +84,24 @@ def project_by_slug(*, slug: str) -> Project | None:
 
 
 def labelled_completions(*, assignment: Assignment) -> list[dict]:
-    """The completions of a leased task under their anonymous labels, in this annotator's order."""
-    texts = dict(Completion.objects.filter(pk__in=assignment.label_order).values_list("id", "text"))
+    """The completions of a leased task under their anonymous labels, in this annotator's order.
+
+    A fresh lease already carries the texts (`completion_texts`, read with its completion ids): no query then."""
+    texts = getattr(assignment, "completion_texts", None)
+    if texts is None:
+        texts = dict(Completion.objects.filter(pk__in=assignment.label_order).values_list("id", "text"))
     return [{"label": LABELS[i], "text": texts[cid]} for i, cid in enumerate(assignment.label_order)]
 
 
 def task_for_annotator(*, user, task_id: int) -> ComparisonTask:
-    """A task the user may act on: it must belong to a project they are a member of."""
-    try:
-        return ComparisonTask.objects.select_related("project").get(
-            pk=task_id, project__in=projects_for_user(user=user)
-        )
-    except ComparisonTask.DoesNotExist:
-        raise Http404("No such task.") from None
+    """A task the user may act on: it must belong to a project they are a member of (one join, no subquery)."""
+    tasks = ComparisonTask.objects.select_related("project")
+    if not user.is_superuser:
+        tasks = tasks.filter(project__memberships__user=user)
+    task = tasks.filter(pk=task_id).first()
+    if task is None:
+        raise Http404("No such task.")
+    return task
 
 
 PROGRESS_CACHE_SECONDS = 30
@@ -114,9 +130,10 @@ def annotator_progress(*, project: Project, annotator, now: datetime | None = No
     now = now or timezone.now()
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     mine = Assignment.objects.filter(annotator=annotator, project=project, state=Assignment.State.SUBMITTED)
+    done = mine.aggregate(total=Count("id"), today=Count("id", filter=Q(finished_at__gte=start_of_day)))  # one read
     return {
-        "done_today": mine.filter(finished_at__gte=start_of_day).count(),
-        "done_total": mine.count(),
+        "done_today": done["today"],
+        "done_total": done["total"],
         "judgements_left_in_project": judgements_left(project=project),
     }
 

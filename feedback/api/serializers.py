@@ -61,6 +61,22 @@ class NextTaskOutputSerializer(serializers.Serializer):
     lease_expires_at = serializers.DateTimeField(source="leased_until")
 
 
+_DATETIME = serializers.DateTimeField()  # DRF's rendering of datetimes (ISO 8601, "Z"), shared by the fast paths
+
+
+def next_task_output(assignment, completions: list[dict]) -> dict:
+    """What NextTaskOutputSerializer gives, built directly: the hottest response skips DRF's field machinery."""
+    return {"task": assignment.task_id, "project": assignment.project_id, "prompt": assignment.task.prompt.payload,
+            "completions": completions, "lease_expires_at": _DATETIME.to_representation(assignment.leased_until)}
+
+
+def judgement_output(judgement) -> dict:
+    """What JudgementOutputSerializer gives (the schema documents that one), built directly."""
+    return {"id": judgement.pk, "task": judgement.task_id, "ranking": judgement.ranking_labels, "flags": judgement.flags,
+            "confidence": judgement.confidence, "comment": judgement.comment,
+            "seconds_spent": judgement.seconds_spent, "created_at": _DATETIME.to_representation(judgement.created_at)}
+
+
 class JudgementInputSerializer(serializers.Serializer):
     ranking = serializers.JSONField(help_text='Groups of labels, best first; inner lists are ties: [["a"], ["b", "c"]].',
                                     validators=[validate_ranking_shape])

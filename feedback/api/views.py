@@ -21,7 +21,7 @@ from feedback.api.serializers import (
     BoundedAuthTokenSerializer,
     AuthTokenOutputSerializer, ExportQuerySerializer, ImportInputSerializer, ImportOutputSerializer,
     JudgementInputSerializer, JudgementOutputSerializer, NextTaskOutputSerializer, ProjectSerializer,
-    ProjectStatsSerializer,
+    ProjectStatsSerializer, judgement_output, next_task_output,
 )
 from feedback.models import Judgement, Project
 
@@ -78,8 +78,7 @@ class NextTaskApi(APIView):
         assignment = services.next_task(project=project, annotator=request.user)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        assignment.completions = selectors.labelled_completions(assignment=assignment)
-        return Response(NextTaskOutputSerializer(assignment).data)
+        return Response(next_task_output(assignment, selectors.labelled_completions(assignment=assignment)))
 
 
 class JudgementCreateApi(APIView):
@@ -97,8 +96,7 @@ class JudgementCreateApi(APIView):
             task=task, annotator=request.user, idempotency_key=request.headers.get("Idempotency-Key", "")[:128],
             **serializer.validated_data,
         )
-        return Response(JudgementOutputSerializer(judgement).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(judgement_output(judgement), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class TaskSkipApi(APIView):

@@ -16,8 +16,9 @@ from typing import Sequence
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db import IntegrityError, connection, transaction
+from django.db.models import BooleanField, Case, Exists, F, OuterRef, Value, When
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from core.db import lock_rows, retry_transient
@@ -44,12 +45,14 @@ NUL_NOT_ALLOWED = "Text must not contain NUL characters."
 
 COMMENT_LIMIT = 5000
 CANDIDATES_PER_PICK = 8
+NOT_SEEN_BY_ANNOTATOR = (f'NOT EXISTS (SELECT 1 FROM "{Assignment._meta.db_table}" seen '
+                         f'WHERE seen."task_id" = "{ComparisonTask._meta.db_table}"."id" AND seen."annotator_id" = %s)')
 
 
 def release_expired_leases(*, project: Project, now: datetime | None = None, limit: int = 500) -> int:
     """Return tasks whose lease ran out to the pool. Uses the partial index on live leases only."""
     now = now or timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # inside next_task's transaction: no SAVEPOINT round trips
         expired = Assignment.objects.filter(project=project, state=Assignment.State.LEASED, leased_until__lte=now)
         if connection.features.has_select_for_update_skip_locked:
             expired = lock_rows(expired, skip_locked=True)
@@ -71,8 +74,10 @@ def next_task(*, project: Project, annotator, now: datetime | None = None) -> As
     """
     now = now or timezone.now()
     with transaction.atomic():
-        # One pick at a time per annotator (two tabs must not end up holding two leases).
-        list(lock_rows(User.objects.filter(pk=annotator.pk)).values_list("pk", flat=True))
+        # One pick at a time per annotator (two tabs must not end up holding two leases). SQLite needs no row
+        # lock: its IMMEDIATE transaction already holds the database's write lock.
+        if connection.features.has_select_for_update:
+            list(lock_rows(User.objects.filter(pk=annotator.pk)).values_list("pk", flat=True))
         held = (
             Assignment.objects.select_related("task__prompt")
             .filter(annotator=annotator, project=project, state=Assignment.State.LEASED, leased_until__gt=now)
@@ -82,23 +87,19 @@ def next_task(*, project: Project, annotator, now: datetime | None = None) -> As
             return held
         release_expired_leases(project=project, now=now)
 
-        seen_by_me = Assignment.objects.filter(task=OuterRef("pk"), annotator=annotator)
         if project.gold_rate > 0 and random.random() < project.gold_rate:
-            # Gold tasks are served to every annotator once, mixed in at the project's rate and
-            # indistinguishable from the others; they have no overlap limit.
-            gold = (
-                ComparisonTask.objects.filter(project=project, is_gold=True, status=ComparisonTask.Status.OPEN)
-                .filter(~Exists(seen_by_me)).order_by("id").first()
-            )
+            gold = _lease_gold(project=project, annotator=annotator, now=now)
             if gold is not None:
-                ComparisonTask.objects.filter(pk=gold.pk).update(slots_taken=F("slots_taken") + 1)
-                return _lease(gold, annotator=annotator, project=project, now=now)
+                return gold
         candidates = (
             ComparisonTask.objects.filter(
                 project=project, status=ComparisonTask.Status.OPEN, is_gold=False,
                 slots_taken__lt=F("judgements_needed"),
             )
-            .filter(~Exists(seen_by_me))
+            # The same NOT EXISTS as ~Exists(seen_by_me) (see _lease_gold), written out: building Exists(OuterRef)
+            # costs more CPU than the rest of this query on every pick (the rare gold pick keeps the ORM form).
+            .filter(RawSQL(NOT_SEEN_BY_ANNOTATOR, [annotator.pk], output_field=BooleanField()))
+            .select_related("prompt")  # the response shows the prompt: read it with the task
             .order_by("priority", "id")
         )
         for _ in range(CANDIDATES_PER_PICK):
@@ -121,13 +122,30 @@ def next_task(*, project: Project, annotator, now: datetime | None = None) -> As
     return None
 
 
+def _lease_gold(*, project: Project, annotator, now: datetime) -> Assignment | None:
+    """Gold tasks are served to every annotator once, mixed in at the project's rate and indistinguishable
+    from the others; they have no overlap limit."""
+    seen_by_me = Assignment.objects.filter(task=OuterRef("pk"), annotator=annotator)
+    gold = (
+        ComparisonTask.objects.filter(project=project, is_gold=True, status=ComparisonTask.Status.OPEN)
+        .filter(~Exists(seen_by_me)).select_related("prompt").order_by("id").first()
+    )
+    if gold is None:
+        return None
+    ComparisonTask.objects.filter(pk=gold.pk).update(slots_taken=F("slots_taken") + 1)
+    return _lease(gold, annotator=annotator, project=project, now=now)
+
+
 def _lease(task: ComparisonTask, *, annotator, project: Project, now: datetime) -> Assignment:
-    label_order = list(task.completions.values_list("id", flat=True))
+    texts = dict(task.completions.values_list("id", "text"))
+    label_order = list(texts)
     random.shuffle(label_order)  # a fresh anonymous order for every annotator
-    return Assignment.objects.create(
+    assignment = Assignment.objects.create(
         task=task, annotator=annotator, project=project, label_order=label_order,
         leased_at=now, leased_until=now + timedelta(seconds=project.lease_seconds),
     )
+    assignment.completion_texts = texts  # selectors.labelled_completions needs no second read
+    return assignment
 
 
 def ranking_to_completion_ids(ranking, label_map: dict[str, int]) -> list[list[int]]:
@@ -186,21 +204,42 @@ def submit_judgement(
     if "\x00" in comment:
         raise ValidationError({"comment": NUL_NOT_ALLOWED})
     flags = _clean_flags(flags)
+    try:
+        return _store_judgement(task=task, annotator=annotator, ranking=ranking, flags=flags, confidence=confidence,
+                                comment=comment, idempotency_key=idempotency_key, now=now)
+    except IntegrityError:
+        # The key's unique constraint refused the insert: the key names a judgement of another task (the lease
+        # path skips a lookup of its own; one stored judgement per task and annotator is guarded by the lock).
+        if idempotency_key and Judgement.objects.filter(
+                annotator=annotator, idempotency_key=idempotency_key).exclude(task=task).exists():
+            raise Conflict(IDEMPOTENCY_KEY_REUSED) from None
+        raise
 
+
+def _prior_judgement(*, task: ComparisonTask, annotator, idempotency_key: str) -> Judgement | None:
+    """The judgement a retry with this key already stored (None without a key); Conflict if it judged another task."""
+    if not idempotency_key:
+        return None
+    prior = Judgement.objects.filter(annotator=annotator, idempotency_key=idempotency_key).first()
+    if prior is not None and prior.task_id != task.pk:
+        raise Conflict(IDEMPOTENCY_KEY_REUSED)
+    return prior
+
+
+def _store_judgement(*, task, annotator, ranking, flags, confidence, comment, idempotency_key,
+                     now) -> tuple[Judgement, bool]:
     with transaction.atomic():
         assignment = lock_rows(Assignment.objects.filter(task=task, annotator=annotator)).first()
-        if idempotency_key:
-            # Checked after taking the lock: a concurrent retry waits for the first and then sees it.
-            prior = Judgement.objects.filter(annotator=annotator, idempotency_key=idempotency_key).first()
+        if assignment is None or assignment.state != Assignment.State.LEASED or assignment.leased_until <= now:
+            # Not a live lease: maybe a retry of a stored judgement. Looked up after taking the lock, so a
+            # concurrent retry waits for the first and then sees it.
+            prior = _prior_judgement(task=task, annotator=annotator, idempotency_key=idempotency_key)
             if prior is not None:
-                if prior.task_id != task.pk:
-                    raise Conflict(IDEMPOTENCY_KEY_REUSED)
                 return prior, False
-        if assignment is None or assignment.state == Assignment.State.SKIPPED:
-            raise ApplicationError(NOT_LEASEHOLDER, status_code=403)
-        if assignment.state == Assignment.State.SUBMITTED:
-            raise Conflict(ALREADY_JUDGED)
-        if assignment.leased_until <= now:
+            if assignment is None or assignment.state == Assignment.State.SKIPPED:
+                raise ApplicationError(NOT_LEASEHOLDER, status_code=403)
+            if assignment.state == Assignment.State.SUBMITTED:
+                raise Conflict(ALREADY_JUDGED)
             raise Conflict(LEASE_EXPIRED)
 
         ranking_ids = ranking_to_completion_ids(ranking, assignment.label_map())
@@ -216,12 +255,26 @@ def submit_judgement(
         if task.is_gold:
             update_trust_from_gold(project=task.project, annotator=annotator)
             return judgement, True  # gold tasks stay open for every annotator; they never complete
-        ComparisonTask.objects.filter(pk=task.pk).update(judgements_done=F("judgements_done") + 1)
-        _ask_again_if_judges_disagree(task)
-        ComparisonTask.objects.filter(
-            pk=task.pk, status=ComparisonTask.Status.OPEN, judgements_done__gte=F("judgements_needed")
-        ).update(status=ComparisonTask.Status.COMPLETE)
+        _count_judgement(task)
     return judgement, True
+
+
+def _count_judgement(task: ComparisonTask) -> None:
+    """One more judgement for the task; complete it when it has all it needs (one UPDATE without adaptive overlap)."""
+    project = task.project
+    if not project.max_overlap or project.max_overlap <= project.overlap:
+        # SET expressions read the row as it was: done + 1 >= needed  <=>  done >= needed - 1.
+        ComparisonTask.objects.filter(pk=task.pk).update(
+            judgements_done=F("judgements_done") + 1,
+            status=Case(When(status=ComparisonTask.Status.OPEN, judgements_done__gte=F("judgements_needed") - 1,
+                             then=Value(ComparisonTask.Status.COMPLETE)), default=F("status")),
+        )
+        return
+    ComparisonTask.objects.filter(pk=task.pk).update(judgements_done=F("judgements_done") + 1)
+    _ask_again_if_judges_disagree(task)
+    ComparisonTask.objects.filter(
+        pk=task.pk, status=ComparisonTask.Status.OPEN, judgements_done__gte=F("judgements_needed")
+    ).update(status=ComparisonTask.Status.COMPLETE)
 
 
 def _ask_again_if_judges_disagree(task: ComparisonTask) -> None:

@@ -1,0 +1,420 @@
+#!/usr/bin/env python
+"""Our annotate/import/export path next to Label Studio's, the same workloads interleaved, one table.
+
+    .venv/bin/python bench/compare.py [--rounds 3] [--duration 10] [--pairs 20000] [--label-studio-venv PATH]
+
+Workloads (each side gets its own server process group and throw-away SQLite database):
+
+    submit_16       16 client threads, each looping next-task -> submit     req/s, p99 ms, server CPU ms/request
+    loop_1          1 annotator looping next-task -> submit                 loops/s, server CPU ms/loop
+    import_20k      --pairs prompt pairs (2 completions each) in one upload seconds, server CPU s
+    export_20k      --pairs judged pairs exported as JSON lines             rows/s, server CPU s
+
+Server CPU is read from /proc: utime + stime of every process in the server's process group plus the reaped
+children's (cutime + cstime of the group leader), before and after each run. Rounds interleave the sides
+(ours, theirs, ours, …) so a busy machine weighs on both alike; the table shows medians over rounds.
+
+Without --label-studio-venv (a virtualenv with `label-studio` installed) Label Studio's column says
+"not measured". The Label Studio driver follows its documented REST API (projects, import, /next, annotations,
+export) but has not been run here: Label Studio is not installed on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import annotation_load as load  # noqa: E402  (Gunicorn, bench_env, prompt_rows, pct, free_port)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+WORKLOADS = ("submit_16", "loop_1", "import_20k", "export_20k")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds used so far by the process group `pgid` (live members, plus reaped children of the leader)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) != pgid:  # fields[0] is the state; 2 is the process group
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        if int(entry) == pgid:
+            total += int(fields[13]) + int(fields[14])  # cutime, cstime: workers that exited (max_requests)
+    return total / CLK_TCK
+
+
+def http_loop(session_factory, step, clients: int, duration: float) -> tuple[int, list[float], int]:
+    """Run `step(session)` (one loop: returns the latencies of its requests in ms, or None when out of work)
+    in `clients` threads for `duration` seconds. Returns (requests, latencies, errors)."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + duration
+
+    def run():
+        session = session_factory()
+        while time.perf_counter() < stop_at:
+            try:
+                got = step(session)
+            except Exception:  # noqa: BLE001 - a benchmark counts failures, it does not stop on them
+                with lock:
+                    errors[0] += 1
+                continue
+            if got is None:
+                return
+            with lock:
+                latencies.extend(got)
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(latencies), latencies, errors[0]
+
+
+def measured(server_pgid: int, fn):
+    """(result of fn(), wall seconds, server CPU seconds)."""
+    c0, w0 = group_cpu_seconds(server_pgid), time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - w0, group_cpu_seconds(server_pgid) - c0
+
+
+# --- our side ---------------------------------------------------------------------------------------------------
+
+
+class Ours:
+    name = "ours"
+
+    def __init__(self, work: Path, pairs: int, tasks: int):
+        import requests
+
+        self.requests, self.work, self.pairs = requests, work, pairs
+        db = work / "ours.sqlite3"
+        os.environ.update(load.bench_env(db))
+        load.setup_django()
+        from feedback import services
+
+        self.project = services.create_project(slug="cmp", completions_per_task=3, overlap=1, lease_seconds=600)
+        services.import_prompts(project=self.project, rows=load.prompt_rows(tasks))
+        self.tokens = [services.add_member(project=self.project, username=f"cmp-{i}", role="annotator")[1].key
+                       for i in range(17)]
+        self.admin_token = services.add_member(project=self.project, username="cmp-admin", role="admin")[1].key
+        self.export_slug = build_judged_pairs(pairs)
+        from django.db import connections
+
+        connections.close_all()
+        self.server = load.Gunicorn(load.bench_env(db), workers=2, threads=4, log_path=work / "ours-gunicorn.log")
+        self.server.wait_ready(self.admin_token)
+        self.pgid, self.url = self.server.proc.pid, self.server.url
+        self.import_round = 0
+
+    def session(self, token: str):
+        s = self.requests.Session()
+        s.headers["Authorization"] = f"Token {token}"
+        return s
+
+    def annotate_step(self, s) -> list[float] | None:
+        t0 = time.perf_counter()
+        r = s.post(f"{self.url}/api/v1/projects/cmp/next-task/", timeout=60)
+        t1 = time.perf_counter()
+        if r.status_code == 204:
+            return None
+        r.raise_for_status()
+        body = r.json()
+        r = s.post(f"{self.url}/api/v1/tasks/{body['task']}/judgements/",
+                   json={"ranking": [[c["label"]] for c in body["completions"]]},
+                   headers={"Idempotency-Key": uuid.uuid4().hex}, timeout=60)
+        t2 = time.perf_counter()
+        if r.status_code != 201:
+            raise RuntimeError(f"submit {r.status_code}: {r.text[:200]}")
+        return [(t1 - t0) * 1000, (t2 - t1) * 1000]
+
+    def annotate(self, clients: int, duration: float):
+        tokens = iter(self.tokens[:clients] if clients > 1 else self.tokens[16:])
+        lock = threading.Lock()
+
+        def factory():
+            with lock:
+                return self.session(next(tokens))
+
+        return measured(self.pgid, lambda: http_loop(factory, self.annotate_step, clients, duration))
+
+    def import_pairs(self):
+        self.import_round += 1
+        lines = "".join(json.dumps({"id": f"r{self.import_round}-{i}", "prompt": f"Round {self.import_round} prompt {i}?",
+                                    "completions": [{"text": f"Answer {j} to {i}.", "model": f"m{j}"} for j in (0, 1)]})
+                        + "\n" for i in range(self.pairs))
+        from feedback import services
+
+        slug = f"cmp-import-{self.import_round}"
+        services.create_project(slug=slug, completions_per_task=2, overlap=1)
+        services.add_member(project=type(self.project).objects.get(slug=slug), username="cmp-admin", role="admin")
+        s = self.session(self.admin_token)
+
+        def post():
+            r = s.post(f"{self.url}/api/v1/projects/{slug}/import/", files={"file": ("pairs.jsonl", lines.encode())},
+                       timeout=600)
+            r.raise_for_status()
+            return r.json()["tasks_created"]
+
+        return measured(self.pgid, post)
+
+    def export_pairs(self):
+        s = self.session(self.admin_token)
+
+        def get():
+            with s.get(f"{self.url}/api/v1/projects/{self.export_slug}/export/?test_fraction=0", stream=True,
+                       timeout=600) as r:
+                r.raise_for_status()
+                return sum(1 for line in r.iter_lines() if line)
+
+        return measured(self.pgid, get)
+
+    def stop(self):
+        self.server.stop()
+
+
+def build_judged_pairs(pairs: int) -> str:
+    """A project of `pairs` tasks of two completions, each judged once (bulk rows, as bench/export.py builds)."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from feedback import services
+    from feedback.models import Assignment, ComparisonTask, Completion, Judgement, Prompt
+
+    project = services.create_project(slug="cmp-export", overlap=1)
+    services.add_member(project=project, username="cmp-admin", role="admin")
+    user = services.add_member(project=project, username="cmp-judge", role="annotator")[0].user
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    from feedback.services.prompts import _insert_many as ins
+    with transaction.atomic():
+        ins(Prompt, ["project", "external_id", "text", "messages", "content_hash", "metadata", "created_at"],
+            [(project.pk, f"x{i}", f"Export question {i}?", None, f"xh{i}", {}, now) for i in range(pairs)])
+        p0 = Prompt.objects.filter(project=project).order_by("id").values_list("id", flat=True).first()
+        ins(Completion, ["prompt", "text", "model_name", "generation", "content_hash", "created_at"],
+            [(p0 + i, f"Answer {j} to {i}, " + "words " * (5 + 7 * j), f"model-{j}", {}, f"xc{i}-{j}", now)
+             for i in range(pairs) for j in range(2)])
+        c0 = Completion.objects.filter(prompt_id=p0).order_by("id").values_list("id", flat=True).first()
+        ins(ComparisonTask, ["project", "prompt", "status", "judgements_needed", "judgements_done", "slots_taken",
+                             "priority", "is_gold", "created_at"],
+            [(project.pk, p0 + i, "complete", 1, 1, 1, 0, False, now) for i in range(pairs)])
+        t0 = ComparisonTask.objects.filter(project=project).order_by("id").values_list("id", flat=True).first()
+        ins(ComparisonTask.completions.through, ["comparisontask", "completion"],
+            [(t0 + i, c0 + 2 * i + j) for i in range(pairs) for j in range(2)])
+        ins(Assignment, ["task", "annotator", "project", "state", "label_order", "leased_at", "leased_until",
+                         "finished_at"],
+            [(t0 + i, user.pk, project.pk, "submitted", [c0 + 2 * i, c0 + 2 * i + 1], now, now, now)
+             for i in range(pairs)])
+        a0 = Assignment.objects.filter(project=project).order_by("id").values_list("id", flat=True).first()
+        ins(Judgement, ["task", "annotator", "assignment", "ranking", "ranking_labels", "flags", "confidence",
+                        "comment", "seconds_spent", "idempotency_key", "created_at"],
+            [(t0 + i, user.pk, a0 + i, [[c0 + 2 * i + i % 2], [c0 + 2 * i + 1 - i % 2]], [["a"], ["b"]], [], 3, "",
+              5.0, "", now) for i in range(pairs)])
+    return project.slug
+
+
+# --- Label Studio's side (untested here: not installed) -----------------------------------------------------------
+
+PAIRWISE_CONFIG = """<View><Text name="prompt" value="$prompt"/><Text name="a" value="$a"/><Text name="b" value="$b"/>
+<Pairwise name="pw" toName="a,b"/></View>"""
+
+
+class LabelStudio:
+    name = "label-studio"
+
+    def __init__(self, work: Path, pairs: int, tasks: int, venv: Path):
+        import requests
+
+        self.requests, self.pairs = requests, pairs
+        self.token = uuid.uuid4().hex[:40]
+        port = load.free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, LABEL_STUDIO_USERNAME="bench@example.com", LABEL_STUDIO_PASSWORD="bench-pass-123",
+                   LABEL_STUDIO_USER_TOKEN=self.token, LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
+                   LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true", DJANGO_DB="sqlite", LOG_LEVEL="WARNING")
+        env.pop("DATABASE_URL", None)
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        self.log = open(work / "label-studio.log", "ab")
+        self.proc = subprocess.Popen(
+            [str(venv / "bin" / "label-studio"), "start", "--no-browser", "--port", str(port),
+             "--data-dir", str(work / "ls-data"), "--username", "bench@example.com", "--password", "bench-pass-123",
+             "--user-token", self.token],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.pgid = self.proc.pid
+        self.wait_ready()
+        self.project = self.create_project("annotate")
+        self.post_tasks(self.project, [{"prompt": f"Prompt {i}?", "a": f"Answer 0 to {i}.", "b": f"Answer 1 to {i}."}
+                                       for i in range(tasks)])
+        self.export_project = self.create_project("export")
+        self.post_tasks(self.export_project, [
+            {"data": {"prompt": f"Q {i}?", "a": f"A0 {i}", "b": f"A1 {i}"},
+             "annotations": [{"result": [self.choice()]}]} for i in range(pairs)])
+        self.import_round = 0
+
+    def session(self):
+        s = self.requests.Session()
+        s.headers["Authorization"] = f"Token {self.token}"
+        return s
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"label-studio exited with {self.proc.returncode}; see its log")
+            try:
+                if self.session().get(f"{self.url}/api/projects", timeout=5).status_code == 200:
+                    return
+            except self.requests.RequestException:
+                pass
+            time.sleep(1)
+        raise RuntimeError("label-studio did not answer in time")
+
+    def create_project(self, title: str) -> int:
+        r = self.session().post(f"{self.url}/api/projects", json={"title": f"bench {title}",
+                                                                  "label_config": PAIRWISE_CONFIG}, timeout=60)
+        r.raise_for_status()
+        return r.json()["id"]
+
+    def post_tasks(self, project: int, tasks: list) -> None:
+        r = self.session().post(f"{self.url}/api/projects/{project}/import", json=tasks, timeout=1200)
+        r.raise_for_status()
+
+    @staticmethod
+    def choice() -> dict:
+        return {"from_name": "pw", "to_name": "a,b", "type": "pairwise", "value": {"selected": "left"}}
+
+    def annotate_step(self, s) -> list[float] | None:
+        t0 = time.perf_counter()
+        r = s.get(f"{self.url}/api/projects/{self.project}/next", timeout=60)
+        t1 = time.perf_counter()
+        if r.status_code == 404:
+            return None
+        r.raise_for_status()
+        r = s.post(f"{self.url}/api/tasks/{r.json()['id']}/annotations/", json={"result": [self.choice()]},
+                   timeout=60)
+        r.raise_for_status()
+        return [(t1 - t0) * 1000, (time.perf_counter() - t1) * 1000]
+
+    def annotate(self, clients: int, duration: float):
+        return measured(self.pgid, lambda: http_loop(self.session, self.annotate_step, clients, duration))
+
+    def import_pairs(self):
+        self.import_round += 1
+        project = self.create_project(f"import {self.import_round}")
+        tasks = [{"prompt": f"R{self.import_round} {i}?", "a": f"A0 {i}", "b": f"A1 {i}"} for i in range(self.pairs)]
+        return measured(self.pgid, lambda: (self.post_tasks(project, tasks), self.pairs)[1])
+
+    def export_pairs(self):
+        def get():
+            r = self.session().get(f"{self.url}/api/projects/{self.export_project}/export?exportType=JSON",
+                                   timeout=1200)
+            r.raise_for_status()
+            return len(r.json())
+
+        return measured(self.pgid, get)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.pgid, 15)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pgid, 9)
+        self.log.close()
+
+
+# --- rounds and the table -----------------------------------------------------------------------------------------
+
+
+def run_workload(side, workload: str, duration: float) -> dict:
+    """One run of one workload on one side: the figures of its table cell."""
+    if workload in ("submit_16", "loop_1"):
+        clients = 16 if workload == "submit_16" else 1
+        (requests_done, latencies, errors), wall, cpu = side.annotate(clients, duration)
+        loops = requests_done / 2
+        return {"rate": (requests_done if clients > 1 else loops) / wall,
+                "p99": load.pct(latencies, 99), "cpu_ms": 1000 * cpu / max(1, requests_done if clients > 1 else loops),
+                "errors": errors}
+    if workload == "import_20k":
+        created, wall, cpu = side.import_pairs()
+        return {"rate": wall, "cpu_s": cpu, "n": created}
+    rows, wall, cpu = side.export_pairs()
+    return {"rate": rows / wall, "cpu_s": cpu, "n": rows}
+
+
+def cell(runs: list[dict] | None, workload: str) -> str:
+    if not runs:
+        return "not measured"
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    if workload == "submit_16":
+        return f"{med['rate']:.0f} req/s, p99 {med['p99']:.0f} ms, {med['cpu_ms']:.1f} ms CPU/req"
+    if workload == "loop_1":
+        return f"{med['rate']:.1f} loops/s, {med['cpu_ms']:.1f} ms CPU/loop"
+    if workload == "import_20k":
+        return f"{med['rate']:.1f} s, {med['cpu_s']:.1f} s CPU"
+    return f"{med['rate']:.0f} rows/s, {med['cpu_s']:.1f} s CPU"
+
+
+UNITS = {"submit_16": "16 clients, next-task+submit", "loop_1": "1 annotator, next-task->submit",
+         "import_20k": "import {pairs} pairs", "export_20k": "export {pairs} pairs"}
+
+
+def print_table(results: dict, pairs: int, rounds: int) -> None:
+    print(f"| workload | ours | Label Studio |\n|---|---|---|")
+    for workload in WORKLOADS:
+        print(f"| {workload} ({UNITS[workload].format(pairs=pairs)}) | {cell(results['ours'].get(workload), workload)} "
+              f"| {cell(results.get('label-studio', {}).get(workload), workload)} |")
+    print(f"\nmedians over {rounds} interleaved rounds; server CPU from /proc (utime+stime of the server's "
+          f"process group); SQLite on both sides")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=10, help="seconds per annotate run")
+    parser.add_argument("--pairs", type=int, default=20_000, help="pairs imported and exported")
+    parser.add_argument("--tasks", type=int, default=8000, help="tasks for the annotate runs")
+    parser.add_argument("--label-studio-venv", type=Path, help="a virtualenv with label-studio installed")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench-compare-"))
+    sides = []
+    try:
+        sides.append(Ours(work, args.pairs, args.tasks))
+        if args.label_studio_venv:
+            sides.append(LabelStudio(work, args.pairs, args.tasks, args.label_studio_venv))
+        results: dict = {side.name: {} for side in sides}
+        for workload in args.workloads.split(","):
+            for r in range(args.rounds):
+                for side in sides if r % 2 == 0 else sides[::-1]:
+                    got = run_workload(side, workload, args.duration)
+                    results[side.name].setdefault(workload, []).append(got)
+                    print(f"# {workload} round {r + 1} {side.name}: {got}", file=sys.stderr, flush=True)
+        print_table(results, args.pairs, args.rounds)
+    finally:
+        for side in sides:
+            side.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
