@@ -13,6 +13,17 @@ def project_for_admin(request, slug):
     return project
 
 
+def project_for_reviewer(request, slug):
+    """The project if the user reviews it (reviewers and admins): 404 for everyone else, annotators included
+    (these pages do not exist for them)."""
+    from django.http import Http404
+
+    project = selectors.get_project_for_user(user=request.user, project_ref=slug)
+    if not has_project_role(user=request.user, project=project, role=REVIEWER):
+        raise Http404("No such project.")
+    return project
+
+
 def nav(request, project=None) -> dict:
     """Context for base.html's header: which links this user may follow (nobody sees a link they cannot use)."""
     user = request.user
