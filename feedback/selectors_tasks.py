@@ -1,12 +1,14 @@
 """Reads of the data browser: a project's tasks page by page (keyset on id, filtered), one task with its
 judgements and consensus, and an annotator's own judgement history.
 
-Pages never use OFFSET or count the table: each is one indexed range scan on the task id (`id > after` or
-`id < before`, LIMIT page + 1). Agreement is not stored (it changes with every judgement and with trust), so
-the agreement filter computes it for candidate tasks only, a bounded batch at a time: a page reads at most
-`AGREEMENT_SCAN_LIMIT` candidates and, when that budget runs out before the page is full, says so and
-links on from the last task it read. Every page covers a contiguous id range, so walking the pages visits
-every matching task exactly once.
+Pages never use OFFSET or count the table: each is an indexed range scan on the task id (`id > after` or
+`id < before`, LIMIT page + 1); status and gold have their own (project, field, id) indexes. Filters that no
+index answers (flags, model, prompt text) read the id range `ID_WINDOW` ids at a time and stop after
+`SCAN_BUDGET_IDS` ids, so a rare value costs a bounded time per page, not a scan of the whole table.
+Agreement is not stored (it changes with every judgement and with trust): it is computed for candidate
+tasks only, `AGREEMENT_BATCH` at a time, at most `AGREEMENT_SCAN_LIMIT` per page. A page whose budget ran
+out says so and links on from where it stopped. Every page covers a contiguous id range, so walking the
+pages visits every matching task exactly once.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ MODEL_MAX_CHARS = 200
 EXCERPT_CHARS = 160
 AGREEMENT_BATCH = 250
 AGREEMENT_SCAN_LIMIT = 2000
+ID_WINDOW = 25_000
+SCAN_BUDGET_IDS = 50_000
 MAX_ID_DIGITS = 18
 
 STATUS_CHOICES = tuple(ComparisonTask.Status.values)
@@ -133,8 +137,14 @@ class TaskPage:
     rows: list[dict]
     next_after: int | None = None  # link on to later tasks
     prev_before: int | None = None  # link back to earlier tasks
-    scanned_to: int | None = None  # set when the agreement budget ran out before the page was full
+    scanned_to: int | None = None  # set when the page's scan budget ran out before the page was full
     filters: TaskFilters = field(default_factory=TaskFilters)
+
+
+def _is_windowed(filters: TaskFilters) -> bool:
+    """Filters no index answers (flags, model, text, agreement) read the id range a window at a time, within a
+    budget; status and gold have indexes (project, status, id) and (project, is_gold, id) and need none."""
+    return bool(filters.flag or filters.model or filters.q or filters.agreement)
 
 
 def task_page(*, project: Project, filters: TaskFilters, after: int | None = None, before: int | None = None,
@@ -149,7 +159,15 @@ def task_page(*, project: Project, filters: TaskFilters, after: int | None = Non
             scores = agreement_of(task_ids=ids, project=project)
             return [i for i in ids if scores.get(i) is not None and (scores[i] < threshold) == (filters.agreement == "low")]
 
-    ids, continuation, budget_out = _keyset_ids(qs, after=after, before=before, page_size=page_size, keep=keep)
+    span = None
+    if _is_windowed(filters):
+        ids_ = ComparisonTask.objects.filter(project=project).values_list("id", flat=True)
+        first, last = ids_.order_by("id").first(), ids_.order_by("-id").first()
+        span = (first, last) if first is not None else None
+        if span is None:
+            return TaskPage(rows=[], filters=filters)
+    scan = _Scan(qs, page_size=page_size, keep=keep, span=span, descending=before is not None)
+    ids, continuation, budget_out = scan.run(before if before is not None else after)
     page = TaskPage(rows=task_rows(project=project, task_ids=ids), filters=filters)
     page.scanned_to = continuation if budget_out else None
     if before is None:
@@ -161,39 +179,63 @@ def task_page(*, project: Project, filters: TaskFilters, after: int | None = Non
     return page
 
 
-def _keyset_ids(qs, *, after, before, page_size: int, keep: Callable | None) -> tuple[list[int], int | None, bool]:
-    """(ids of the page in ascending order, the cursor to continue from or None at the end, budget ran out)."""
-    descending = before is not None
-    order = "-id" if descending else "id"
-    cursor = before if descending else after
-    found: list[int] = []
-    scanned = 0
-    while True:
-        batch_qs = qs.filter(id__lt=cursor) if descending and cursor is not None else (
-            qs.filter(id__gt=cursor) if cursor is not None else qs)
-        size = page_size + 1 if keep is None else AGREEMENT_BATCH
-        batch = list(batch_qs.order_by(order).values_list("id", flat=True)[:size])
-        scanned += len(batch)
-        for task_id in (batch if keep is None else keep(batch)):
-            found.append(task_id)
-            if len(found) > page_size:  # one more than a page: there is a next page, it starts after the page
-                page = found[:page_size]
-                return sorted(page), page[-1], False
-        if len(batch) < size:
-            return sorted(found), None, False
-        cursor = batch[-1]
-        if keep is None:
-            continue  # cannot happen: a full batch without a filter already filled the page
-        if scanned >= AGREEMENT_SCAN_LIMIT:
-            return sorted(found), cursor, True
+@dataclass
+class _Scan:
+    """Keyset scan of one page. Each step reads at most one id window (when `span` is set) and at most
+    one batch; `keep` filters a batch in Python. Stops when the page is full (one more than a page
+    found), the ids run out, or a budget (ids spanned, rows kept-filtered) is spent."""
+
+    qs: QuerySet
+    page_size: int
+    keep: Callable | None
+    span: tuple[int, int] | None  # (first, last) task id of the project; None: no id windows
+    descending: bool
+
+    def _step(self, cursor: int | None) -> tuple[list[int], int | None, bool]:
+        """(ids read, cursor after the step, whether the ids beyond it are exhausted)."""
+        qs, edge = self.qs, None
+        if cursor is not None:
+            qs = qs.filter(id__lt=cursor) if self.descending else qs.filter(id__gt=cursor)
+        if self.span is not None:
+            first, last = self.span
+            start = (min(cursor, last + 1) if self.descending else max(cursor, first - 1)) if cursor is not None else first - 1
+            edge = start - ID_WINDOW if self.descending else start + ID_WINDOW
+            qs = qs.filter(id__gte=edge) if self.descending else qs.filter(id__lte=edge)
+        size = self.page_size + 1 if self.keep is None else AGREEMENT_BATCH
+        batch = list(qs.order_by("-id" if self.descending else "id").values_list("id", flat=True)[:size])
+        if len(batch) == size:
+            return batch, batch[-1], False
+        if edge is None:
+            return batch, None, True
+        return batch, edge, (edge <= self.span[0] if self.descending else edge >= self.span[1])
+
+    def run(self, cursor: int | None) -> tuple[list[int], int | None, bool]:
+        found: list[int] = []
+        rows_read = 0
+        origin = cursor if cursor is not None else (self.span[0] - 1 if self.span else 0)
+        while True:
+            batch, new_cursor, exhausted = self._step(cursor)
+            rows_read += len(batch)
+            for task_id in (batch if self.keep is None else self.keep(batch)):
+                found.append(task_id)
+                if len(found) > self.page_size:  # one more than a page: the next page starts after this one
+                    page = found[:self.page_size]
+                    return sorted(page), page[-1], False
+            if exhausted:
+                return sorted(found), None, False
+            cursor = new_cursor
+            if self.keep is None and self.span is None:
+                return sorted(found), cursor, False  # unreachable: an unfiltered full batch fills the page
+            if rows_read >= AGREEMENT_SCAN_LIMIT or (self.span and abs(cursor - origin) >= SCAN_BUDGET_IDS):
+                return sorted(found), cursor, True
 
 
-def agreement_of(*, task_ids: list[int], project: Project) -> dict[int, float | None]:
+def agreement_of(*, task_ids: list[int], project: Project, rows: list | None = None) -> dict[int, float | None]:
     """Mean trust-weighted pair agreement of each task's judges (None: fewer than two judgements), as the
-    review page computes it."""
+    review page computes it. `rows`: the tasks' judgements as (task id, annotator id, ranking), if read already."""
     votes: dict[int, list] = {task_id: [] for task_id in task_ids}
-    rows = Judgement.objects.filter(task_id__in=task_ids).values_list("task_id", "annotator_id", "ranking")
-    rows = list(rows)
+    if rows is None:
+        rows = list(Judgement.objects.filter(task_id__in=task_ids).values_list("task_id", "annotator_id", "ranking"))
     trust = dict(Membership.objects.filter(project=project, user_id__in={a for _, a, _ in rows})
                  .values_list("user_id", "trust"))
     for task_id, annotator_id, ranking in rows:
@@ -216,11 +258,12 @@ def task_rows(*, project: Project, task_ids: list[int]) -> list[dict]:
     through = ComparisonTask.completions.through.objects.filter(comparisontask_id__in=task_ids)
     for task_id, model in through.values_list("comparisontask_id", "completion__model_name"):
         models.setdefault(task_id, set()).add(model or "?")
+    judgements = list(Judgement.objects.filter(task_id__in=task_ids).values_list("task_id", "annotator_id", "ranking", "flags"))
     flags: dict[int, set] = {}
-    for task_id, task_flags in Judgement.objects.filter(task_id__in=task_ids).exclude(flags=[]).values_list("task_id", "flags"):
-        flags.setdefault(task_id, set()).update(task_flags)
+    for task_id, _, _, task_flags in judgements:
+        flags.setdefault(task_id, set()).update(task_flags or ())
     adjudicated = set(Adjudication.objects.filter(task_id__in=task_ids).values_list("task_id", flat=True))
-    agreement = agreement_of(task_ids=task_ids, project=project)
+    agreement = agreement_of(task_ids=task_ids, project=project, rows=[j[:3] for j in judgements])
     return [{**t, "models": sorted(models.get(t["id"], ())), "flags": sorted(flags.get(t["id"], ())),
              "adjudicated": t["id"] in adjudicated, "agreement": agreement.get(t["id"])} for t in tasks]
 

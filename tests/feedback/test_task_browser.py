@@ -115,6 +115,20 @@ def test_agreement_pages_stop_at_their_budget_and_still_cover_every_match_once(p
     assert forward == [world["tasks"][2]] and backward == [world["tasks"][2]]
 
 
+def test_filters_no_index_answers_read_a_bounded_id_range_per_page(project, world, monkeypatch):
+    cases = [TaskFilters(flag="any"), TaskFilters(model="special-model"), TaskFilters(q="question"),
+             TaskFilters(status="complete", flag="any"), TaskFilters(agreement="high")]
+    expected = {f: ids(project, **f.__dict__) for f in cases}  # with the default budgets: one page holds all
+    monkeypatch.setattr(selectors_tasks, "ID_WINDOW", 2)
+    monkeypatch.setattr(selectors_tasks, "SCAN_BUDGET_IDS", 2)
+    t = world["tasks"]
+    first = task_page(project=project, filters=TaskFilters(flag="unsafe"), page_size=5)
+    assert first.rows == [] and first.scanned_to == t[1] and first.next_after == t[1]
+    for filters in cases:
+        forward, backward = walk(project, filters, 1)
+        assert forward == expected[filters] and backward == expected[filters], filters
+
+
 @pytest.mark.parametrize("query, param", [
     ({"status": "bogus"}, "status"), ({"gold": "maybe"}, "gold"), ({"agreement": "0.5"}, "agreement"),
     ({"flag": "rude"}, "flag"), ({"after": "abc"}, "after"), ({"before": "٣"}, "before"),
