@@ -271,3 +271,14 @@ def test_nav_links(project, world):
     assert 'id="nav-tasks"' in page and 'id="nav-history"' in page
     page = client_for(world["first"]).get(reverse("feedback:project-detail", args=[project.slug])).content.decode()
     assert 'id="nav-tasks"' not in page and 'id="nav-history"' in page
+
+
+def test_a_task_of_another_project_is_404_under_this_projects_slug(project, world):
+    other = ProjectFactory()
+    foreign_task = make_tasks(other, 1)[0]
+    reviewer = world["reviewer"]
+    make_member(other, "annotator")
+    url = reverse("feedback:task-detail", args=[project.slug, foreign_task.pk])
+    assert client_for(reviewer).get(url).status_code == 404
+    response = client_for(reviewer).post(reverse("feedback:revise", args=[project.slug, foreign_task.pk]), {})
+    assert response.status_code == 404
