@@ -4,8 +4,10 @@
 
 Builds a throwaway database (SQLite in a temp dir; also PostgreSQL when DATABASE_URL points at one: a
 fresh database `bench_task_browser` on that server, dropped afterwards) with raw executemany inserts:
-N prompts and tasks of two completions (ten models, one rare), 70% complete with two judgements each
-(10% of them disputed, 2% flagged all bad, 0.5% unsafe), 27% open, 2% cancelled, 1% gold.
+N prompts and tasks of two completions (ten models, one rare), clustered by age: the oldest 70% complete
+with two judgements each (10% of them disputed, 2% flagged all bad, 0.5% unsafe), the newest open, a
+cancelled batch of 2% in the middle, 1% gold tasks added last. Then the status and gold scenarios run
+again without migration 0008's indexes.
 
     .venv/bin/python bench/task_browser.py [--tasks 1000000] [--repeat 20] [--keep]
 """
@@ -39,14 +41,19 @@ def build(n: int) -> None:
     services.add_member(project=project, username=second.username, role="annotator")
     now = connection.ops.adapt_datetimefield_value(timezone.now())
 
-    def status(i):  # 70% complete, 27% open, 2% cancelled, 1% gold (open)
-        r = i % 100
-        return ("open", True) if r == 99 else ("cancelled", False) if r >= 97 else ("open", False) if r >= 70 else ("complete", False)
+    def status(i):  # clustered by age, as in a real project: the oldest 70% complete, the newest open, a
+        # cancelled batch of 2% in the middle, gold tasks (1%) added last
+        if i >= n - n // 100:
+            return "open", True
+        if n // 2 <= i < n // 2 + n // 50:
+            return "cancelled", False
+        return ("complete" if i < n * 0.7 else "open"), False
 
     for start in range(0, n, CHUNK):
         rows = range(start, min(n, start + CHUNK))
         with transaction.atomic():
-            _insert_many(Prompt, ["id", "project", "external_id", "text", "messages", "content_hash", "metadata", "created_at"],
+            _insert_many(Prompt, ["id", "project", "external_id", "text", "messages", "content_hash", "metadata",
+                                  "created_at"],
                          [(i + 1, project.pk, f"p{i}", f"Question number {i}: what is {i % 977} plus {i % 13}?", None,
                            f"h{i}", {}, now) for i in rows])
             _insert_many(Completion, ["id", "prompt", "text", "model_name", "generation", "content_hash", "created_at"],
@@ -62,8 +69,8 @@ def build(n: int) -> None:
             judged = [i for i in rows if status(i)[0] == "complete"]
             _insert_many(Assignment, ["id", "task", "annotator", "project", "state", "label_order", "leased_at",
                                       "leased_until", "finished_at"],
-                         [(2 * i + 1 + k, i + 1, user.pk, project.pk, "submitted", [2 * i + 1, 2 * i + 2], now, now, now)
-                          for i in judged for k, user in enumerate((first, second))])
+                         [(2 * i + 1 + k, i + 1, user.pk, project.pk, "submitted", [2 * i + 1, 2 * i + 2], now, now,
+                           now) for i in judged for k, user in enumerate((first, second))])
 
             def ranking(i, k):
                 better_first = not (k == 1 and i % 10 == 3)  # 10% disputed: the second judge disagrees

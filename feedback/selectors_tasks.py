@@ -31,10 +31,10 @@ PAGE_SIZE = 50
 SEARCH_MAX_CHARS = 200
 MODEL_MAX_CHARS = 200
 EXCERPT_CHARS = 160
-AGREEMENT_BATCH = 250
-AGREEMENT_SCAN_LIMIT = 750
-ID_WINDOW = 10_000
-SCAN_BUDGET_IDS = 20_000
+AGREEMENT_BATCH = 150
+AGREEMENT_SCAN_LIMIT = 300
+ID_WINDOW = 5_000
+SCAN_BUDGET_IDS = 5_000
 MAX_ID_DIGITS = 18
 
 STATUS_CHOICES = tuple(ComparisonTask.Status.values)
@@ -157,7 +157,8 @@ def task_page(*, project: Project, filters: TaskFilters, after: int | None = Non
 
         def keep(ids: list[int]) -> list[int]:
             scores = agreement_of(task_ids=ids, project=project)
-            return [i for i in ids if scores.get(i) is not None and (scores[i] < threshold) == (filters.agreement == "low")]
+            want_low = filters.agreement == "low"
+            return [i for i in ids if scores.get(i) is not None and (scores[i] < threshold) == want_low]
 
     span = None
     if _is_windowed(filters):
@@ -198,7 +199,10 @@ class _Scan:
             qs = qs.filter(id__lt=cursor) if self.descending else qs.filter(id__gt=cursor)
         if self.span is not None:
             first, last = self.span
-            start = (min(cursor, last + 1) if self.descending else max(cursor, first - 1)) if cursor is not None else first - 1
+            if cursor is None:
+                start = first - 1
+            else:
+                start = min(cursor, last + 1) if self.descending else max(cursor, first - 1)
             edge = start - ID_WINDOW if self.descending else start + ID_WINDOW
             qs = qs.filter(id__gte=edge) if self.descending else qs.filter(id__lte=edge)
         size = self.page_size + 1 if self.keep is None else AGREEMENT_BATCH
@@ -258,7 +262,8 @@ def task_rows(*, project: Project, task_ids: list[int]) -> list[dict]:
     through = ComparisonTask.completions.through.objects.filter(comparisontask_id__in=task_ids)
     for task_id, model in through.values_list("comparisontask_id", "completion__model_name"):
         models.setdefault(task_id, set()).add(model or "?")
-    judgements = list(Judgement.objects.filter(task_id__in=task_ids).values_list("task_id", "annotator_id", "ranking", "flags"))
+    judgements = list(Judgement.objects.filter(task_id__in=task_ids)
+                      .values_list("task_id", "annotator_id", "ranking", "flags"))
     flags: dict[int, set] = {}
     for task_id, _, _, task_flags in judgements:
         flags.setdefault(task_id, set()).update(task_flags or ())
@@ -345,7 +350,8 @@ def judgement_history(*, project: Project, annotator, after: int | None = None, 
         rows = list(qs.order_by("-id").select_related("task")[:page_size + 1])
         more_older, rows = len(rows) > page_size, rows[:page_size]
         more_newer = before is not None
-    adjudicated = set(Adjudication.objects.filter(task_id__in=[j.task_id for j in rows]).values_list("task_id", flat=True))
+    adjudicated = set(Adjudication.objects.filter(task_id__in=[j.task_id for j in rows])
+                      .values_list("task_id", flat=True))
     items = [{"judgement": j, "task": j.task,
               "is_revisable": j.task.status == ComparisonTask.Status.OPEN and j.task_id not in adjudicated}
              for j in rows]

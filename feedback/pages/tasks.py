@@ -79,11 +79,12 @@ def revise(request, slug, task_id):
     own = selectors_tasks.own_view(task=task, annotator=request.user)
     labels = [c["label"] for c in own["completions"]]
     confidence = request.POST.get("confidence", "")
+    confidence = int(confidence) if confidence.isascii() and confidence.isdigit() and len(confidence) < 3 else None
     try:
         services.revise_judgement(
             task=task, annotator=request.user, ranking=_ranking_from_form(request.POST, labels),
             flags=request.POST.getlist("flags"),
-            confidence=int(confidence) if confidence.isascii() and confidence.isdigit() and len(confidence) < 3 else None,
+            confidence=confidence,
             comment=request.POST.get("comment", ""),
         )
         messages.success(request, f"Your judgement of task {task.pk} was revised.")
