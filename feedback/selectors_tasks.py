@@ -31,8 +31,8 @@ PAGE_SIZE = 50
 SEARCH_MAX_CHARS = 200
 MODEL_MAX_CHARS = 200
 EXCERPT_CHARS = 160
-AGREEMENT_BATCH = 150
-AGREEMENT_SCAN_LIMIT = 300
+AGREEMENT_BATCH = 100
+AGREEMENT_SCAN_LIMIT = 200
 ID_WINDOW = 5_000
 SCAN_BUDGET_IDS = 5_000
 MAX_ID_DIGITS = 18
@@ -115,7 +115,9 @@ def filtered_tasks(*, project: Project, filters: TaskFilters) -> QuerySet[Compar
     if filters.status:
         qs = qs.filter(status=filters.status)
     if filters.gold:
-        qs = qs.filter(is_gold=filters.gold == "yes")
+        # `is_gold__in=[…]`, not `is_gold=…`: SQLite gets `is_gold IN (1)`, which can use the (project, is_gold,
+        # id) index; a bare boolean column in WHERE (what `is_gold=True` becomes) cannot.
+        qs = qs.filter(is_gold__in=[filters.gold == "yes"])
     if filters.agreement:
         qs = qs.filter(is_gold=False, judgements_done__gte=2)  # agreement needs two judges of a non-gold task
     if filters.flag:
