@@ -43,7 +43,7 @@ AGREEMENT_CHOICES = ("low", "high")
 FLAG_CHOICES = ("any", *Judgement.Flag.values)
 
 BAD_CHOICE = "{param}: must be one of {allowed}."
-BAD_ID = "{param}: must be a task id (digits only)."
+BAD_ID = "{param}: must be an id (ASCII digits only, at most 18)."
 BOTH_CURSORS = "after, before: give one of them, not both."
 TOO_LONG = "{param}: at most {limit} characters."
 NUL_IN_TEXT = "{param}: must not contain NUL characters."
