@@ -161,6 +161,9 @@ class ComparisonTask(models.Model):
                 fields=["project", "priority", "id"], condition=Q(status="open", is_gold=False), name="task_queue_open"
             ),
             models.Index(fields=["project", "id"], condition=Q(status="open", is_gold=True), name="task_gold_open"),
+            # The data browser's status and gold filters walk these in id order (keyset pages).
+            models.Index(fields=["project", "status", "id"], name="task_browse_status"),
+            models.Index(fields=["project", "is_gold", "id"], name="task_browse_gold"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -3,7 +3,7 @@ from django.urls import path
 from core import converters  # noqa: F401  (registers <id:…> and <ref:…>: ASCII, bounded length)
 
 from feedback import views
-from feedback.pages import annotating, exports, members, projects, review
+from feedback.pages import annotating, exports, members, projects, review, tasks
 
 app_name = "feedback"
 urlpatterns = [
@@ -25,4 +25,8 @@ urlpatterns = [
     path("p/<slug:slug>/tasks/<id:task_id>/submit/", views.submit, name="submit"),
     path("p/<slug:slug>/tasks/<id:task_id>/skip/", views.skip, name="skip"),
     path("p/<slug:slug>/tasks/<id:task_id>/lease/", annotating.lease_renew, name="lease-renew"),
+    path("p/<slug:slug>/tasks/", tasks.task_list, name="task-list"),
+    path("p/<slug:slug>/tasks/<id:task_id>/", tasks.task_detail, name="task-detail"),
+    path("p/<slug:slug>/tasks/<id:task_id>/revise/", tasks.revise, name="revise"),
+    path("p/<slug:slug>/history/", tasks.history, name="history"),
 ]

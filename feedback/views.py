@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpResponseBadRequest
+from django.http import HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -14,19 +14,10 @@ from core.permissions import REVIEWER, has_project_role
 from feedback import dashboard as dashboard_data
 from feedback import selectors, services
 from feedback.pages import annotating
-from feedback.pages.common import nav
+from feedback.pages.common import nav, project_for_reviewer
 from feedback.waiting import why_nothing_waiting
 
 DASHBOARD_CACHE_SECONDS = 60
-
-
-def _project_for_reviewer(request, slug):
-    """The project if the user may review it. Annotators get the same 404 as non-members: these pages do
-    not exist for them (get_project_for_user already answers 404 to non-members)."""
-    project = selectors.get_project_for_user(user=request.user, project_ref=slug)
-    if not has_project_role(user=request.user, project=project, role=REVIEWER):
-        raise Http404("No such project.")
-    return project
 
 
 @login_required
@@ -106,7 +97,7 @@ def dashboard(request, slug):
     """Progress, throughput, agreement, leaderboard and length bias, as plots with the numbers underneath."""
     from django.core.cache import cache
 
-    project = _project_for_reviewer(request, slug)
+    project = project_for_reviewer(request, slug)
     # The figures read up to 200k judgements: computed at most once a minute per project.
     data = cache.get_or_set(f"feedback:dashboard:{project.pk}", lambda: dashboard_data.build(project=project),
                             DASHBOARD_CACHE_SECONDS)

@@ -7,6 +7,7 @@ services.next_task(...)`):
 - `prompts`: import_prompts (rows parsed and validated by `feedback.importing`), create_task
 - `queue`: next_task, submit_judgement, skip_task, release_expired_leases
 - `review`: mark_gold, mark_gold_from_consensus, adjudicate, recompute_trust
+- `revisions`: revise_judgement (an annotator changes their own judgement while the task is open)
 - `snapshots`: create_snapshot (rows read from the database), export_preferences (files)
 """
 
@@ -25,6 +26,9 @@ from feedback.services.review import (
     ADJUDICATION_RANKING_INVALID, GOLD_RANKING_INVALID, adjudicate, mark_gold, mark_gold_from_consensus,
     recompute_trust,
 )
+from feedback.services.revisions import (
+    JUDGEMENT_PINNED, JUDGEMENT_REVISED, NOT_JUDGED, TASK_ADJUDICATED, TASK_CLOSED, revise_judgement,
+)
 from feedback.services.snapshots import create_snapshot, export_preferences, record_split_counts
 
 __all__ = [
@@ -36,4 +40,5 @@ __all__ = [
     "export_preferences", "import_prompts", "make_superuser", "mark_gold", "mark_gold_from_consensus", "next_task",
     "ranking_to_completion_ids", "recompute_trust", "release_expired_leases", "remove_member", "skip_task",
     "submit_judgement", "update_project",
+    "JUDGEMENT_PINNED", "JUDGEMENT_REVISED", "NOT_JUDGED", "TASK_ADJUDICATED", "TASK_CLOSED", "revise_judgement",
 ]
