@@ -27,7 +27,7 @@ from feedback.services.review import (
     recompute_trust,
 )
 from feedback.services.revisions import (
-    JUDGEMENT_PINNED, JUDGEMENT_REVISED, NOT_JUDGED, TASK_ADJUDICATED, TASK_CLOSED, revise_judgement,
+    JUDGEMENT_PINNED, NOT_JUDGED, TASK_ADJUDICATED, TASK_CLOSED, revise_judgement,
 )
 from feedback.services.snapshots import create_snapshot, export_preferences, record_split_counts
 
@@ -40,5 +40,5 @@ __all__ = [
     "export_preferences", "import_prompts", "make_superuser", "mark_gold", "mark_gold_from_consensus", "next_task",
     "ranking_to_completion_ids", "recompute_trust", "release_expired_leases", "remove_member", "skip_task",
     "submit_judgement", "update_project",
-    "JUDGEMENT_PINNED", "JUDGEMENT_REVISED", "NOT_JUDGED", "TASK_ADJUDICATED", "TASK_CLOSED", "revise_judgement",
+    "JUDGEMENT_PINNED", "NOT_JUDGED", "TASK_ADJUDICATED", "TASK_CLOSED", "revise_judgement",
 ]

@@ -210,7 +210,7 @@ def test_revise_while_open_changes_the_one_judgement_and_is_audited(project, wor
     assert (after.flags, after.confidence, after.comment) == (["unsafe"], 2, "revised")
     task.refresh_from_db()
     assert (task.status, task.judgements_done) == ("open", 1)
-    event = AuditEvent.objects.get(event_type=services.JUDGEMENT_REVISED)
+    event = AuditEvent.objects.get(event_type=AuditEvent.Type.JUDGEMENT_REVISED)
     assert event.actor == user and event.target == f"judgement:{after.pk}" and event.project == project
     assert event.extra["before"]["ranking"] == before.ranking and event.extra["after"]["ranking"] == after.ranking
 
@@ -223,7 +223,7 @@ def test_revise_is_refused_once_complete(project, world):
                                      revise_form(task, user, lower_first=False), follow=True)
     assert "can no longer change" in response.content.decode()
     assert Judgement.objects.get(task=task, annotator=user).ranking == before
-    assert not AuditEvent.objects.filter(event_type=services.JUDGEMENT_REVISED).exists()
+    assert not AuditEvent.objects.filter(event_type=AuditEvent.Type.JUDGEMENT_REVISED).exists()
 
 
 def test_revise_is_refused_once_adjudicated_or_pinned_by_a_snapshot(project, world):
