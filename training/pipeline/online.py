@@ -27,8 +27,7 @@ from .callbacks import OnStep, ShouldStop, TrainingCancelled, progress_callback,
 from .config_online import GRPOConfig, OnlineConfig, RLOOConfig
 from .data import TextOrMessages, prompt_dataset
 from .ppo import RewardFn, evaluate
-from .ppo_report import conclude
-from .ppo_report import PPOResult
+from .ppo_report import PPOResult, conclude
 
 METHODS = ("rloo", "grpo")
 
@@ -51,6 +50,11 @@ class Evaluator:
     eval_queries: list[list[int]]
     eval_texts: list[TextOrMessages]
     should_stop: ShouldStop | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """Where held-out batches go: wherever TRL's trainer left the policy."""
+        return next(self.policy.parameters()).device
 
     def poll(self, step: int, what: str) -> None:
         if self.should_stop is not None and self.should_stop():

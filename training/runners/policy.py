@@ -220,7 +220,7 @@ def run_dpo(ctx: RunContext) -> dict:
     snapshot, train_rows, test_rows = snapshot_rows(ctx)
     ctx.total_steps = cfg.max_steps if cfg.max_steps > 0 else None
     ctx.log(f"DPO from {cfg.policy} on snapshot {snapshot.pk}: {len(train_rows)} pairs")
-    if method == "ppo" and launches(cfg):  # accelerate launch on cfg.processes processes (RLOO/GRPO: in-process only)
+    if launches(cfg):  # accelerate launch on cfg.processes processes
         result = trained_model(run_launched(ctx, "dpo", {"config": asdict(cfg), "train_rows": train_rows,
                                                          "eval_rows": test_rows, "output_dir": str(registry_dir("dpo", run))}))
     else:
