@@ -11,8 +11,8 @@ database and MODEL_DIR under a temp directory (the default models are bootstrapp
 $MODEL_DIR or ./models, from the wheels, then hard-linked in; nothing is downloaded):
 
 1. `create_project` (K=2, overlap 3, no gold), `add_member` ×5, `bootstrap_models` (registers the default policy);
-2. `import_prompts`: N prompts, each with two SYNTHESISED completions (templated sentences, 70% of pairs with a digit
-   in exactly one answer); synthesised rather than sampled so the bench spends its CPU on training, not on sampling;
+2. `import_prompts`: N prompts, each with two SYNTHESISED completions (templated sentences, 90% of pairs with a digit
+   in exactly one answer, 10% both or neither); synthesised rather than sampled so the bench spends its CPU on training, not on sampling;
 3. judge: the simulated annotators take tasks with `feedback.services.next_task` and answer with `submit_judgement`;
 4. `train_reward_model` (MiniLM): held-out accuracy of the run (its snapshot's test split) next to the agreement
    ceiling (the rule itself scored against the same held-out majority labels), and on 400 fresh pairs: accuracy
@@ -21,7 +21,8 @@ $MODEL_DIR or ./models, from the wheels, then hard-linked in; nothing is downloa
 6. `publish_samples`: the active (base) policy against the PPO candidate, head to head, on already-judged prompts;
    the simulated annotators judge those tasks; the candidate's win rate with its Wilson interval
    (`training.promotion.head_to_head` / `verdict_of`) and `decide_promotions`' verdict;
-7. `train_policy --method dpo` on the same judgements (held-out preference accuracy; no head-to-head);
+7. `train_policy --method dpo` on the same judgements (held-out preference accuracy), then its candidate head to
+   head against the active policy as in 6;
 8. control: a second project judged by annotators whose labels carry no information (coin flips: the labels
    shuffled with respect to the answers) — its reward model should sit at 50% against the rule and be rejected
    by the acceptance test (Wilson lower bound <= 0.5), so PPO has nothing to train against.
@@ -63,9 +64,9 @@ SIZES = {  # the settings each stage gets through --set (quick: just enough to s
              "publish": ["max_prompts=40", "resample_share=1.0", "max_new_tokens=32"],
              "dpo": ["max_steps=30", "max_length=192"], "min_judgements": None, "probe": 400},
     "quick": {"reward": ["num_train_epochs=3", "max_length=128"],
-              "ppo": ["num_iterations=2", "batch_size=4", "mini_batch_size=2", "max_new_tokens=24",
+              "ppo": ["num_iterations=2", "batch_size=4", "mini_batch_size=2", "max_new_tokens=16",
                       "learning_rate=2e-4", "gate_samples_per_prompt=2", "gate_min_prompts=2"],
-              "publish": ["max_prompts=8", "resample_share=1.0", "max_new_tokens=24"],
+              "publish": ["max_prompts=8", "resample_share=1.0", "max_new_tokens=16"],
               "dpo": ["max_steps=2", "max_length=192"], "min_judgements": 10, "probe": 100},
 }
 
@@ -279,7 +280,9 @@ def rule_rates(project, candidate, rival) -> tuple[float, float, int]:
     return (sum(mine) / max(1, len(mine)), sum(theirs) / max(1, len(theirs)), len(tasks))
 
 
-def head_to_head_stage(table: Table, size: dict, users: list, annotators: list) -> None:
+def head_to_head_stage(table: Table, size: dict, users: list, annotators: list, method: str) -> bool:
+    """The newest candidate policy (from `method`) against the active policy, judged by the simulated annotators.
+    False when there is no candidate."""
     from feedback.models import Project
     from training import selectors
     from training.promotion import head_to_head, min_judgements_default, verdict_of
@@ -287,19 +290,19 @@ def head_to_head_stage(table: Table, size: dict, users: list, annotators: list) 
     project = Project.objects.get(slug=SLUG)
     candidate = selectors.newest_candidate(project=project)
     if candidate is None:
-        with table.stage("head to head") as stage:
-            stage.add("no candidate policy (PPO registered nothing): no head-to-head")
-        return
+        with table.stage(f"h2h {method}") as stage:
+            stage.add(f"no candidate policy ({method} registered none): no head-to-head")
+        return False
     rival = selectors.active_policy(project=project)
-    with table.stage("publish_samples (h2h)") as stage:
+    with table.stage(f"publish_samples (h2h {method})") as stage:
         command("publish_samples", "--project", SLUG, *set_args(size["publish"]))
         candidate_rate, rival_rate, n_tasks = rule_rates(project, candidate, rival)
         stage.add(f"head_to_head_tasks={n_tasks} answers_with_digit candidate={candidate_rate:.2f} "
                   f"active={rival_rate:.2f}")
-    with table.stage("judge h2h (simulated)") as stage:
+    with table.stage(f"judge h2h {method}") as stage:
         labels = judge_all(SLUG, users, annotators)
         stage.add(f"judgements={sum(map(len, labels.values()))}")
-    with table.stage("decide_promotions") as stage:
+    with table.stage(f"decide_promotions {method}") as stage:
         needed = size["min_judgements"] or min_judgements_default()
         wins, n = head_to_head(project=project, candidate=candidate, rival=rival)
         verdict, m = verdict_of(wins, n, needed)
@@ -309,6 +312,7 @@ def head_to_head_stage(table: Table, size: dict, users: list, annotators: list) 
         command("decide_promotions", "--project", SLUG, *extra)
         candidate.refresh_from_db()
         stage.add(f"verdict={verdict}; candidate is now {candidate.status}")
+    return True
 
 
 def dpo_stage(table: Table, size: dict) -> None:
@@ -322,7 +326,7 @@ def dpo_stage(table: Table, size: dict) -> None:
                   f"steps={s.get('train/steps', s.get('train/global_step', '?'))}"
                   + (f" refused: {refused}" if refused else ""))
         if run.produced_version_id:
-            stage.add(f"registered {run.produced_version.name} as {run.produced_version.status} (no head-to-head run)")
+            stage.add(f"registered {run.produced_version.name} as {run.produced_version.status}")
 
 
 def control_stage(table: Table, size: dict, import_file: Path, args) -> None:
@@ -342,19 +346,24 @@ def control_stage(table: Table, size: dict, import_file: Path, args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that every stage runs")
-    parser.add_argument("--prompts", type=int, default=None, help="prompts in the project (default 200; quick 60)")
+    parser.add_argument("--prompts", type=int, default=None, help="prompts in the project (default 200; quick 100)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-dpo", action="store_true")
     parser.add_argument("--skip-control", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's own); 1 is faster when other work loads the CPUs")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (database, registry)")
     parser.add_argument("--model-dir", default=os.environ.get("MODEL_DIR", str(ROOT / "models")),
                         help="where the default models are bootstrapped once (default: $MODEL_DIR or ./models)")
     args = parser.parse_args()
     size = SIZES["quick" if args.quick else "full"]
-    n_prompts = args.prompts or (60 if args.quick else 200)
+    n_prompts = args.prompts or (100 if args.quick else 200)
     load_before, started = os.getloadavg(), time.perf_counter()
-    work = setup(args)
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = setup(args)
 
     table = Table()
     try:
@@ -371,10 +380,11 @@ def main() -> None:
             try_command("train_reward_model", "--project", SLUG, *set_args(size["reward"]))
             reward_figures(stage, SLUG, size["probe"], args.seed)
         ppo_stage(table, size)
-        head_to_head_stage(table, size, users, annotators)
+        head_to_head_stage(table, size, users, annotators, "ppo")
         loop_seconds = time.perf_counter() - started
         if not args.skip_dpo:
             dpo_stage(table, size)
+            head_to_head_stage(table, size, users, annotators, "dpo")
         if not args.skip_control:
             control_stage(table, size, import_file, args)
     finally:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 DIGIT = re.compile(r"\d")
 P_FOLLOW_RULE = 0.707  # pairwise agreement (1+p)²/4 + (1-p)²/4 = 0.75 on pairs the rule decides
-DECISIVE_SHARE = 0.7  # share of imported pairs where exactly one completion has a digit
+DECISIVE_SHARE = 0.9  # share of imported pairs where exactly one completion has a digit
 
 TOPICS = [
     "the moon", "honey bees", "the Eiffel Tower", "coffee", "volcanoes", "the river Nile", "chess", "penguins",
@@ -45,8 +45,10 @@ WITHOUT_DIGIT = [
 ]
 
 
-def rule_score(text: str) -> int:
-    """1 when the answer contains a digit, else 0."""
+def rule_score(text) -> int:
+    """1 when the answer contains a digit, else 0. `text`: a string or chat messages (export rows)."""
+    if isinstance(text, list):
+        text = " ".join(str(m.get("content", "")) for m in text if isinstance(m, dict))
     return 1 if DIGIT.search(text or "") else 0
 
 
