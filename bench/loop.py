@@ -393,7 +393,7 @@ def main() -> None:
                     f"torch_threads={torch.get_num_threads()} cpus={os.cpu_count()} fp32 sqlite; "
                     f"load average before={load_before[0]:.1f} after={load_after[0]:.1f}")
         if "loop_seconds" in locals():
-            print(f"loop_wall_s {loop_seconds:.0f} (setup to the promotion decision)")
+            print(f"loop_wall_s {loop_seconds:.0f} (setup to the PPO candidate's promotion decision, or its gate's refusal)")
         print(f"total_wall_s {time.perf_counter() - started:.0f}")
         for kind, settings in size.items():
             if isinstance(settings, list):
