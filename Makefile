@@ -61,6 +61,7 @@ test-postgres: venv
 
 bench: venv
 	$(BIN)/python bench/annotation_load.py
+	$(BIN)/python bench/loop.py --quick
 
 check: venv
 	$(BIN)/python manage.py check
