@@ -1,6 +1,6 @@
 // Keyboard ranking: letters best first, "=" ties the next letter with the previous one,
 // Backspace undoes, X/U toggle flags, 1–5 set confidence, "/" focuses the comment,
-// Enter submits when every completion has a rank, S skips. The rank selects stay the source
+// Enter submits when every completion has a rank, S skips, E shows (or folds) every long answer. The rank selects stay the source
 // of truth, so the form also works with a mouse or without JavaScript.
 (function () {
   "use strict";
@@ -8,9 +8,9 @@
   function localTime(date) { return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
   document.querySelectorAll("time.local-time").forEach((t) => { t.textContent = localTime(new Date(t.dateTime)); });
 
-  // Long completions: folded to a few screens with a "Show all" button (a real button: Tab + Enter/Space).
-  // Without JavaScript nothing is folded and the button stays hidden.
-  document.querySelectorAll(".body[data-long]").forEach((body) => {
+  // Long completions: folded to a few screens with a "Show all" button (a real button: Tab + Enter/Space;
+  // E unfolds, or folds again, every long text at once). Without JavaScript nothing is folded.
+  const foldable = Array.from(document.querySelectorAll(".body[data-long]")).map((body) => {
     const button = body.nextElementSibling;
     function set(folded) {
       body.classList.toggle("folded", folded);
@@ -20,7 +20,12 @@
     button.hidden = false;
     set(true);
     button.addEventListener("click", () => set(!body.classList.contains("folded")));
+    return { body, set };
   });
+  function toggleAllFolds() {
+    const anyFolded = foldable.some(({ body }) => body.classList.contains("folded"));
+    foldable.forEach(({ set }) => set(!anyFolded));
+  }
 
   const form = document.getElementById("judgement-form");
   if (!form) return;
@@ -80,6 +85,7 @@
     else if (/^[1-5]$/.test(key)) { form.querySelector(`input[name="confidence"][value="${key}"]`).checked = true; event.preventDefault(); }
     else if (key === "/") { form.querySelector("textarea[name=comment]").focus(); event.preventDefault(); }
     else if (key === "s") { document.getElementById("skip-form").submit(); event.preventDefault(); }
+    else if (key === "e" && !labels.includes("e")) { toggleAllFolds(); event.preventDefault(); }
     else if (key === "enter") {
       event.preventDefault();
       if (complete()) form.requestSubmit();

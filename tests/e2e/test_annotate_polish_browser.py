@@ -43,6 +43,13 @@ def test_long_answer_folds_and_the_lease_counts_down_and_renews(live_server, pag
     assert button.get_attribute("aria-expanded") == "true" and button.inner_text() == "Show less"
     assert body.evaluate("b => b.clientHeight >= b.scrollHeight - 1")
     assert "/annotate/" in page.url
+    # E folds every long answer again, and a second E opens them all (nothing is ranked by it).
+    button.evaluate("b => b.blur()")  # focus off the button: keys go to the page's shortcuts
+    page.keyboard.press("e")
+    assert "folded" in body.get_attribute("class") and button.inner_text() == "Show all"
+    page.keyboard.press("e")
+    assert "folded" not in body.get_attribute("class") and button.get_attribute("aria-expanded") == "true"
+    assert page.inner_text("#ranking-preview").strip() == ""
     assert page.locator("pre code span.n").count() >= 1  # highlighted by Pygments on the server
 
     # The countdown, in the browser's local time.
