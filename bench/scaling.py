@@ -82,9 +82,12 @@ def prepare_models(args, scratch: Path) -> tuple[Path, Path]:
 
 
 def ppo_settings(args) -> dict:
+    """rollout_chunk (prompts per generate() call under accelerate) = one process's share at the most processes:
+    every configuration samples the same answers, and the 1-process run is not held to one prompt per call."""
+    chunk = args.batch // max(args.processes or [1])
     return dict(use_lora=True, num_iterations=args.iterations, batch_size=args.batch, mini_batch_size=args.batch // 2,
-                ppo_epochs=1, max_new_tokens=args.new_tokens, rollout_chunk=1, temperature=1.0, top_p=1.0, seed=SEED,
-                learning_rate=1e-4, kl_bound=1e9, gate_samples_per_prompt=1, gate_min_prompts=1)
+                ppo_epochs=1, max_new_tokens=args.new_tokens, rollout_chunk=chunk, temperature=1.0, top_p=1.0,
+                seed=SEED, learning_rate=1e-4, kl_bound=1e9, gate_samples_per_prompt=1, gate_min_prompts=1)
 
 
 # --- PPO on 1 and N processes -------------------------------------------------------------------------------
