@@ -62,6 +62,7 @@ test-postgres: venv
 bench: venv
 	$(BIN)/python bench/annotation_load.py
 	$(BIN)/python bench/loop.py --quick
+	$(BIN)/python bench/scaling.py --tiny
 
 check: venv
 	$(BIN)/python manage.py check
