@@ -38,8 +38,11 @@ def test_ctrl_c_stops_the_worker_and_the_server_quietly(tmp_path):
            "DJANGO_SETTINGS_MODULE": "config.settings.base", "STATIC_ROOT": str(tmp_path / "static"),
            "HF_HUB_OFFLINE": "1"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    # As from a terminal: SIGINT at its default. A shell started with SIGINT ignored (any job launched with `&`
+    # by a non-interactive shell, as CI runners may) inherits that, and bash cannot trap an ignored signal.
     server = subprocess.Popen(["bin/run-server", "127.0.0.1", str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and len(_children_of(server.pid)) < 2:
         time.sleep(0.5)
