@@ -98,3 +98,25 @@ def test_a_ppo_run_on_two_processes_registers_one_policy(ppo_ready_project, monk
     assert saved.parent.name == "registry" and (saved / "value_head.safetensors").is_file()  # saved once, by rank 0
     assert [m["step"] for m in selectors.run_metrics(run=run)] == [1]
     assert run.summary["device/processes"] == 2 and run.summary["status"] == "completed"
+
+
+@pytest.mark.parametrize("kind", [TrainingRun.Kind.RLOO, TrainingRun.Kind.GRPO])
+def test_an_rloo_or_grpo_run_on_two_processes_registers_one_policy(ppo_ready_project, kind, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    project = ppo_ready_project
+    run = services.start_training(project=project, kind=kind, enqueue=False, config={
+        "processes": 2, "max_steps": 2, "batch_size": 4, "num_generations": 2, "max_completion_length": 4,
+        "use_lora": False, "learning_rate": 1e-3, "gate_samples_per_prompt": 2, "gate_bootstrap_resamples": 50,
+        "gate_margin": -1e9, "gate_min_prompts": 1, "kl_bound": 1e9})  # plumbing, not learning: the gate is opened
+
+    state = execution.execute(run.pk)
+
+    run.refresh_from_db()
+    assert state == TrainingRun.State.SUCCEEDED, run.error
+    policies = ModelVersion.objects.filter(project=project, kind=ModelVersion.Kind.POLICY)
+    assert policies.count() == 1 and run.produced_version == policies.get()  # the main process alone saved
+    assert f"/{kind}-" in policies.get().path and Path(policies.get().path, "manifest.json").is_file()
+    assert [m["step"] for m in selectors.run_metrics(run=run)] == [1, 2]  # TRL's logs, once, from the main process
+    assert run.summary["device/processes"] == 2 and run.summary["passes_gate"] and run.summary["gate/passed"]
+    assert run.summary["gate/n_prompts"] >= 1  # the gate ran (once, on the main process) over the held-out prompts
+    assert "on 2 processes (accelerate launch)" in run.log

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .config import _field, _require
+from .config import ACCELERATE_CONFIG_HELP, PROCESSES_HELP, _check_launch, _field, _require
 
 
 @dataclasses.dataclass
@@ -56,12 +56,17 @@ class OnlineConfig:
     gate_bootstrap_resamples: int = _field(2000, "Bootstrap resamples of the held-out prompts.")
     gate_length_control: bool = _field(
         True, "Refuse when the reward gain is explained by longer answers (reward regressed on length).")
+    # Launch
+    processes: int = _field(1, PROCESSES_HELP + " RLOO/GRPO: batch_size is the global batch, shared by the "
+                               "processes (a multiple of them).")
+    accelerate_config: str | None = _field(None, ACCELERATE_CONFIG_HELP)
 
     @property
     def max_new_tokens(self) -> int:  # the name the shared sampling and evaluation code reads (PPO's)
         return self.max_completion_length
 
     def __post_init__(self):
+        _check_launch(self)
         _require(self, isinstance(self.policy, str) and self.policy.strip() != "", "policy", "must be a path or name")
         for name in ("lora_r", "max_completion_length", "max_prompt_length", "max_steps", "batch_size",
                      "gradient_accumulation_steps", "num_iterations", "logging_steps", "gate_samples_per_prompt",
@@ -70,6 +75,8 @@ class OnlineConfig:
         _require(self, self.num_generations >= 2, "num_generations", "must be >= 2 (the baseline needs a group)")
         _require(self, self.batch_size % self.num_generations == 0, "batch_size",
                  f"must be a multiple of num_generations ({self.num_generations})")
+        _require(self, self.batch_size % self.processes == 0, "batch_size",
+                 f"must be a multiple of processes ({self.processes}): each process takes an equal share")
         _require(self, self.lora_alpha > 0, "lora_alpha", "must be > 0")
         _require(self, 0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
         _require(self, self.temperature > 0, "temperature", "must be > 0")

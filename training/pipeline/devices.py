@@ -14,6 +14,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+# How long a launched process waits for the others at a collective: the main process evaluates the held-out
+# prompts alone (before and after training) while the others wait at the next one.
+PROCESS_GROUP_HOURS = 6
+
 
 @dataclass(frozen=True)
 class DeviceChoice:

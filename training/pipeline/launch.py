@@ -1,21 +1,22 @@
 """One training job under `accelerate launch` (DDP on N processes; DeepSpeed ZeRO or FSDP through an accelerate
-config file): reward model, DPO or PPO, started as
+config file): reward model, DPO, PPO, RLOO or GRPO, started as
 
     accelerate launch --multi_gpu --num_processes N -m training.pipeline.launch JOB.json
 
 (`--multi_gpu` is accelerate's torchrun launcher; on a machine without GPUs the processes talk over gloo).
 JOB.json is written by whoever runs the job (the Django worker's `training.runners.launched`):
 
-    {"kind": "reward" | "dpo" | "ppo", "config": {…the kind's config…}, "output_dir": …,
+    {"kind": "reward" | "dpo" | "ppo" | "rloo" | "grpo", "config": {…the kind's config…}, "output_dir": …,
      "progress": PATH, "cancel": PATH, "result": PATH,
      reward, dpo: "train_rows": […], "eval_rows": […]
-     ppo: "policy": DIR, "reward_model": DIR, "judge": DIR|null, "base_model": DIR|null,
+     ppo, rloo, grpo: "policy": DIR, "reward_model": DIR, "judge": DIR|null, "base_model": DIR|null,
           "train_prompts": […], "eval_prompts": […], "manifest_extra": {…}}
 
 The main process appends one JSON line per step to `progress` ({"step": n, "metrics": {…}}); every process
 stops, together, once the file `cancel` exists; only the main process saves weights and writes `result`
-(JSON: "status", "metrics"/"summary", "path", "manifest_sha256", and for PPO the gate's "passes_gate" and
-"message"). No Django here: the runner registers the version from the result.
+(JSON: "status", "metrics"/"summary", "path", "manifest_sha256", and for PPO, RLOO and GRPO the gate's
+"passes_gate" and "message": the gate is computed once, on the main process). No Django here: the runner
+registers the version from the result.
 """
 
 from __future__ import annotations
@@ -27,10 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .callbacks import TrainingCancelled
-from .devices import apply_torch_threads, choose_device, is_main_process, world_size
-
-
-PROCESS_GROUP_HOURS = 6  # how long a process waits for the others at a collective
+from .devices import PROCESS_GROUP_HOURS, apply_torch_threads, choose_device, is_main_process, world_size
 
 
 class Reporter:
@@ -93,34 +91,62 @@ def run_ppo_job(job: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     from accelerate import Accelerator, InitProcessGroupKwargs
 
     from .config import PPOConfig, config_from_dict
-    from .models import load_causal_lm, load_tokenizer
     from .ppo import train_ppo
-    from .ppo_save import save_policy
-    from .reward_scoring import RewardScorer
 
     cfg = config_from_dict(PPOConfig, job["config"])
     choice = choose_device()
     # The main process evaluates the parent alone before training while the others wait at the first collective.
     accelerator = Accelerator(cpu=choice.device == "cpu", mixed_precision=choice.mixed_precision,
                               kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=PROCESS_GROUP_HOURS))])
+    tokenizer, policy, reward_fn, judge, base = _policy_job_models(job, cfg)
+    result = train_ppo(cfg, policy, tokenizer, reward_fn, job["train_prompts"], job["eval_prompts"],
+                       on_step=reporter.on_step, should_stop=reporter.should_stop, held_out_judge=judge,
+                       base_model=base, accelerator=accelerator)
+    return _policy_job_result(job, result, tokenizer)
+
+
+def run_online_job(job: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """RLOO or GRPO: TRL's trainer sets up the process group and shares every batch among the processes."""
+    from .config import config_from_dict
+    from .config_online import GRPOConfig, RLOOConfig
+    from .online import train_online
+
+    cfg = config_from_dict(RLOOConfig if job["kind"] == "rloo" else GRPOConfig, job["config"])
+    tokenizer, policy, reward_fn, judge, base = _policy_job_models(job, cfg)
+    result = train_online(job["kind"], cfg, policy, tokenizer, reward_fn, job["train_prompts"], job["eval_prompts"],
+                          on_step=reporter.on_step, should_stop=reporter.should_stop,
+                          should_stop_training=reporter.should_stop_together, held_out_judge=judge, base_model=base)
+    return _policy_job_result(job, result, tokenizer)
+
+
+def _policy_job_models(job: dict[str, Any], cfg) -> tuple:
+    """(tokenizer, policy, reward function, held-out judge or None, original base or None) of a policy job."""
+    from .models import load_causal_lm, load_tokenizer
+    from .reward_scoring import RewardScorer
+
     policy_dir = Path(job["policy"])
     tokenizer = load_tokenizer(policy_dir)
     policy = load_causal_lm(policy_dir, verify=cfg.verify_policy)
     judge = RewardScorer(job["judge"]).score if job.get("judge") else None
     base = load_causal_lm(Path(job["base_model"])) if job.get("base_model") else None
-    result = train_ppo(cfg, policy, tokenizer, RewardScorer(job["reward_model"]).score, job["train_prompts"],
-                       job["eval_prompts"], on_step=reporter.on_step, should_stop=reporter.should_stop,
-                       held_out_judge=judge, base_model=base, accelerator=accelerator)
+    return tokenizer, policy, RewardScorer(job["reward_model"]).score, judge, base
+
+
+def _policy_job_result(job: dict[str, Any], result, tokenizer) -> dict[str, Any]:
+    """What a PPO, RLOO or GRPO job reports; the main process alone saves a result that passed the gate."""
+    from .ppo_save import save_policy
+
     out = {"status": result.status, "summary": result.summary(), "passes_gate": result.passes_gate,
            "message": result.message, "verdict": result.gate.verdict if result.gate is not None else "",
            "history": result.history, "path": None, "manifest_sha256": None}
-    if accelerator.is_main_process and result.status != "cancelled" and result.passes_gate:
+    if is_main_process() and result.status != "cancelled" and result.passes_gate:
         out["manifest_sha256"] = save_policy(result, tokenizer, Path(job["output_dir"]), job.get("manifest_extra") or {})
         out["path"] = job["output_dir"]
     return out
 
 
-JOBS = {"reward": run_reward_job, "dpo": run_dpo_job, "ppo": run_ppo_job}
+JOBS = {"reward": run_reward_job, "dpo": run_dpo_job, "ppo": run_ppo_job, "rloo": run_online_job,
+        "grpo": run_online_job}
 
 
 def free_port() -> int:

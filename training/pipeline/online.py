@@ -26,6 +26,7 @@ import torch
 from .callbacks import OnStep, ShouldStop, TrainingCancelled, progress_callback, quiet_progress_bars
 from .config_online import GRPOConfig, OnlineConfig, RLOOConfig
 from .data import TextOrMessages, prompt_dataset
+from .devices import PROCESS_GROUP_HOURS, is_main_process, world_size
 from .ppo import RewardFn, evaluate
 from .ppo_report import PPOResult, conclude
 
@@ -84,6 +85,14 @@ def trl_reward(reward_fn: RewardFn, originals: Sequence[TextOrMessages]):
     return reward_model
 
 
+def per_process_batch(cfg: OnlineConfig, processes: int) -> int:
+    """`batch_size` is the global batch: under `accelerate launch` each process takes an equal share of it."""
+    if cfg.batch_size % processes:
+        raise ValueError(f"{type(cfg).__name__}.batch_size must be a multiple of the {processes} processes, "
+                         f"got {cfg.batch_size}")
+    return cfg.batch_size // processes
+
+
 def trl_args(method: str, cfg: OnlineConfig, output_dir: str):
     import trl
 
@@ -91,11 +100,13 @@ def trl_args(method: str, cfg: OnlineConfig, output_dir: str):
         output_dir=output_dir, bf16=False, fp16=False, gradient_checkpointing=False, report_to=[], push_to_hub=False,
         save_strategy="no", eval_strategy="no", logging_strategy="steps", logging_steps=cfg.logging_steps,
         disable_tqdm=True, learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        per_device_train_batch_size=per_process_batch(cfg, world_size()),
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         seed=cfg.seed, num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature, top_p=cfg.top_p, beta=cfg.beta, num_iterations=cfg.num_iterations,
         epsilon=cfg.epsilon, max_grad_norm=cfg.max_grad_norm, disable_dropout=True, log_completions=False,
         dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
+        ddp_timeout=PROCESS_GROUP_HOURS * 3600,
     )
     if method == "rloo":
         return trl.RLOOConfig(**common, normalize_advantages=cfg.normalize_advantages)
@@ -154,6 +165,7 @@ def train_online(
     method: str, cfg: OnlineConfig, policy, tokenizer, reward_fn: RewardFn, train_prompts: Sequence[TextOrMessages],
     eval_prompts: Sequence[TextOrMessages], *, on_step: OnStep | None = None, should_stop: ShouldStop | None = None,
     held_out_judge: RewardFn | None = None, ref_model=None, base_model=None,
+    should_stop_training: ShouldStop | None = None,
 ) -> PPOResult:
     """Optimise `policy` against `reward_fn` with RLOO or GRPO (`method`), then judge it like PPO.
 
@@ -161,6 +173,12 @@ def train_online(
     as given (text or chat messages), completions as decoded strings. on_step(step, metrics) with TRL's logged
     metrics (reward, kl, completions/mean_length, …); should_stop() polled after every step and between held-out
     sampling chunks: status "cancelled". ref_model/base_model as in `ppo.train_ppo`.
+
+    Under `accelerate launch` every process calls this: TRL's trainer shares each batch among them, and the
+    held-out evaluation and the gate run on the main process alone (the others' results are not used).
+    should_stop_training, when given, replaces should_stop after training steps: there it must answer the
+    same on every process at once (`launch.Reporter.should_stop_together`), while the evaluation polls
+    should_stop on the main process alone.
     """
     if method not in METHODS:
         raise ValueError(f"unknown online method {method!r}; use one of {', '.join(METHODS)}")
@@ -168,15 +186,16 @@ def train_online(
                          held_out_judge=held_out_judge, ref_model=ref_model, base_model=base_model,
                          should_stop=should_stop)
     result = PPOResult(model=e.policy, value_head=None, status="completed")
-    callback = progress_callback(on_step, should_stop, result.history)
+    callback = progress_callback(on_step, should_stop_training or should_stop, result.history)
+    evaluates = bool(e.eval_queries) and is_main_process()
     try:
-        result.eval_before = evaluate(e, e.policy) if e.eval_queries else None
+        result.eval_before = evaluate(e, e.policy) if evaluates else None
         steps = fit(method, cfg, e, train_set, list(train_prompts), callback)
         if callback.cancelled:
             raise TrainingCancelled(steps, f"{method.upper()} training")
         if not all(torch.isfinite(p).all() for p in e.policy.parameters()):
             result.status, result.message = "nan", f"{method.upper()} produced non-finite weights at step {steps}"
-        elif e.eval_queries:
+        elif evaluates:
             result.eval_after = evaluate(e, e.policy)
     except TrainingCancelled as cancelled:
         result.status, result.message = "cancelled", str(cancelled)

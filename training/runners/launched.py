@@ -1,5 +1,5 @@
-"""Runs a reward, DPO or PPO job under `accelerate launch` when its settings ask for it (`processes` > 1 or an
-`accelerate_config`), and follows it as the worker follows an in-process run.
+"""Runs a reward, DPO, PPO, RLOO or GRPO job under `accelerate launch` when its settings ask for it (`processes` > 1
+or an `accelerate_config`), and follows it as the worker follows an in-process run.
 
 The runner writes the job (`training.pipeline.launch` reads it) into a scratch directory, starts
 `accelerate launch … -m training.pipeline.launch JOB.json` in its own process group, turns the job's

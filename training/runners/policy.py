@@ -132,8 +132,8 @@ def _train_online(ctx: RunContext, method: str) -> dict:
     ctx.total_steps = total_steps
     ctx.log(f"{method.upper()} from {policy_path} against {reward.name}: {len(train_prompts)} training, "
             f"{len(eval_prompts)} held-out prompts")
-    if method == "ppo" and launches(cfg):  # accelerate launch on cfg.processes processes (RLOO/GRPO: in-process only)
-        return _launched_ppo(ctx, base, policy_path, reward, train_prompts, eval_prompts)
+    if launches(cfg):  # accelerate launch on cfg.processes processes
+        return _launched_policy(ctx, method, base, policy_path, reward, train_prompts, eval_prompts)
     tokenizer = load_tokenizer(policy_path)
     policy = load_causal_lm(policy_path, verify=cfg.verify_policy)
     result = train(cfg, policy, tokenizer, RewardScorer(reward.path).score, train_prompts, eval_prompts,
@@ -158,9 +158,9 @@ def _policy_manifest(method: str, base, policy_path, reward) -> dict:
     return {"kind": "policy", "method": method, "reward_model": reward.name, "parent": base.name if base else policy_path}
 
 
-def _launched_ppo(ctx: RunContext, base, policy_path, reward, train_prompts, eval_prompts) -> dict:
-    """PPO under `accelerate launch`: the job loads the same models by path, the main process saves a result
-    that passed the gate, and this registers it as the in-process path does."""
+def _launched_policy(ctx: RunContext, method: str, base, policy_path, reward, train_prompts, eval_prompts) -> dict:
+    """PPO, RLOO or GRPO under `accelerate launch`: the job loads the same models by path, the main process
+    computes the gate and saves a result that passed it, and this registers it as the in-process path does."""
     from types import SimpleNamespace
 
     run, cfg = ctx.run, ctx.config
@@ -168,11 +168,11 @@ def _launched_ppo(ctx: RunContext, base, policy_path, reward, train_prompts, eva
     if judge is not None:
         ctx.log(f"held-out judge for reward hacking: {judge.name}")
     root = selectors.lineage(version=base)[-1] if base is not None else None
-    out = run_launched(ctx, "ppo", {
+    out = run_launched(ctx, method, {
         "config": asdict(cfg), "policy": str(policy_path), "reward_model": reward.path,
         "judge": judge.path if judge else None, "base_model": root.path if root and root.pk != base.pk else None,
-        "train_prompts": train_prompts, "eval_prompts": eval_prompts, "output_dir": str(registry_dir("ppo", run)),
-        "manifest_extra": _policy_manifest("ppo", base, policy_path, reward)})
+        "train_prompts": train_prompts, "eval_prompts": eval_prompts, "output_dir": str(registry_dir(method, run)),
+        "manifest_extra": _policy_manifest(method, base, policy_path, reward)})
     summary = out["summary"]
     passed, message = ctx.gate(SimpleNamespace(passes_gate=out["passes_gate"], message=out["message"],
                                                status=out["status"], gate=SimpleNamespace(verdict=out["verdict"])))
