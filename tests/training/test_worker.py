@@ -135,3 +135,36 @@ def test_cancel_and_sigkill(judged_project, tiny_backbone, worker):
     job.refresh_from_db()  # the job row of the killed worker does not stay RUNNING either
     assert job.status == TaskResultStatus.FAILED and job.finished_at is not None
     assert TrainingRun.objects.get(pk=cancelled.pk).state == "cancelled"  # never "failed" after a cancel
+
+
+def launched_processes(scratch_root: Path) -> list[int]:
+    """Live processes of a launch under `scratch_root` (the launcher and its ranks name the job file in their
+    command line); a killed process left unreaped (a zombie) has no command line and does not count."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(scratch_root) in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc.info["pid"])
+    return found
+
+
+def test_a_worker_killed_with_sigkill_takes_its_launched_processes_with_it(judged_project, tiny_backbone, worker,
+                                                                            tmp_path):
+    long = {"backbone": str(tiny_backbone), "max_steps": 100_000, "batch_size": 2, "logging_steps": 1,
+            "max_length": 128, "processes": 2}
+    run = services.start_training(project=judged_project, kind=TrainingRun.Kind.REWARD, config=long)
+    proc = worker()
+    wait_for(lambda: len(run_state(run.pk)[2]) >= 1, timeout=300, what="training steps of the launched run")
+    scratch_root = tmp_path / "models" / "launch"
+    assert len(launched_processes(scratch_root)) >= 3  # accelerate launch and its two ranks
+
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+
+    try:
+        wait_for(lambda: not launched_processes(scratch_root), timeout=10, what="the launched processes to end")
+    finally:  # a failing test leaves no trainers behind either
+        for pid in launched_processes(scratch_root):
+            os.kill(pid, signal.SIGKILL)

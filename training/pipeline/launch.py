@@ -29,6 +29,7 @@ from typing import Any
 
 from .callbacks import TrainingCancelled
 from .devices import PROCESS_GROUP_HOURS, apply_torch_threads, choose_device, is_main_process, world_size
+from .process_lifetime import dies_with_parent
 
 
 class Reporter:
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: accelerate launch [options] -m training.pipeline.launch JOB.json", file=sys.stderr)
         return 2
+    dies_with_parent(os.getppid())()  # a rank ends when its launcher does (process_lifetime)
     job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     result = run_job(job)
     if is_main_process():

@@ -2,7 +2,8 @@
 or an `accelerate_config`), and follows it as the worker follows an in-process run.
 
 The runner writes the job (`training.pipeline.launch` reads it) into a scratch directory, starts
-`accelerate launch … -m training.pipeline.launch JOB.json` in its own process group, turns the job's
+`accelerate launch … -m training.pipeline.launch JOB.json` in its own process group (which dies with the
+worker, even one killed with SIGKILL: `training.pipeline.process_lifetime`), turns the job's
 progress lines into `ctx.on_step` (so the run page, the heartbeat and cancellation work as today), creates
 the cancel flag once someone asks the run to stop (and ends the process group if it has not stopped
 `CANCEL_GRACE_SECONDS` later), and returns the main process's result for the runner to register.
@@ -28,6 +29,7 @@ from django.conf import settings
 from training.pipeline.config import launches
 from training.pipeline.devices import choose_device, torch_threads
 from training.pipeline.launch import launch_command
+from training.pipeline.process_lifetime import dies_with_parent
 from training.runners.base import RunCancelled, RunContext
 
 POLL_SECONDS = 0.5
@@ -71,7 +73,8 @@ def run_launched(ctx: RunContext, kind: str, job: dict[str, Any]) -> dict[str, A
         output = scratch / "output.log"
         with output.open("wb") as out:
             proc = subprocess.Popen(_command(cfg, job_path), cwd=settings.BASE_DIR, env=launch_env(cfg.processes),
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=dies_with_parent(os.getpid()))  # a killed worker ends its launch
             cancelled = follow(ctx, proc, Path(job["progress"]), Path(job["cancel"]))
         return _outcome(proc.returncode, cancelled, Path(job["result"]), output)
     finally:
