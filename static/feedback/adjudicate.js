@@ -1,68 +1,16 @@
-// Keyboard adjudication, the same keys as annotating: letters best first, "=" ties the next letter
-// with the previous one, Backspace undoes, "/" focuses the note, Enter submits when every completion
-// has a rank, N opens the next task without deciding. The rank selects stay the source of truth, so
-// the form also works with a mouse or without JavaScript (equal ranks are a tie).
+// Keyboard adjudication, the same keys as annotating (the ranking keys of ranking.js: letters best
+// first, "=" ties the next letter with the previous one, Backspace undoes, Enter submits when every
+// completion has a rank), and "/" focuses the note, N opens the next task without deciding.
 (function () {
   "use strict";
   const form = document.getElementById("adjudication-form");
   if (!form) return;
-  const cards = Array.from(form.querySelectorAll(".completion"));
-  const labels = cards.map((c) => c.dataset.label);
-  const preview = document.getElementById("ranking-preview");
-  let order = []; // [[label, rank], ...] in the order pressed
-  let tieNext = false;
-
-  function selectFor(label) { return form.querySelector(`select[name="rank_${label}"]`); }
-
-  function render() {
-    labels.forEach((l) => { selectFor(l).value = ""; });
-    order.forEach(([l, r]) => { selectFor(l).value = String(r); });
-    cards.forEach((c) => c.classList.toggle("ranked", order.some(([l]) => l === c.dataset.label)));
-    const groups = [];
-    order.forEach(([l, r]) => { (groups[r - 1] = groups[r - 1] || []).push(l.toUpperCase()); });
-    preview.textContent = groups.filter(Boolean).map((g) => g.join(" = ")).join(" > ") + (tieNext ? " =" : "");
-  }
-
-  function press(label) {
-    if (order.some(([l]) => l === label)) return;
-    const last = order[order.length - 1];
-    const rank = last ? (tieNext ? last[1] : order.length + 1) : 1;
-    order.push([label, rank]);
-    tieNext = false;
-    render();
-  }
-
-  function fromSelects() {
-    order = labels.filter((x) => selectFor(x).value).map((x) => [x, Number(selectFor(x).value)])
-      .sort((a, b) => a[1] - b[1]);
-  }
-
-  // Keep the keyboard state in step with changes made with the mouse (and with a decision already stored).
-  labels.forEach((l) => selectFor(l).addEventListener("change", () => { fromSelects(); render(); }));
-
-  function complete() { return labels.every((l) => selectFor(l).value); }
-
-  document.addEventListener("keydown", (event) => {
-    const target = event.target;
-    const typing = target.tagName === "TEXTAREA" || (target.tagName === "INPUT" && target.type === "text");
-    if (typing) {
-      if (event.key === "Escape") target.blur();
-      if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && complete()) form.requestSubmit();
-      return;
-    }
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
-    const key = event.key.toLowerCase();
-    if (labels.includes(key)) { press(key); event.preventDefault(); }
-    else if (key === "=") { if (order.length) { tieNext = true; render(); } event.preventDefault(); }
-    else if (key === "backspace") { order.pop(); tieNext = false; render(); event.preventDefault(); }
-    else if (key === "/") { const note = form.querySelector("textarea[name=note]"); if (note) note.focus(); event.preventDefault(); }
-    else if (key === "n") { const next = document.getElementById("next-task"); if (next) next.click(); event.preventDefault(); }
-    else if (key === "enter") {
-      event.preventDefault();
-      if (complete()) form.requestSubmit();
-      else preview.textContent = "Rank every completion first (press its letter).";
-    }
+  window.Ranking.attach(form, {
+    extraKey(key) {
+      if (key === "/") { const note = form.querySelector("textarea[name=note]"); if (note) note.focus(); }
+      else if (key === "n") { const next = document.getElementById("next-task"); if (next) next.click(); }
+      else return false;
+      return true;
+    },
   });
-  fromSelects();
-  render();
 })();
