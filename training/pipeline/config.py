@@ -117,6 +117,35 @@ def launches(cfg) -> bool:
     return getattr(cfg, "processes", 1) > 1 or bool(getattr(cfg, "accelerate_config", ""))
 
 
+# --- the gate and KL bounds (shared by PPO, RLOO and GRPO) ---------------------------------------------------
+
+
+@dataclasses.dataclass
+class GateSettings:
+    """The held-out gate (gate.py, `ppo_report.conclude`) and KL bounds shared by PPO, RLOO and GRPO. A mixin listed
+    before the config's training settings (`PPOConfig(GateSettings, PPOTrainingSettings)`): dataclasses put the last
+    base's fields first, so these come after the training ones and before the config's own (the launch)."""
+
+    kl_bound: float = _field(20.0, "Publish nothing (PPO: also stop training) when the mean summed KL per answer to "
+                                   "the reference exceeds this.")
+    kl_base_bound: float | None = _field(
+        60.0, "Publish nothing (PPO: also stop training) when the mean summed KL per answer to the lineage's ORIGINAL "
+              "base exceeds this: each run's reference is its parent, so drift would add up across retrains. None: off.")
+    gate_samples_per_prompt: int = _field(4, "Samples of the candidate and of the parent per held-out prompt.")
+    gate_min_prompts: int = _field(8, "Fewer held-out prompts than this: the gate refuses.")
+    gate_margin: float = _field(
+        0.0, "The 95% bootstrap lower bound of the held-out reward gain (candidate − parent) must exceed this.")
+    gate_bootstrap_resamples: int = _field(2000, "Bootstrap resamples of the held-out prompts.")
+    gate_length_control: bool = _field(
+        True, "Refuse when the reward gain is explained by longer answers (reward regressed on length).")
+
+    def _check_gate(self) -> None:  # called by each config's __post_init__
+        for name in ("gate_samples_per_prompt", "gate_min_prompts", "gate_bootstrap_resamples"):
+            _require(self, getattr(self, name) >= 1, name, "must be >= 1")
+        _require(self, self.kl_bound > 0, "kl_bound", "must be > 0")
+        _require(self, self.kl_base_bound is None or self.kl_base_bound > 0, "kl_base_bound", "must be > 0 or None")
+
+
 # --- RewardConfig (owned by the reward-model work) --------------------------------------------
 
 
@@ -233,15 +262,10 @@ class RewardConfig:
 
 
 @dataclasses.dataclass
-class PPOConfig:
-    """Settings of `ppo.train_ppo` (PPO for language models, after Ziegler et al. 2019 and CleanRL).
-
-    Groups: the policy (path, LoRA), the rollout (prompts per iteration, sampling), the objective (KL
-    penalty, clip ranges, GAE), the optimisation (epochs × minibatches, learning rate, clipping), the
-    safeguards (KL bound, reward collapse) and the gate (held-out prompts, bootstrap). Sampling defaults
-    match publishing's (temperature 0.8, top-p 0.95; 64 new tokens for CPU speed), and the log-probs in the
-    PPO ratio are computed with the same temperature and top-p, so they are the sampler's own.
-    """
+class PPOTrainingSettings:
+    """PPO's own settings: the policy (path, LoRA), the rollout, the objective (KL penalty, clip ranges, GAE), the
+    optimisation (epochs × minibatches) and a safeguard. Sampling defaults match publishing's (temperature 0.8,
+    top-p 0.95; 64 new tokens for CPU speed), and the ratio's log-probs use the same temperature and top-p."""
 
     # Policy
     policy: str = _field("smollm2-135m-instruct", "Registered policy directory (or a name under $MODEL_DIR).")
@@ -284,22 +308,16 @@ class PPOConfig:
     learning_rate: float = _field(1e-4, "AdamW learning rate (policy and value head).")
     max_grad_norm: float = _field(1.0, "Gradient clipping norm.")
     seed: int = _field(0, "Seed for sampling, shuffling and the gate's bootstrap.")
-    # Safeguards
-    kl_bound: float = _field(20.0, "Stop (and publish nothing) when the mean summed KL per response exceeds this.")
-    kl_base_bound: float | None = _field(
-        60.0, "Stop (and publish nothing) when the mean summed KL per response to the ORIGINAL base model exceeds "
-              "this. Each run's reference is its parent, so without this bound drift would add up across "
-              "retrains. None: no bound.")
+    # Safeguards (the KL bounds are GateSettings')
     reward_collapse: float = _field(
         3.0, "Stop when a batch's mean reward falls this many std (of all scores so far) below the first batch's.")
-    # Gate (see gate.py)
-    gate_samples_per_prompt: int = _field(4, "Samples of the candidate and of the parent per held-out prompt.")
-    gate_min_prompts: int = _field(8, "Fewer held-out prompts than this: the gate refuses.")
-    gate_margin: float = _field(
-        0.0, "The 95% bootstrap lower bound of the held-out reward gain (candidate − parent) must exceed this.")
-    gate_bootstrap_resamples: int = _field(2000, "Bootstrap resamples of the held-out prompts.")
-    gate_length_control: bool = _field(
-        True, "Refuse when the reward gain is explained by longer answers (reward regressed on length).")
+
+
+@dataclasses.dataclass
+class PPOConfig(GateSettings, PPOTrainingSettings):
+    """Settings of `ppo.train_ppo` (PPO for language models, after Ziegler et al. 2019 and CleanRL): PPO's own
+    (`PPOTrainingSettings`), the gate and KL bounds it shares with RLOO and GRPO (`GateSettings`), the launch."""
+
     # Launch
     rollout_chunk: int = _field(
         4, "Under accelerate: prompts per generate() call. Each chunk's seed depends only on its place in the "
@@ -310,9 +328,9 @@ class PPOConfig:
 
     def __post_init__(self):
         _check_launch(self)
+        self._check_gate()
         _require(self, isinstance(self.policy, str) and self.policy.strip() != "", "policy", "must be a path or name")
         for name in ("num_iterations", "batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens", "lora_r",
-                     "gate_samples_per_prompt", "gate_min_prompts", "gate_bootstrap_resamples",
                      "adaptive_kl_horizon_iterations", "rollout_chunk"):
             _require(self, getattr(self, name) >= 1, name, "must be >= 1")
         _require(self, self.mini_batch_size <= self.batch_size, "mini_batch_size", "must be <= batch_size")
@@ -327,8 +345,6 @@ class PPOConfig:
         _require(self, 0.0 <= self.gamma <= 1.0, "gamma", "must be in [0, 1]")
         _require(self, 0.0 <= self.lam <= 1.0, "lam", "must be in [0, 1]")
         _require(self, self.learning_rate > 0, "learning_rate", "must be > 0")
-        _require(self, self.kl_bound > 0, "kl_bound", "must be > 0")
-        _require(self, self.kl_base_bound is None or self.kl_base_bound > 0, "kl_base_bound", "must be > 0 or None")
         _require(self, self.lora_alpha > 0, "lora_alpha", "must be > 0")
         _require(self, 0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
         _require(self, self.max_prompt_length >= 1, "max_prompt_length", "must be >= 1")

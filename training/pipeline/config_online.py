@@ -5,19 +5,19 @@ because config.py is near its size limit. CPU-friendly defaults that differ from
 reference is the base with adapters off: no second copy), fp32 (bf16 and gradient checkpointing always off),
 4 generations per prompt, 64 new tokens at temperature 0.8 and top-p 0.95 (publishing's settings), a learning
 rate for LoRA (1e-4, TRL: 1e-6), β = 0.05 for both (GRPO's TRL default is 0: no KL at all), no reports. The
-gate settings are PPO's, with the same names and meaning (gate.py).
+gate settings and KL bounds are PPO's, the same fields (`config.GateSettings`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from .config import ACCELERATE_CONFIG_HELP, PROCESSES_HELP, _check_launch, _field, _require
+from .config import ACCELERATE_CONFIG_HELP, PROCESSES_HELP, GateSettings, _check_launch, _field, _require
 
 
 @dataclasses.dataclass
-class OnlineConfig:
-    """What RLOO and GRPO share: the policy, the sampling, the optimisation, the KL bounds and the gate."""
+class OnlineTrainingSettings:
+    """What RLOO and GRPO share besides the gate: the policy, the sampling and the optimisation."""
 
     # Policy
     policy: str = _field("smollm2-135m-instruct", "Registered policy directory (or a name under $MODEL_DIR).")
@@ -44,18 +44,13 @@ class OnlineConfig:
     max_grad_norm: float = _field(1.0, "Gradient clipping norm.")
     logging_steps: int = _field(1, "Report metrics every this many steps.")
     seed: int = _field(0, "Seed for sampling, shuffling and the gate's bootstrap.")
-    # Safeguards and gate (as PPO's)
-    kl_bound: float = _field(20.0, "Publish nothing when the held-out mean summed KL per answer to the reference "
-                                   "exceeds this.")
-    kl_base_bound: float | None = _field(60.0, "Publish nothing when the held-out KL to the lineage's ORIGINAL base "
-                                               "exceeds this (None: no bound).")
-    gate_samples_per_prompt: int = _field(4, "Samples of the candidate and of the parent per held-out prompt.")
-    gate_min_prompts: int = _field(8, "Fewer held-out prompts than this: the gate refuses.")
-    gate_margin: float = _field(
-        0.0, "The 95% bootstrap lower bound of the held-out reward gain (candidate − parent) must exceed this.")
-    gate_bootstrap_resamples: int = _field(2000, "Bootstrap resamples of the held-out prompts.")
-    gate_length_control: bool = _field(
-        True, "Refuse when the reward gain is explained by longer answers (reward regressed on length).")
+
+
+@dataclasses.dataclass
+class OnlineConfig(GateSettings, OnlineTrainingSettings):
+    """What RLOO and GRPO share: their training settings, the gate and KL bounds (PPO's, `GateSettings`: on RLOO and
+    GRPO the KL bounds apply to the held-out answers only), the launch."""
+
     # Launch
     processes: int = _field(1, PROCESSES_HELP + " RLOO/GRPO: batch_size is the global batch, shared by the "
                                "processes (a multiple of them).")
@@ -67,10 +62,10 @@ class OnlineConfig:
 
     def __post_init__(self):
         _check_launch(self)
+        self._check_gate()
         _require(self, isinstance(self.policy, str) and self.policy.strip() != "", "policy", "must be a path or name")
         for name in ("lora_r", "max_completion_length", "max_prompt_length", "max_steps", "batch_size",
-                     "gradient_accumulation_steps", "num_iterations", "logging_steps", "gate_samples_per_prompt",
-                     "gate_min_prompts", "gate_bootstrap_resamples"):
+                     "gradient_accumulation_steps", "num_iterations", "logging_steps"):
             _require(self, getattr(self, name) >= 1, name, "must be >= 1")
         _require(self, self.num_generations >= 2, "num_generations", "must be >= 2 (the baseline needs a group)")
         _require(self, self.batch_size % self.num_generations == 0, "batch_size",
@@ -85,8 +80,6 @@ class OnlineConfig:
         _require(self, self.beta >= 0, "beta", "must be >= 0")
         _require(self, self.learning_rate > 0, "learning_rate", "must be > 0")
         _require(self, self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
-        _require(self, self.kl_bound > 0, "kl_bound", "must be > 0")
-        _require(self, self.kl_base_bound is None or self.kl_base_bound > 0, "kl_base_bound", "must be > 0 or None")
 
 
 @dataclasses.dataclass

@@ -101,3 +101,23 @@ def test_settings_are_checked_by_name():
     with pytest.raises(ValueError, match="GRPOConfig.loss_type"):
         GRPOConfig(loss_type="nope")
     assert RLOOConfig().max_new_tokens == RLOOConfig().max_completion_length == 64
+    with pytest.raises(ValueError, match="RLOOConfig.batch_size"):
+        RLOOConfig(batch_size=8, num_generations=2, processes=3)  # each process takes an equal share
+
+
+def test_the_gate_and_kl_settings_are_ppos_own():
+    """One set of gate and KL fields (config.GateSettings) for PPO, RLOO and GRPO: same names, defaults and checks."""
+    import dataclasses
+
+    from training.pipeline.config import GateSettings, PPOConfig
+
+    shared = [(f.name, f.default, f.metadata["help"]) for f in dataclasses.fields(GateSettings)]
+    assert {name for name, _, _ in shared} >= {"kl_bound", "kl_base_bound", "gate_margin", "gate_min_prompts"}
+    for cls in (PPOConfig, RLOOConfig, GRPOConfig):
+        fields = {f.name: (f.name, f.default, f.metadata["help"]) for f in dataclasses.fields(cls)}
+        assert [fields[name] for name, _, _ in shared] == shared
+        for bad in ({"kl_bound": 0}, {"kl_base_bound": -1.0}, {"gate_min_prompts": 0}):
+            with pytest.raises(ValueError, match=f"{cls.__name__}.{next(iter(bad))}"):
+                cls(**bad)
+    names = [f.name for f in dataclasses.fields(PPOConfig)]  # the form lists them after training, before the launch
+    assert names.index("seed") < names.index("kl_bound") < names.index("gate_length_control") < names.index("processes")
