@@ -58,10 +58,14 @@ def judge_everything(project, confidences=(5, 3)):
     for confidence in confidences:
         person = make_member(project)
         while (held := feedback_services.next_task(project=project, annotator=person)) is not None:
-            texts = dict(Completion.objects.filter(pk__in=held.label_order).values_list("pk", "text"))
-            labels = sorted(held.label_map().items(), key=lambda item: (len(texts[item[1]]), item[1]))
-            feedback_services.submit_judgement(task=held.task, annotator=person, ranking=[[lab] for lab, _ in labels],
-                                               confidence=confidence)
+            shorter_first(held, person, confidence)
+
+
+def shorter_first(held, person, confidence):
+    texts = dict(Completion.objects.filter(pk__in=held.label_order).values_list("pk", "text"))
+    labels = sorted(held.label_map().items(), key=lambda item: (len(texts[item[1]]), item[1]))
+    feedback_services.submit_judgement(task=held.task, annotator=person, ranking=[[lab] for lab, _ in labels],
+                                       confidence=confidence)
 
 
 def test_a_round_publishes_the_budget_trains_on_both_and_registers_a_candidate(project, models):
@@ -135,24 +139,72 @@ def test_a_round_publishes_the_budget_trains_on_both_and_registers_a_candidate(p
     assert f"{len(rows)} labelled, {len(rows)} trained on" in page
 
 
+def judge_one_task(project):
+    """The project's overlap of annotators judge the first task the queue gives them (the same one)."""
+    for _ in range(project.overlap):
+        person = make_member(project)
+        shorter_first(feedback_services.next_task(project=project, annotator=person), person, 5)
+
+
 def test_a_round_cannot_finish_before_its_human_share_and_others_cannot_touch_it(project, models):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from rest_framework.test import APIClient
+
     from tests.feedback.factories import ProjectFactory
 
     admin = make_member(project, "admin")
+    api = APIClient()
+    api.force_authenticate(admin)
+    config = {**ROUND, "budget": 2, "min_human_judged": 0.5}
+    started = api.post("/api/v1/training-runs/", {"project": project.slug, "kind": "dpo_round", "config": config},
+                       format="json")
+    assert started.status_code == 201, started.content
+    dpo_round = DPORound.objects.get(project=project)
+    assert dpo_round.sample_run_id == started.json()["id"] and dpo_round.config["min_human_judged"] == 0.5
+    assert execution.execute(dpo_round.sample_run_id) == TrainingRun.State.SUCCEEDED
     web = Client()
     web.force_login(admin)
-    assert web.post(f"/training/projects/{project.slug}/dpo-round/").status_code == 302  # starts a round
-    dpo_round = DPORound.objects.get(project=project)
-    assert execution.execute(dpo_round.sample_run_id) == TrainingRun.State.SUCCEEDED
     refused = web.post(f"/training/projects/{project.slug}/dpo-round/")
-    assert refused.status_code == 409 and "waits for judgements: 0 of" in refused.content.decode()
+    assert refused.status_code == 409 and "waits for judgements: 0 of 2" in refused.content.decode()
+    again = api.post("/api/v1/training-runs/", {"project": project.slug, "kind": "dpo_round"}, format="json")
+    assert again.status_code == 409 and "needs 1 (min_human_judged 0.5)" in again.json()["detail"]
+    with pytest.raises(Exception, match="waits for judgements"):
+        call_command("dpo_round", "--project", project.slug, stdout=StringIO())
     dpo_round.refresh_from_db()
     assert dpo_round.state == DPORound.State.WAITING and dpo_round.train_run is None
 
-    # min_human_judged below 1: a share is enough (here 2 of 3 tasks).
+    # Only the project's admins move it; another project's admin neither sees nor moves it.
+    reviewer = Client()
+    reviewer.force_login(make_member(project, "reviewer"))
+    assert reviewer.post(f"/training/projects/{project.slug}/dpo-round/").status_code == 403
     other = ProjectFactory(overlap=2)
-    stranger = Client()
-    stranger.force_login(make_member(other, "admin"))
-    assert stranger.post(f"/training/projects/{project.slug}/dpo-round/").status_code == 404
-    assert stranger.get(f"/training/runs/{dpo_round.sample_run_id}/").status_code == 404
-    assert DPORound.objects.filter(project=project).count() == 1 and dpo_round.train_run is None
+    stranger_web, stranger_api = Client(), APIClient()
+    stranger = make_member(other, "admin")
+    stranger_web.force_login(stranger)
+    stranger_api.force_authenticate(stranger)
+    assert stranger_web.post(f"/training/projects/{project.slug}/dpo-round/").status_code == 404
+    assert stranger_web.get(f"/training/runs/{dpo_round.sample_run_id}/").status_code == 404
+    assert stranger_api.get(f"/api/v1/dpo-rounds/{dpo_round.pk}/").status_code == 404
+    assert stranger_api.get("/api/v1/dpo-rounds/").json()["results"] == []
+    assert stranger_api.post("/api/v1/training-runs/", {"project": project.slug, "kind": "dpo_round"},
+                             format="json").status_code == 404
+    dpo_round.refresh_from_db()
+    assert dpo_round.state == DPORound.State.WAITING and dpo_round.train_run is None
+
+    # Half of its two tasks judged is its share: the command finishes it (queued for the worker here: the test
+    # database is not shared with the thread the command would train in).
+    judge_one_task(project)
+    out = StringIO()
+    call_command("dpo_round", "--project", project.slug, "--queue", stdout=out)
+    dpo_round.refresh_from_db()
+    assert f"DPO round {dpo_round.pk}: queued dpo_round run {dpo_round.train_run_id}" in out.getvalue()
+    execution.execute(dpo_round.train_run_id)
+    dpo_round.refresh_from_db()
+    assert dpo_round.state in {DPORound.State.DONE, DPORound.State.REJECTED}, dpo_round.error
+    assert (dpo_round.counts["human_pairs"], dpo_round.counts["human_pairs_trained"]) == (2, 1)
+    assert dpo_round.counts["model_pairs_trained"] == dpo_round.counts["model_pairs"]
+    shown = api.get(f"/api/v1/dpo-rounds/{dpo_round.pk}/").json()
+    assert shown["state"] == dpo_round.state and shown["tasks_complete"] == 1 and len(shown["tasks"]) == 2
+    assert shown["produced_version"] == dpo_round.train_run.produced_version_id is not None
