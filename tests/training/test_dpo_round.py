@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from django.test import Client
 
 from core.exceptions import Conflict
@@ -36,7 +37,10 @@ def models(project, tiny_llama_dir, tiny_bert_dir, tmp_path, settings):
                                        metrics={}, activate=True)
     dest = tmp_path / "reward"
     tokenizer = load_tokenizer(tiny_bert_dir)
-    save_pretrained_atomic(load_reward_model(tiny_bert_dir, tokenizer=tokenizer), tokenizer, dest, {"kind": "reward"})
+    scorer = load_reward_model(tiny_bert_dir, tokenizer=tokenizer)
+    with torch.no_grad():  # a random tiny head gives gaps of ~1e-5; scaled up, the order of gaps is clear
+        scorer.classifier.weight.mul_(1e4)
+    save_pretrained_atomic(scorer, tokenizer, dest, {"kind": "reward"})
     reward = services.register_version(project=project, name="tiny-reward", kind=ModelVersion.Kind.REWARD,
                                        path=str(dest), sha256=manifest_sha256(dest), config={},
                                        metrics={"eval/accuracy": 0.9, "eval/accuracy_low": 0.6}, activate=True)
@@ -98,6 +102,7 @@ def test_a_round_publishes_the_budget_trains_on_both_and_registers_a_candidate(p
         assert chosen >= rejected - 1e-5  # the reward model's preference
         assert abs(chosen - rejected) >= max(human_gaps) - 1e-4  # people got the least certain pairs
         assert frozenset((row["chosen"], row["rejected"])) not in published_pairs
+    assert max(human_gaps) > 1e-3  # (gaps that differ: the check above means something)
     # Every pair of a prompt's distinct answers is accounted for, once.
     per_prompt = {}
     for row in rows:
