@@ -24,9 +24,10 @@ from training.services.runs import (  # noqa: F401
     json_safe,
     record_step,
     request_cancel,
+    record_run_start,
     start_run,
-    start_training,
 )
+from training.services.starting import start_training  # noqa: F401
 from training.services.registry import (  # noqa: F401
     CANNOT_ACTIVATE_REJECTED,
     CANNOT_ACTIVATE_UNEVALUATED,

@@ -8,7 +8,7 @@ from core.audit import record_audit
 from core.models import AuditEvent
 from training import selectors
 from training.models import ModelVersion, TrainingRun
-from training.services.runs import start_training
+from training.services.runs import record_run_start
 
 
 # --- published samples ------------------------------------------------------------------------------------------
@@ -53,4 +53,4 @@ def queue_demo_sampling(*, project) -> TrainingRun | None:
         return None
     if TrainingRun.objects.filter(project=project, kind=TrainingRun.Kind.PUBLISH).exists():
         return None
-    return start_training(project=project, kind=TrainingRun.Kind.PUBLISH, config={"prompts": "without_completions"})
+    return record_run_start(project=project, kind=TrainingRun.Kind.PUBLISH, config={"prompts": "without_completions"})

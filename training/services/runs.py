@@ -51,27 +51,14 @@ def create_run(
     return run
 
 
-def start_training(
-    *, project, kind: str, config: dict | None, created_by=None, enqueue: bool = True, parent_run=None,
-) -> TrainingRun:
-    """Start a run: the one way in for the API, the pages, the admin and the commands.
-
-    Validates the settings now (ValidationError naming the setting), records the run, its settings'
-    warnings (in its log) and an audit row in one transaction, then queues it after commit (or leaves
-    it for the caller to execute in-process when `enqueue` is off). A `dpo_round` run moves the project's
-    iterative-DPO round on instead (`rounds.advance_dpo_round`: a new round, or DPO for the judged one)."""
-    if kind == TrainingRun.Kind.DPO_ROUND:
-        from training.services.rounds import advance_dpo_round
-
-        return advance_dpo_round(project=project, config=config, actor=created_by, enqueue=enqueue)[1]
-    return record_run_start(project=project, kind=kind, config=config, created_by=created_by, enqueue=enqueue,
-                            parent_run=parent_run)
-
-
 def record_run_start(
     *, project, kind: str, config: dict | None, created_by=None, enqueue: bool = True, parent_run=None,
 ) -> TrainingRun:
-    """`start_training` without the dispatch of round runs: validate, record, audit, queue after commit."""
+    """Start a run (`training.services.start_training` is the way in: it also moves iterative-DPO rounds on).
+
+    Validates the settings now (ValidationError naming the setting), records the run, its settings'
+    warnings (in its log) and an audit row in one transaction, then queues it after commit (or leaves
+    it for the caller to execute in-process when `enqueue` is off)."""
     with warnings.catch_warnings(record=True) as caught:  # e.g. a PPO clip range outside 0.1–0.3
         warnings.simplefilter("always")
         try:
