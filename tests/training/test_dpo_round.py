@@ -213,3 +213,24 @@ def test_a_round_cannot_finish_before_its_human_share_and_others_cannot_touch_it
     shown = api.get(f"/api/v1/dpo-rounds/{dpo_round.pk}/").json()
     assert shown["state"] == dpo_round.state and shown["tasks_complete"] == 1 and len(shown["tasks"]) == 2
     assert shown["produced_version"] == dpo_round.train_run.produced_version_id is not None
+
+
+def test_the_settings_form_starts_a_round_and_refuses_a_second_one(project, models):
+    from tests.training.test_training_pages import form_data
+    from training.rounds.config import DPORoundConfig
+
+    web = Client()
+    web.force_login(make_member(project, "admin"))
+    assert 'id="dpo-round-' in web.get("/training/").content.decode()  # the one-click button, for admins
+    form = web.get(f"/training/projects/{project.slug}/start/", {"kind": "dpo_round"})
+    assert form.status_code == 200 and 'name="budget"' in form.content.decode()
+    data = form_data(DPORoundConfig, "dpo_round", budget="2", dpo='{"max_steps": 1}')
+    started = web.post(f"/training/projects/{project.slug}/start/", data)
+    assert started.status_code == 302, started.content.decode()[-2000:]
+    dpo_round = DPORound.objects.get(project=project)
+    assert dpo_round.budget == 2 and dpo_round.config["dpo"]["max_steps"] == 1
+    assert dpo_round.state == DPORound.State.SAMPLING  # queued for the worker
+    second = web.post(f"/training/projects/{project.slug}/start/", data)
+    assert second.status_code == 400 and f"DPO round {dpo_round.pk} of this project is still sampling" in \
+        second.content.decode()
+    assert DPORound.objects.filter(project=project).count() == 1
