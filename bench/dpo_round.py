@@ -17,6 +17,10 @@ The round, `manage.py dpo_round --project bench` twice:
 3. finish: DPO on both kinds of pairs, human pairs weighted (train: the trainer's runtime), then the held-out
    implicit-reward accuracy, the merge and save and the registration (gate: the rest of the DPO run's time).
 Prints one table: stage, wall seconds, figures. A benchmark: it asserts nothing.
+
+`--weighting-cost`: instead of a round, the price of per-pair weights alone: `train_dpo` on the same 16 pairs,
+weighted (all weights 1: `dpo_weighted`, one forward per pair) and unweighted (TRL's batch forward), interleaved,
+`--repeats` times each; seconds per step from the trainer's runtime.
 """
 
 from __future__ import annotations
@@ -80,7 +84,11 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=120)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-dir", default=os.environ.get("MODEL_DIR", str(ROOT / "models")))
+    parser.add_argument("--weighting-cost", action="store_true", help="time weighted against plain DPO steps")
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
+    if args.weighting_cost:
+        return weighting_cost(args)
     size = "tiny" if args.tiny else "full"
     n_prompts = 12 if args.tiny else args.prompts
     work = loop.setup(args)
@@ -130,6 +138,37 @@ def run_round(table, users, annotators, size: str) -> None:
     total = version.metrics.get("time/train_s") or (time.perf_counter() - started)
     table.rows.append(("  DPO train", trained, f"{version.metrics.get('train/steps'):.0f} steps"))
     table.rows.append(("  gate: eval, save, register", total - trained, ""))
+
+
+def weighting_cost(args) -> None:
+    """Seconds per DPO step with per-pair weights (one forward per pair) and without (one batch forward)."""
+    import tempfile
+
+    from training.pipeline.config import DPOConfig
+    from training.pipeline.dpo import train_dpo
+    from training.pipeline.bootstrap import bootstrap_default_models
+    from training.pipeline.models import DEFAULT_POLICY
+
+    policy_dir = bootstrap_default_models(Path(args.model_dir).absolute())[DEFAULT_POLICY]
+    rng = random.Random(args.seed)
+    rows = []
+    for _, text in sim.prompts(16):
+        topic = sim.topic_of(text)
+        rows.append({"prompt": text, "chosen": sim.answer(rng, topic, True), "rejected": sim.answer(rng, topic, False)})
+    cfg = DPOConfig(policy=str(policy_dir), max_steps=4, batch_size=4, max_length=256)
+    timings = {"weighted": [], "plain": []}
+    with tempfile.TemporaryDirectory(prefix="bench-weighting-") as scratch:
+        for repeat in range(args.repeats):
+            for name in ("plain", "weighted"):
+                train = [{**r, "weight": 1.0} for r in rows] if name == "weighted" else rows
+                result = train_dpo(cfg, train, None, Path(scratch) / f"{name}-{repeat}")
+                timings[name].append(result.metrics["train/runtime_s"] / result.metrics["train/steps"])
+                print(f"{name:<9} repeat {repeat}: {timings[name][-1]:.2f} s/step", flush=True)
+    load = os.getloadavg()
+    plain, weighted = (sum(timings[k]) / len(timings[k]) for k in ("plain", "weighted"))
+    print(f"\nDPO step, SmolLM2-135M + LoRA, batch 4, max_length 256 (load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}): "
+          f"plain {plain:.2f} s, weighted {weighted:.2f} s, ratio {weighted / plain:.2f} "
+          f"(n={args.repeats} each, interleaved)")
 
 
 if __name__ == "__main__":
