@@ -234,3 +234,18 @@ def test_the_settings_form_starts_a_round_and_refuses_a_second_one(project, mode
     assert second.status_code == 400 and f"DPO round {dpo_round.pk} of this project is still sampling" in \
         second.content.decode()
     assert DPORound.objects.filter(project=project).count() == 1
+
+
+def test_maintenance_fails_a_round_whose_run_died(project, tiny_llama_dir):
+    policy = services.register_version(project=None, name="tiny-policy", kind=ModelVersion.Kind.POLICY,
+                                       path=str(tiny_llama_dir), sha256=manifest_sha256(tiny_llama_dir), config={},
+                                       metrics={}, activate=True)
+    run = services.create_run(project=project, kind=TrainingRun.Kind.DPO_ROUND, enqueue=False)
+    dpo_round = DPORound.objects.create(project=project, policy=policy, k=2, budget=1, sample_run=run)
+    assert services.finish_judged_rounds() == {"finished": [], "failed": []}  # its run is still queued
+    services.finish_run(run_id=run.pk, state=TrainingRun.State.FAILED, error="the worker stopped")
+    assert services.finish_judged_rounds() == {"finished": [], "failed": [dpo_round.pk]}
+    dpo_round.refresh_from_db()
+    assert dpo_round.state == DPORound.State.FAILED and dpo_round.error == "the worker stopped"
+    # A project whose round failed can start another.
+    assert selectors.open_round(project=project) is None
