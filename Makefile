@@ -63,6 +63,7 @@ bench: venv
 	$(BIN)/python bench/annotation_load.py
 	$(BIN)/python bench/loop.py --quick
 	$(BIN)/python bench/scaling.py --tiny
+	$(BIN)/python bench/dpo_round.py --tiny
 
 check: venv
 	$(BIN)/python manage.py check

@@ -157,13 +157,19 @@ class _RowShape:
         }
 
 
-def iter_rows(snapshot: PreferenceSnapshot, stats: ExportStats | None = None) -> Iterator[dict]:
-    """Every preference pair of the snapshot, as TRL-format rows (plus our provenance columns)."""
+def iter_rows(snapshot: PreferenceSnapshot, stats: ExportStats | None = None,
+              only_tasks: frozenset[int] | None = None) -> Iterator[dict]:
+    """Every preference pair of the snapshot, as TRL-format rows (plus our provenance columns); with `only_tasks`,
+    those of these tasks alone (an iterative-DPO round's)."""
     filters = ExportFilters.of(snapshot)
     stats = stats if stats is not None else ExportStats()
     # When the project has any chat prompt, every prompt is written as messages and every completion as a turn.
     shape = _RowShape(conversational=selectors.has_chat_prompts(project_id=snapshot.project_id), snapshot_id=snapshot.pk)
     for batch in _task_batches(snapshot, filters):
+        if only_tasks is not None:
+            batch = [(task_id, judgements) for task_id, judgements in batch if task_id in only_tasks]
+            if not batch:
+                continue
         context = selectors.export_batch(project_id=snapshot.project_id, task_ids=[task_id for task_id, _ in batch])
         for task_id, judgements in batch:
             if filters.drop_flagged and any(flags for _, _, flags, _ in judgements):

@@ -54,6 +54,7 @@ class TrainingRun(models.Model):
         GRPO = "grpo", "GRPO"
         PUBLISH = "publish", "Publish samples"
         RETRAIN = "retrain", "Retrain chain"
+        DPO_ROUND = "dpo_round", "Iterative DPO round"
 
     class State(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -141,3 +142,51 @@ class RetrainSchedule(models.Model):
 
     def __str__(self) -> str:
         return f"retrain schedule of {self.project_id}"
+
+
+class DPORound(models.Model):
+    """One round of iterative DPO with people in the loop (`training.rounds`): the policy's K answers per prompt,
+    every pair scored by the reward model; the `budget` most uncertain pairs went to annotators as `tasks`, the
+    reward model labelled the rest (JSONL rows in `rows_path`); DPO trains on both once the human share is judged."""
+
+    class State(models.TextChoices):
+        SAMPLING = "sampling", "Sampling and scoring"
+        WAITING = "waiting_for_judgements", "Waiting for judgements"
+        TRAINING = "training", "Training"
+        DONE = "done", "Done: a candidate"
+        REJECTED = "rejected", "Rejected by the DPO gate"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey("feedback.Project", on_delete=models.CASCADE, related_name="dpo_rounds")
+    policy = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="dpo_rounds")
+    reward_model = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="dpo_rounds_scored")
+    state = models.CharField(max_length=32, choices=State.choices, default=State.SAMPLING)
+    k = models.PositiveSmallIntegerField(help_text="Answers sampled per prompt.")
+    budget = models.PositiveIntegerField(help_text="Pairs published to annotators (the most uncertain ones).")
+    config = models.JSONField(default=dict, blank=True)
+    counts = models.JSONField(default=dict, blank=True, help_text="prompts, pairs, human_pairs, model_pairs …")
+    tasks = models.ManyToManyField("feedback.ComparisonTask", blank=True, related_name="dpo_rounds")
+    sample_run = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="dpo_round_sampled")
+    train_run = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="dpo_round_trained")
+    snapshot = models.ForeignKey("feedback.PreferenceSnapshot", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="dpo_rounds", help_text="The judgements of the human pairs.")
+    rows_path = models.CharField(max_length=500, blank=True, help_text="The round's directory under MODEL_DIR.")
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    OPEN_STATES = (State.SAMPLING, State.WAITING, State.TRAINING)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"DPO round {self.pk} ({self.state})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in self.OPEN_STATES

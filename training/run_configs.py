@@ -14,6 +14,7 @@ from pathlib import Path
 from training.models import ModelVersion, TrainingRun
 from training.pipeline.config import DPOConfig, PPOConfig, RewardConfig, config_from_dict
 from training.pipeline.config_online import GRPOConfig, RLOOConfig
+from training.rounds.config import DPORoundConfig
 
 STEP_KINDS = (TrainingRun.Kind.REWARD, TrainingRun.Kind.PPO, TrainingRun.Kind.DPO, TrainingRun.Kind.RLOO,
               TrainingRun.Kind.GRPO, TrainingRun.Kind.PUBLISH)
@@ -94,6 +95,7 @@ CONFIG_CLASSES: dict[str, type] = {
     TrainingRun.Kind.GRPO: GRPOConfig,
     TrainingRun.Kind.PUBLISH: PublishConfig,
     TrainingRun.Kind.RETRAIN: RetrainConfig,
+    TrainingRun.Kind.DPO_ROUND: DPORoundConfig,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.db.models import QuerySet
 from django.http import Http404
 
@@ -117,3 +118,45 @@ def lineage(*, version: ModelVersion) -> list[ModelVersion]:
 
 def log_tail(*, run: TrainingRun, lines: int = 40) -> str:
     return "\n".join(run.log.splitlines()[-lines:])
+
+
+# --- iterative-DPO rounds ------------------------------------------------------------------------------------------
+
+
+def rounds_for_user(*, user):
+    """The DPO rounds of the projects the user reviews."""
+    from training.models import DPORound
+
+    return DPORound.objects.filter(project__in=reviewable_projects(user=user)).select_related(
+        "project", "policy", "reward_model", "sample_run", "train_run__produced_version")
+
+
+def round_for_reviewer(*, user, round_id: int):
+    dpo_round = rounds_for_user(user=user).filter(pk=round_id).first()
+    if dpo_round is None or not has_project_role(user=user, project=dpo_round.project, role=REVIEWER):
+        raise Http404("No such round.")
+    return dpo_round
+
+
+def open_round(*, project):
+    """The project's round that is not finished (sampling, waiting for judgements or training), if any."""
+    from training.models import DPORound
+
+    return DPORound.objects.filter(project=project, state__in=DPORound.OPEN_STATES).order_by("-pk").first()
+
+
+def round_judged(*, dpo_round) -> tuple[int, int]:
+    """(the round's tasks that are complete, all its tasks)."""
+    from feedback.models import ComparisonTask
+
+    tasks = dpo_round.tasks.all()
+    return tasks.filter(status=ComparisonTask.Status.COMPLETE).count(), tasks.count()
+
+
+def round_of_run(*, run: TrainingRun):
+    """The DPO round a `dpo_round` run sampled or trained for, or None."""
+    from training.models import DPORound
+
+    if run.kind != TrainingRun.Kind.DPO_ROUND:
+        return None
+    return DPORound.objects.filter(models.Q(sample_run=run) | models.Q(train_run=run)).first()

@@ -3,7 +3,8 @@
 A worker runs one job at a time, so a long training job would hold up the every-minute maintenance
 task queued behind it. While a job runs, a `MaintenanceThread` beside it (its own database connection)
 does the same maintenance every MAINTENANCE_INTERVAL_SECONDS: stale runs are ended, due retraining is
-queued, expired leases go back to the pool, and the self-rescheduling tick is kept scheduled.
+queued, expired leases go back to the pool, judged DPO rounds go on to train, and the self-rescheduling
+tick is kept scheduled.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ def run_maintenance() -> dict:
                    for project in Project.objects.filter(pk__in=expired.values("project_id")))
     # Candidates whose head-to-head judgements now decide them (the task's result must be JSON: ids, verdicts).
     promotions = [[version.pk, verdict] for version, verdict in decide_all_promotions()]
+    rounds = services.finish_judged_rounds()  # a DPO round whose human share is judged goes on to DPO
     return {"stale_runs_failed": failed, "retrain_runs_started": started, "leases_released": released,
-            "promotions": promotions}
+            "promotions": promotions, "dpo_rounds_finished": rounds["finished"], "dpo_rounds_failed": rounds["failed"]}
 
 
 @task()

@@ -11,4 +11,5 @@ urlpatterns = [
     path("runs/<id:run_id>/live/", views.run_live, name="run-live"),
     path("runs/<id:run_id>/cancel/", views.run_cancel, name="run-cancel"),
     path("projects/<slug:slug>/start/", views.run_start, name="run-start"),
+    path("projects/<slug:slug>/dpo-round/", views.dpo_round_advance, name="dpo-round"),
 ]

@@ -20,7 +20,7 @@ from feedback.models import Judgement, PreferenceSnapshot, Project
 from ops.models import Webhook
 from tests.feedback.factories import make_member, make_tasks
 from training import services as training_services
-from training.models import ModelVersion, RetrainSchedule, TrainingRun
+from training.models import DPORound, ModelVersion, RetrainSchedule, TrainingRun
 
 SECRET_SLUG = "zz-secret-tenant"
 SECRET_TEXT = "SECRET-PROMPT-7c1e9"
@@ -41,6 +41,7 @@ class Foreign:
     version: ModelVersion
     snapshot: PreferenceSnapshot
     judgement: Judgement
+    dpo_round: DPORound | None = None
 
 
 def build_foreign_project(tmp_path) -> Foreign:
@@ -56,9 +57,15 @@ def build_foreign_project(tmp_path) -> Foreign:
     version = ModelVersion.objects.create(project=project, name=f"reward-{SECRET_SLUG}-run1", kind=ModelVersion.Kind.REWARD,
                                           path=str(tmp_path / "reward"), sha256="e" * 64, snapshot=snapshot)
     run = training_services.create_run(project=project, kind=TrainingRun.Kind.REWARD, enqueue=False)
+    policy = ModelVersion.objects.create(project=project, name=f"policy-{SECRET_SLUG}-run1", kind=ModelVersion.Kind.POLICY,
+                                         path=str(tmp_path / "policy"), sha256="d" * 64)
+    dpo_round = DPORound.objects.create(project=project, policy=policy, reward_model=version, k=2, budget=1,
+                                        state=DPORound.State.WAITING)
+    dpo_round.tasks.set([tasks[1]])
     RetrainSchedule.objects.create(project=project)
     Webhook.objects.create(project=project, url=SECRET_HOOK, secret="s", events=["judgement.created"])
-    return Foreign(project=project, task=tasks[0], run=run, version=version, snapshot=snapshot, judgement=judgement)
+    return Foreign(project=project, task=tasks[0], run=run, version=version, snapshot=snapshot, judgement=judgement,
+                   dpo_round=dpo_round)
 
 
 def foreign_values(foreign: Foreign) -> dict[str, list]:
@@ -67,7 +74,7 @@ def foreign_values(foreign: Foreign) -> dict[str, list]:
         "project_ref": [foreign.project.pk, foreign.project.slug], "slug": [foreign.project.slug],
         "task_id": [foreign.task.pk], "run_id": [foreign.run.pk], "version_id": [foreign.version.pk],
         "membership_id": list(foreign.project.memberships.values_list("pk", flat=True)),
-        "snapshot_id": [foreign.snapshot.pk],
+        "snapshot_id": [foreign.snapshot.pk], "round_id": [foreign.dpo_round.pk],
     }
 
 

@@ -5,7 +5,7 @@ from rest_framework import serializers
 from core.converters import is_project_ref
 from feedback import importing
 from training import selectors
-from training.models import ModelVersion, TrainingRun
+from training.models import DPORound, ModelVersion, TrainingRun
 
 
 MAX_CONFIG_KEYS = 64
@@ -104,3 +104,25 @@ class ScoreOutputSerializer(serializers.Serializer):
 
 class ActivateInputSerializer(serializers.Serializer):
     project = ProjectRefField(required=False, help_text="Project id or slug; needed for a project-less (default) policy.")
+
+
+class DPORoundSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tasks_complete = serializers.SerializerMethodField(help_text="The round's comparison tasks that are complete.")
+    tasks = serializers.SerializerMethodField(help_text="Ids of the comparison tasks it published.")
+    produced_version = serializers.SerializerMethodField(help_text="The candidate its DPO run registered, if any.")
+
+    class Meta:
+        model = DPORound
+        fields = ["id", "project", "state", "policy", "reward_model", "k", "budget", "config", "counts", "tasks",
+                  "tasks_complete", "sample_run", "train_run", "produced_version", "snapshot", "error", "created_at",
+                  "finished_at"]
+
+    def get_tasks_complete(self, dpo_round) -> int:
+        return selectors.round_judged(dpo_round=dpo_round)[0]
+
+    def get_tasks(self, dpo_round) -> list[int]:
+        return sorted(dpo_round.tasks.values_list("pk", flat=True))
+
+    def get_produced_version(self, dpo_round) -> int | None:
+        return dpo_round.train_run.produced_version_id if dpo_round.train_run_id else None

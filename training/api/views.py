@@ -17,13 +17,14 @@ from feedback import selectors as feedback_selectors
 from training import scoring, selectors, services
 from training.api.serializers import (
     ActivateInputSerializer,
+    DPORoundSerializer,
     ModelVersionSerializer,
     ScoreInputSerializer,
     ScoreOutputSerializer,
     TrainingRunCreateSerializer,
     TrainingRunSerializer,
 )
-from training.models import ModelVersion, TrainingRun
+from training.models import DPORound, ModelVersion, TrainingRun
 
 ADMIN_ONLY = [IsAuthenticated, IsProjectAdmin]  # IsProjectAdmin is checked on the run or project acted on
 
@@ -146,3 +147,24 @@ class ModelVersionActivateApi(APIView):
         self.check_object_permissions(request, project)
         version = services.activate_policy(version=version, project=project, actor=request.user)
         return Response(ModelVersionSerializer(version).data)
+
+
+@extend_schema_view(get=extend_schema(responses={200: DPORoundSerializer(many=True), **error_responses(400, 401, 403)}))
+class DPORoundListApi(generics.ListAPIView):
+    """Iterative-DPO rounds of the projects you review (`?project=`, `?state=`). Start or finish one with
+    `POST /api/v1/training-runs/` and `"kind": "dpo_round"`."""
+
+    serializer_class = DPORoundSerializer
+    filterset_class = scoped_filterset(DPORound, ["project", "state"])
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return DPORound.objects.none()
+        require_reviewer_somewhere(self.request)
+        return selectors.rounds_for_user(user=self.request.user).order_by("-id")
+
+
+class DPORoundDetailApi(APIView):
+    @extend_schema(responses={200: DPORoundSerializer, **error_responses(401, 403, 404)})
+    def get(self, request, round_id):
+        return Response(DPORoundSerializer(selectors.round_for_reviewer(user=request.user, round_id=round_id)).data)

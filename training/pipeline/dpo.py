@@ -21,6 +21,7 @@ from .callbacks import OnStep, ShouldStop, TrainedModel, TrainingCancelled, prog
 from .config import DPOConfig
 from .data import PREFERENCE_COLUMNS, format_completion, format_prompt, input_format_for, preference_dataset_for
 from .devices import choose_device, is_main_process
+from .dpo_weighted import weighted_trainer_class
 from .models import load_causal_lm, load_tokenizer, lora_config, merge_lora, resolve_model_path
 from .registry_files import save_pretrained_atomic
 from .reward_eval import pairwise_accuracy
@@ -88,7 +89,8 @@ def train_dpo(
     """Train the policy `cfg.policy` with DPO on preference rows and register it at `output_dir` (must not exist).
 
     Rows: TRL's preference format (`prompt`, `chosen`, `rejected` as strings or chat messages); other
-    columns (`margin`, provenance) are dropped. `eval_rows` (the export's test split) give `eval/*` metrics
+    columns (`margin`, provenance) are dropped, except `weight`: rows that carry one train with each pair's loss
+    scaled by it (`dpo_weighted`). `eval_rows` (the export's test split) give `eval/*` metrics
     (see `implicit_reward_accuracy`); None or [] means no evaluation. `model`/`tokenizer`: an already loaded
     policy to train instead of loading `cfg.policy` (with LoRA its weights receive the merged adapters).
     `ref_model`: the frozen reference for full fine-tuning (default: a fresh copy of the starting policy; with
@@ -130,11 +132,15 @@ def _fit(cfg: DPOConfig, model, ref_model, tokenizer, train_rows, callback, hist
     from transformers import PrinterCallback
 
     dataset = preference_dataset_for(tokenizer, train_rows).select_columns(list(PREFERENCE_COLUMNS))
+    weighted = any("weight" in row for row in train_rows)  # per-pair weights: the iterative-DPO round's rows
+    if weighted:
+        dataset = dataset.add_column("weight", [float(row.get("weight", 1.0)) for row in train_rows])
+    trainer_class = weighted_trainer_class() if weighted else trl.DPOTrainer
     peft_config = None
     if cfg.use_lora:
         peft_config = lora_config(model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
     with quiet_progress_bars(), tempfile.TemporaryDirectory(prefix="dpo-trainer-") as scratch:
-        trainer = trl.DPOTrainer(model=model, ref_model=ref_model, args=trl_dpo_args(cfg, scratch),
+        trainer = trainer_class(model=model, ref_model=ref_model, args=trl_dpo_args(cfg, scratch),
                                  train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
                                  callbacks=[callback])
         trainer.remove_callback(PrinterCallback)

@@ -24,9 +24,10 @@ from training.services.runs import (  # noqa: F401
     json_safe,
     record_step,
     request_cancel,
+    record_run_start,
     start_run,
-    start_training,
 )
+from training.services.starting import start_training  # noqa: F401
 from training.services.registry import (  # noqa: F401
     CANNOT_ACTIVATE_REJECTED,
     CANNOT_ACTIVATE_UNEVALUATED,
@@ -44,6 +45,19 @@ from training.services.schedule import (  # noqa: F401
 )
 from training.services.publishing import (  # noqa: F401
     publish_prompt,
+    publish_prompt_task,
     queue_demo_sampling,
     record_published,
+)
+from training.services.rounds import (  # noqa: F401
+    ROUND_NOT_JUDGED,
+    ROUND_OPEN,
+    advance_dpo_round,
+    end_round,
+    finish_dpo_round,
+    finish_judged_rounds,
+    human_share_needed,
+    open_round_for,
+    record_round_sampled,
+    start_dpo_round,
 )

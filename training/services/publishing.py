@@ -8,23 +8,30 @@ from core.audit import record_audit
 from core.models import AuditEvent
 from training import selectors
 from training.models import ModelVersion, TrainingRun
-from training.services.runs import start_training
+from training.services.runs import record_run_start
 
 
 # --- published samples ------------------------------------------------------------------------------------------
 
 
-@transaction.atomic
 def publish_prompt(*, project, prompt, samples: list[tuple[str, ModelVersion]], generation: dict,
                    priority: int) -> bool:
     """Store a prompt's sampled completions (once per text and model) and make a comparison task of them,
     together. False (and nothing stored) when fewer than two distinct completions remain."""
+    return publish_prompt_task(project=project, prompt=prompt, samples=samples, generation=generation,
+                               priority=priority) is not None
+
+
+@transaction.atomic
+def publish_prompt_task(*, project, prompt, samples: list[tuple[str, ModelVersion]], generation: dict,
+                        priority: int):
+    """`publish_prompt`, returning the ComparisonTask it made (None when fewer than two completions remain)."""
     from feedback import services as feedback_services
     from feedback.importing import CompletionRow
     from feedback.models import Completion
 
     if len(samples) < 2:
-        return False
+        return None
     completions = [
         Completion.objects.get_or_create(
             prompt=prompt, content_hash=CompletionRow(text=text, model=version.name).content_hash,
@@ -32,8 +39,7 @@ def publish_prompt(*, project, prompt, samples: list[tuple[str, ModelVersion]], 
         )[0]
         for text, version in samples[:4]
     ]
-    feedback_services.create_task(project=project, prompt=prompt, completions=completions, priority=priority)
-    return True
+    return feedback_services.create_task(project=project, prompt=prompt, completions=completions, priority=priority)
 
 
 def record_published(*, project, run: TrainingRun, policy: ModelVersion, tasks: int) -> None:
@@ -47,4 +53,4 @@ def queue_demo_sampling(*, project) -> TrainingRun | None:
         return None
     if TrainingRun.objects.filter(project=project, kind=TrainingRun.Kind.PUBLISH).exists():
         return None
-    return start_training(project=project, kind=TrainingRun.Kind.PUBLISH, config={"prompts": "without_completions"})
+    return record_run_start(project=project, kind=TrainingRun.Kind.PUBLISH, config={"prompts": "without_completions"})

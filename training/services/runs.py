@@ -51,10 +51,10 @@ def create_run(
     return run
 
 
-def start_training(
+def record_run_start(
     *, project, kind: str, config: dict | None, created_by=None, enqueue: bool = True, parent_run=None,
 ) -> TrainingRun:
-    """Start a run: the one way in for the API, the pages, the admin and the commands.
+    """Start a run (`training.services.start_training` is the way in: it also moves iterative-DPO rounds on).
 
     Validates the settings now (ValidationError naming the setting), records the run, its settings'
     warnings (in its log) and an audit row in one transaction, then queues it after commit (or leaves

@@ -15,6 +15,7 @@ from training import selectors, services
 from training.models import TrainingRun
 from training.views.present import live_context, settings_rows
 from training.views.registry_rows import annotate_versions, policies_in_use
+from training.views.rounds import round_context
 
 
 @login_required
@@ -36,7 +37,7 @@ def run_detail(request, run_id):
     run = selectors.run_for_reviewer(user=request.user, run_id=run_id)
     is_admin = has_project_role(user=request.user, project=run.project, role=ADMIN)
     return render(request, "training/run_detail.html", {"is_admin": is_admin, "settings_rows": settings_rows(run),
-                                                        **live_context(run)})
+                                                        **live_context(run), **round_context(run)})
 
 
 @login_required

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from core.exceptions import ApplicationError
 from core.permissions import ADMIN, require_project_role
 from feedback import selectors as feedback_selectors
 from training import services
@@ -53,6 +54,9 @@ def _start(request, project, kind: str, form: RunSettingsForm) -> TrainingRun | 
     except (ValidationError, ValueError, TypeError) as exc:
         form.add_service_error(exc, tidy=relative_paths)
         return None
+    except ApplicationError as exc:  # e.g. a DPO round that cannot move on yet
+        form.add_error(None, exc.message)
+        return None
 
 
 def _start_with_defaults(request, project, kind: str):
@@ -61,5 +65,8 @@ def _start_with_defaults(request, project, kind: str):
         run = services.start_training(project=project, kind=kind, config={}, created_by=request.user)
     except ValidationError as exc:
         messages.error(request, relative_paths(" ".join(exc.messages)))
+        return redirect("training:registry")
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
         return redirect("training:registry")
     return redirect("training:run-detail", run_id=run.pk)

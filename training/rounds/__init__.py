@@ -1,0 +1,11 @@
+"""Iterative DPO with people in the loop, one round at a time (README: "Iterative DPO with people in the loop").
+
+    active policy ─▶ K answers per prompt ─▶ every pair scored by the active reward model
+        ├─ the `budget` most uncertain pairs (smallest reward gap, or largest disagreement between the two newest
+        │  reward models) ─▶ ordinary comparison tasks (blind, random order) ─▶ annotators
+        └─ the rest ─▶ labelled by the reward model (rows in the round's directory under MODEL_DIR)
+    human share judged ─▶ DPO on both (human pairs weighted by consensus × confidence) ─▶ DPO gate ─▶ CANDIDATE
+
+A round is a `training.models.DPORound`; its two halves are runs of kind `dpo_round` (`sample.run_sample`,
+`train.run_train`), started and finished by `training.services.rounds`.
+"""

@@ -1,0 +1,121 @@
+"""The first half of a round: sample K answers per prompt from the round's policy, score every pair with its
+reward model, publish the `budget` most uncertain pairs as comparison tasks and keep the rest as the reward
+model's rows (`model_pairs.jsonl` in the round's directory under MODEL_DIR)."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from training import selectors, services
+from training.models import DPORound
+from training.pipeline.rounds import distinct, model_row, scored_pairs, split_budget
+from training.runners.base import RunCancelled, RunContext
+from training.runners.publish import _sample
+
+NO_PROMPTS = "the project has no prompts to sample for"
+
+
+def prompt_key(prompt) -> str:
+    """The prompt's id in export rows (its external id, else `prompt-<pk>`): the held-out split is by it."""
+    return prompt.external_id or f"prompt-{prompt.pk}"
+
+
+def round_dir(dpo_round: DPORound) -> Path:
+    return Path(settings.MODEL_DIR) / "rounds" / f"{dpo_round.project.slug}-round{dpo_round.pk}"
+
+
+def _prompts(dpo_round: DPORound, cfg) -> list:
+    from feedback.models import Prompt
+
+    ids = list(Prompt.objects.filter(project=dpo_round.project).order_by("id").values_list("pk", flat=True))
+    chosen = sorted(random.Random(cfg.seed * 100_003 + dpo_round.pk).sample(ids, min(len(ids), cfg.max_prompts)))
+    return list(Prompt.objects.filter(pk__in=chosen).order_by("id"))
+
+
+def _score(scorer, prompts: list, answers: list[list[str]]) -> list[list[float]]:
+    return [scorer.score([p.payload] * len(texts), texts) if texts else [] for p, texts in zip(prompts, answers)]
+
+
+def _second_scores(ctx: RunContext, dpo_round: DPORound, cfg, prompts, answers):
+    """The previous reward model's scores, for select_by=disagreement (None without one: the gap decides)."""
+    from training.pipeline.reward import RewardScorer
+
+    if cfg.select_by != "disagreement":
+        return None
+    second = selectors.newest_reward_model(project=dpo_round.project, exclude=dpo_round.reward_model)
+    if second is None:
+        ctx.log("select_by=disagreement needs two reward models; this project has one: the smallest gaps go first")
+        return None
+    ctx.log(f"disagreement between {dpo_round.reward_model.name} and {second.name}")
+    return _score(RewardScorer(second.path), prompts, answers)
+
+
+def run_sample(ctx: RunContext, dpo_round: DPORound) -> dict:
+    from training.pipeline.reward import RewardScorer
+
+    cfg, timings = ctx.config, {}
+    prompts = _prompts(dpo_round, cfg)
+    if not prompts:
+        raise ValueError(NO_PROMPTS)
+    ctx.log(f"round {dpo_round.pk}: {cfg.completions_per_prompt} answers for {len(prompts)} prompts from "
+            f"{dpo_round.policy.name}, scored by {dpo_round.reward_model.name}")
+    started = time.perf_counter()
+    texts = _sample(dpo_round.policy, [p.payload for p in prompts], cfg, k=cfg.completions_per_prompt,
+                    seed=cfg.seed + dpo_round.pk, should_stop=ctx.should_stop)
+    answers = [distinct(t) for t in texts]
+    timings["time/sample_s"] = time.perf_counter() - started
+    ctx.on_step(1, {"round/prompts": len(prompts), **timings})
+
+    started = time.perf_counter()
+    rewards = _score(RewardScorer(dpo_round.reward_model.path), prompts, answers)
+    pairs = scored_pairs(answers, rewards, _second_scores(ctx, dpo_round, cfg, prompts, answers), cfg.select_by)
+    human, by_model = split_budget(pairs, cfg.budget)
+    timings["time/score_s"] = time.perf_counter() - started
+    if ctx.should_stop():  # the last moment a cancel can land: nothing has been published yet
+        raise RunCancelled()
+
+    started = time.perf_counter()
+    tasks = _publish(dpo_round, prompts, human, cfg)
+    rows = [model_row(p, prompts[p.prompt_index].payload, prompt_key(prompts[p.prompt_index]), cfg.model_pair_weight)
+            for p in by_model]
+    directory = round_dir(dpo_round)
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(rows, directory / "model_pairs.jsonl")
+    timings["time/publish_s"] = time.perf_counter() - started
+    counts = {"prompts": len(prompts), "pairs": len(pairs), "human_pairs": len(tasks), "model_pairs": len(rows),
+              "human_gap_max": max((p.gap for p in human), default=None),
+              "model_gap_min": min((p.gap for p in by_model), default=None), **timings}
+    services.record_round_sampled(dpo_round=dpo_round, tasks=tasks, counts=counts, rows_path=str(directory))
+    ctx.on_step(2, {"round/pairs": len(pairs), "round/human_pairs": len(tasks), "round/model_pairs": len(rows),
+                    **timings})
+    ctx.log(f"published {len(tasks)} pairs to annotators; the reward model labelled {len(rows)}")
+    return {"summary": {"round": dpo_round.pk, **counts}}
+
+
+def _publish(dpo_round: DPORound, prompts: list, human: list, cfg) -> list:
+    """Each pair for people becomes an ordinary comparison task of its two answers (blind, in random order, as
+    every task), most uncertain first in the queue."""
+    generation = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
+                  "seed": cfg.seed, "dpo_round": dpo_round.pk}
+    tasks = []
+    for priority, pair in enumerate(human):
+        task = services.publish_prompt_task(
+            project=dpo_round.project, prompt=prompts[pair.prompt_index],
+            samples=[(pair.a, dpo_round.policy), (pair.b, dpo_round.policy)], generation=generation,
+            priority=priority)
+        if task is not None:
+            tasks.append(task)
+    return tasks
+
+
+def _write_jsonl(rows: list[dict], path: Path) -> None:
+    temporary = path.with_suffix(".part")
+    with temporary.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    temporary.replace(path)

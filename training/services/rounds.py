@@ -1,0 +1,145 @@
+"""Iterative-DPO rounds: start one, record what it sampled and published, finish it once people have judged
+their share (queueing its DPO run), and end it. The runs do the work (`training.rounds`); these are the writes.
+
+A project has at most one open round (sampling, waiting for judgements or training) at a time.
+"""
+
+from __future__ import annotations
+
+import math
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from core.exceptions import Conflict
+from training import selectors
+from training.models import DPORound, TrainingRun
+from training.run_configs import validate_config
+from training.services.runs import record_run_start
+
+ROUND_OPEN = "DPO round {round} of this project is still {state}: finish it first."
+ROUND_NOT_JUDGED = ("DPO round {round} waits for judgements: {done} of {total} of its tasks are complete, and it "
+                    "needs {needed} (min_human_judged {share:g}) before DPO can train.")
+ROUND_NOT_WAITING = "DPO round {round} is {state}, not waiting for judgements: there is nothing to finish."
+NO_POLICY = "no active policy to sample from: run `manage.py bootstrap_models` first"
+NO_REWARD_MODEL = "no active reward model for this project yet: train one first (train_reward_model)"
+
+
+def start_dpo_round(*, project, config: dict | None, created_by=None, enqueue: bool = True) -> DPORound:
+    """A new round and its sampling run (queued after commit unless `enqueue` is off). Refused (409) while the
+    project has an open round; bad settings are a ValidationError naming the setting."""
+    with transaction.atomic():
+        current = selectors.open_round(project=project)
+        if current is not None:
+            raise Conflict(ROUND_OPEN.format(round=current.pk, state=current.get_state_display().lower()))
+        run = record_run_start(project=project, kind=TrainingRun.Kind.DPO_ROUND, config=config,
+                             created_by=created_by, enqueue=enqueue)
+        try:
+            return open_round_for(run=run)
+        except ValueError as exc:  # nothing to sample from or score with: the run is not kept either
+            raise ValidationError({"project": str(exc)}) from None
+
+
+def open_round_for(*, run: TrainingRun) -> DPORound:
+    """The round a sampling run serves: created here (with the project's active policy and reward model) and named
+    in the run's settings. Raises ValueError when there is nothing to sample from or score with."""
+    settings = validate_config(TrainingRun.Kind.DPO_ROUND, run.config)
+    policy = selectors.active_policy(project=run.project)
+    reward = selectors.newest_reward_model(project=run.project)
+    if policy is None:
+        raise ValueError(NO_POLICY)
+    if reward is None:
+        raise ValueError(NO_REWARD_MODEL)
+    with transaction.atomic():
+        dpo_round = DPORound.objects.create(
+            project=run.project, policy=policy, reward_model=reward, k=settings["completions_per_prompt"],
+            budget=settings["budget"], config=settings, sample_run=run, created_by=run.created_by)
+        run.config = {**settings, "round": dpo_round.pk}
+        TrainingRun.objects.filter(pk=run.pk).update(config=run.config)
+    return dpo_round
+
+
+@transaction.atomic
+def record_round_sampled(*, dpo_round: DPORound, tasks: list, counts: dict, rows_path: str) -> DPORound:
+    """The round's published tasks, its counts and where the reward model's rows are: now it waits for people."""
+    dpo_round.tasks.set(tasks)
+    dpo_round.counts = {**dpo_round.counts, **counts}
+    dpo_round.rows_path = rows_path
+    dpo_round.state = DPORound.State.WAITING
+    dpo_round.save(update_fields=["counts", "rows_path", "state"])
+    return dpo_round
+
+
+def human_share_needed(dpo_round: DPORound, total: int) -> int:
+    return math.ceil(total * float(dpo_round.config.get("min_human_judged", 1.0)) - 1e-9)
+
+
+def check_judged(*, dpo_round: DPORound) -> None:
+    """Conflict (409) naming the counts when the round is not waiting, or its human share is not judged yet."""
+    if dpo_round.state != DPORound.State.WAITING:
+        raise Conflict(ROUND_NOT_WAITING.format(round=dpo_round.pk, state=dpo_round.get_state_display().lower()))
+    done, total = selectors.round_judged(dpo_round=dpo_round)
+    needed = human_share_needed(dpo_round, total)
+    if done < needed:
+        raise Conflict(ROUND_NOT_JUDGED.format(round=dpo_round.pk, done=done, total=total, needed=needed,
+                                               share=dpo_round.config.get("min_human_judged", 1.0)))
+
+
+def finish_dpo_round(*, dpo_round: DPORound, actor=None, enqueue: bool = True) -> TrainingRun:
+    """Queue the round's DPO run once its human share is judged (else Conflict, nothing changed)."""
+    with transaction.atomic():
+        locked = DPORound.objects.select_for_update().get(pk=dpo_round.pk)
+        check_judged(dpo_round=locked)
+        run = record_run_start(project=locked.project, kind=TrainingRun.Kind.DPO_ROUND,
+                             config={**locked.config, "round": locked.pk}, created_by=actor, enqueue=enqueue)
+        done, total = selectors.round_judged(dpo_round=locked)
+        DPORound.objects.filter(pk=locked.pk).update(
+            state=DPORound.State.TRAINING, train_run=run, counts={**locked.counts, "tasks_complete": done})
+    return run
+
+
+def advance_dpo_round(*, project, config: dict | None = None, actor=None, enqueue: bool = True
+                      ) -> tuple[DPORound, TrainingRun]:
+    """One click or one command: finish the project's waiting round when its human share is judged, else start a
+    new round. (the round, the run started). Conflict when a round is open and cannot move on yet."""
+    current = selectors.open_round(project=project)
+    if current is None:
+        dpo_round = start_dpo_round(project=project, config=config, created_by=actor, enqueue=enqueue)
+        return dpo_round, dpo_round.sample_run
+    if current.state != DPORound.State.WAITING:
+        raise Conflict(ROUND_OPEN.format(round=current.pk, state=current.get_state_display().lower()))
+    run = finish_dpo_round(dpo_round=current, actor=actor, enqueue=enqueue)
+    return DPORound.objects.get(pk=current.pk), run
+
+
+def end_round(*, dpo_round: DPORound, state: str, counts: dict | None = None, error: str = "",
+              snapshot=None) -> None:
+    """Close a round: done (a candidate), rejected by the DPO gate, or failed."""
+    changes = {"state": state, "error": error, "finished_at": timezone.now()}
+    if counts:
+        changes["counts"] = {**DPORound.objects.get(pk=dpo_round.pk).counts, **counts}
+    if snapshot is not None:
+        changes["snapshot"] = snapshot
+    DPORound.objects.filter(pk=dpo_round.pk).update(**changes)
+
+
+def finish_judged_rounds() -> dict:
+    """The maintenance tick's part: queue DPO for every waiting round whose human share is judged, and fail the
+    rounds whose run ended without closing them (a killed worker). Idempotent."""
+    finished, failed = [], []
+    for dpo_round in DPORound.objects.filter(state=DPORound.State.WAITING).select_related("project"):
+        try:
+            finish_dpo_round(dpo_round=dpo_round)
+        except (Conflict, ValidationError):
+            continue
+        finished.append(dpo_round.pk)
+    stuck = DPORound.objects.filter(
+        state__in=[DPORound.State.SAMPLING, DPORound.State.TRAINING]).select_related("sample_run", "train_run")
+    for dpo_round in stuck:
+        run = dpo_round.train_run if dpo_round.state == DPORound.State.TRAINING else dpo_round.sample_run
+        if run is not None and run.is_finished:
+            end_round(dpo_round=dpo_round, state=DPORound.State.FAILED,
+                      error=run.error or f"its run {run.pk} ended {run.state}")
+            failed.append(dpo_round.pk)
+    return {"finished": finished, "failed": failed}

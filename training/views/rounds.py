@@ -1,0 +1,45 @@
+"""The one-click iterative-DPO round (project admins): start a round, or finish the waiting one."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from core.exceptions import ApplicationError
+from core.permissions import ADMIN, require_project_role
+from feedback import selectors as feedback_selectors
+from training import services
+from training.views.present import relative_paths
+
+
+@login_required
+@require_POST
+def dpo_round_advance(request, slug):
+    """Start a round with the default settings, or (its human share judged) train the waiting one. Refused with the
+    reason (409 while a round cannot move on, 400 for what is missing) on a page of its own."""
+    project = feedback_selectors.get_project_for_user(user=request.user, project_ref=slug)
+    require_project_role(user=request.user, project=project, role=ADMIN)
+    try:
+        _, run = services.advance_dpo_round(project=project, config={}, actor=request.user)
+    except ApplicationError as exc:
+        return _refused(request, project, exc.message, exc.status_code)
+    except ValidationError as exc:
+        return _refused(request, project, relative_paths(" ".join(exc.messages)), 400)
+    return redirect("training:run-detail", run_id=run.pk)
+
+
+def _refused(request, project, message: str, status: int):
+    return render(request, "training/round_refused.html", {"project": project, "message": message}, status=status)
+
+
+def round_context(run) -> dict:
+    """What the run page shows of the round a `dpo_round` run belongs to (empty for other runs)."""
+    from training import selectors
+
+    dpo_round = selectors.round_of_run(run=run)
+    if dpo_round is None:
+        return {}
+    done, total = selectors.round_judged(dpo_round=dpo_round)
+    return {"dpo_round": dpo_round, "round_counts": dpo_round.counts, "round_done": done, "round_total": total}
