@@ -24,7 +24,7 @@ from core.db import lock_rows, retry_transient
 from core.exceptions import ApplicationError, Conflict
 from feedback import quality
 from feedback.models import Assignment, ComparisonTask, Judgement, Project
-from feedback.services import queue_sql
+import feedback.services.queue_sql as queue_sql
 from feedback.services.review import update_trust_from_gold
 
 User = get_user_model()
