@@ -96,8 +96,9 @@ def next_task(*, project: Project, annotator, now: datetime | None = None) -> As
                                                  skip_locked=False, lock=True)
             if task is None:
                 return None
-            if queue_sql.claim_slot(task.pk):
-                return _lease(task, annotator=annotator, project=project, now=now)
+            texts = queue_sql.claim_slot(task.pk)
+            if texts is not None:
+                return _lease(task, annotator=annotator, project=project, now=now, texts=texts)
     return None
 
 
@@ -115,8 +116,11 @@ def _lease_gold(*, project: Project, annotator, now: datetime) -> Assignment | N
     return _lease(gold, annotator=annotator, project=project, now=now)
 
 
-def _lease(task: ComparisonTask, *, annotator, project: Project, now: datetime) -> Assignment:
-    texts = queue_sql.completion_texts(task.pk)
+def _lease(task: ComparisonTask, *, annotator, project: Project, now: datetime,
+           texts: dict[int, str] | None = None) -> Assignment:
+    """Lease a claimed task; `texts` are its completions' texts when the claim already read them."""
+    if texts is None:
+        texts = queue_sql.completion_texts(task.pk)
     label_order = list(texts)
     random.shuffle(label_order)  # a fresh anonymous order for every annotator
     assignment = queue_sql.insert_lease(task=task, annotator=annotator, project_id=project.pk, label_order=label_order,
@@ -220,29 +224,32 @@ def _store_judgement(*, task, annotator, ranking, flags, confidence, comment, id
             raise Conflict(LEASE_EXPIRED)
 
         ranking_ids = ranking_to_completion_ids(ranking, assignment.label_map())
-        judgement = queue_sql.insert_judgement(
+        # Without adaptive overlap the task's count is one UPDATE written with the judgement (queue_sql); gold tasks
+        # stay open for every annotator and never complete.
+        counted_with_insert = not task.is_gold and not _adaptive_overlap(task.project)
+        judgement = queue_sql.record_judgement(values=dict(
             task_id=task.pk, annotator_id=annotator.pk, assignment_id=assignment.pk, ranking=ranking_ids,
             ranking_labels=[[label.lower() for label in ([g] if isinstance(g, str) else g)] for g in ranking],
             flags=flags, confidence=confidence, comment=comment, idempotency_key=idempotency_key,
             seconds_spent=max(0.0, (now - assignment.leased_at).total_seconds()),
-        )
+        ), assignment_id=assignment.pk, now=now, count_task_id=task.pk if counted_with_insert else None)
         judgement.task, judgement.annotator, judgement.assignment = task, annotator, assignment  # as create() had them
-        queue_sql.mark_submitted(assignment_id=assignment.pk, now=now)
         assignment.state = Assignment.State.SUBMITTED
         assignment.finished_at = now
         if task.is_gold:
             update_trust_from_gold(project=task.project, annotator=annotator)
-            return judgement, True  # gold tasks stay open for every annotator; they never complete
-        _count_judgement(task)
+        elif not counted_with_insert:
+            _count_adaptively(task)
     return judgement, True
 
 
-def _count_judgement(task: ComparisonTask) -> None:
-    """One more judgement for the task; complete it when it has all it needs (one UPDATE without adaptive overlap)."""
-    project = task.project
-    if not project.max_overlap or project.max_overlap <= project.overlap:
-        queue_sql.count_judgement_and_complete(task.pk)
-        return
+def _adaptive_overlap(project: Project) -> bool:
+    return bool(project.max_overlap) and project.max_overlap > project.overlap
+
+
+def _count_adaptively(task: ComparisonTask) -> None:
+    """One more judgement for a task of a project with adaptive overlap: when it reaches its need with
+    disagreeing judges it wants one more (up to max_overlap) before it completes."""
     ComparisonTask.objects.filter(pk=task.pk).update(judgements_done=F("judgements_done") + 1)
     _ask_again_if_judges_disagree(task)
     ComparisonTask.objects.filter(

@@ -43,23 +43,27 @@ def _row_lock(*, skip_locked: bool = False, of: str = "") -> str:
     return " FOR NO KEY UPDATE" + (f' OF "{of}"' if of else "") + (" SKIP LOCKED" if skip_locked else "")
 
 
-def lock_annotator(annotator_id: int) -> None:
-    """PostgreSQL: one pick at a time per annotator (the caller skips this on SQLite)."""
-    fetch_one(f'SELECT "id" FROM "{U}" WHERE "id" = %s' + _row_lock(), [annotator_id])
-
-
 def _task_with_prompt(values) -> ComparisonTask:
     task = TASK.build(values[:len(TASK)])
     task.prompt = PROMPT.build(values[len(TASK):])
     return task
 
 
+_LEASE_WITH_TASK = (f'"{A}" a INNER JOIN "{T}" t ON t."id" = a."task_id" INNER JOIN "{P}" p ON p."id" = t."prompt_id"')
+
+
+def lock_annotator(annotator_id: int) -> None:
+    """PostgreSQL: one pick at a time per annotator (the caller skips this on SQLite). A statement of its own:
+    under READ COMMITTED a statement that waited for this lock still reads other rows as they were before the
+    wait, so the held lease is read by the next statement (a test with eight tabs fails when the two merge)."""
+    fetch_one(f'SELECT "id" FROM "{U}" WHERE "id" = %s FOR NO KEY UPDATE', [annotator_id])
+
+
 @functools.cache
 def _held_lease_sql() -> str:
     return (f'SELECT {ASSIGNMENT.select_list("a")}, {TASK.select_list("t")}, {PROMPT.select_list("p")} '
-            f'FROM "{A}" a INNER JOIN "{T}" t ON t."id" = a."task_id" INNER JOIN "{P}" p ON p."id" = t."prompt_id" '
-            f'WHERE a."annotator_id" = %s AND a."project_id" = %s AND a."state" = \'{LEASED}\' '
-            f'AND a."leased_until" > %s ORDER BY a."id" LIMIT 1')
+            f'FROM {_LEASE_WITH_TASK} WHERE a."annotator_id" = %s AND a."project_id" = %s '
+            f'AND a."state" = \'{LEASED}\' AND a."leased_until" > %s ORDER BY a."id" LIMIT 1')
 
 
 def held_lease(*, annotator_id: int, project_id: int, now: datetime) -> Assignment | None:
@@ -100,21 +104,27 @@ def first_candidate(*, project_id: int, annotator_id: int, skip_locked: bool, lo
     return None if row is None else _task_with_prompt(row)
 
 
-def claim_slot(task_id: int) -> bool:
-    """Take one place of an open task that still has one (the conditional UPDATE never over-assigns)."""
-    return execute(
-        f'UPDATE "{T}" SET "slots_taken" = "slots_taken" + 1 '
-        f'WHERE "id" = %s AND "status" = \'{OPEN}\' AND "slots_taken" < "judgements_needed"',
-        [task_id],
-    ) == 1
+_CLAIM = (f'UPDATE "{T}" SET "slots_taken" = "slots_taken" + 1 '
+          f'WHERE "id" = %s AND "status" = \'{OPEN}\' AND "slots_taken" < "judgements_needed"')
+_TEXTS = (f'SELECT c."id", c."text" FROM "{C}" c INNER JOIN "{TC}" tc ON c."id" = tc."completion_id" '
+          f'WHERE tc."comparisontask_id" = ')
 
 
 def completion_texts(task_id: int) -> dict[int, str]:
-    return dict(fetch_all(
-        f'SELECT c."id", c."text" FROM "{C}" c INNER JOIN "{TC}" tc ON c."id" = tc."completion_id" '
-        f'WHERE tc."comparisontask_id" = %s',
-        [task_id],
-    ))
+    return dict(fetch_all(_TEXTS + "%s", [task_id]))
+
+
+def claim_slot(task_id: int) -> dict[int, str] | None:
+    """Take one place of an open task that still has one (the conditional UPDATE never over-assigns) and read
+    its completion texts; None when the place was gone. PostgreSQL: one statement (the read joins the UPDATE's
+    RETURNING, so it answers rows only when the place was taken)."""
+    if connection.vendor == "postgresql":
+        texts = dict(fetch_all(f'WITH claimed AS ({_CLAIM} RETURNING "id") {_TEXTS}(SELECT "id" FROM claimed)',
+                               [task_id]))
+        return texts or None
+    if execute(_CLAIM, [task_id]) != 1:
+        return None
+    return completion_texts(task_id)
 
 
 def insert_lease(*, task: ComparisonTask, annotator, project_id: int, label_order: list[int], leased_at: datetime,
@@ -149,27 +159,30 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f'INSERT INTO "{table}" ({names}) VALUES ({", ".join(["%s"] * len(columns))}) RETURNING "id"'
 
 
-def insert_judgement(**values) -> Judgement:
-    """INSERT one judgement (all columns but the id; created_at as auto_now_add sets it) and return it."""
-    values["created_at"] = timezone.now()
-    columns = list(values)
+_MARK_SUBMITTED = f'UPDATE "{A}" SET "state" = \'{SUBMITTED}\', "finished_at" = %s WHERE "id" = %s'
+# SET expressions read the row as it was: done + 1 >= needed  <=>  done >= needed - 1.
+_COUNT_AND_COMPLETE = (f'UPDATE "{T}" SET "judgements_done" = "judgements_done" + 1, "status" = CASE WHEN '
+                       f'("status" = \'{OPEN}\' AND "judgements_done" >= "judgements_needed" - 1) THEN \'{COMPLETE}\' '
+                       f'ELSE "status" END WHERE "id" = %s')
+
+
+def record_judgement(*, values: dict, assignment_id: int, now: datetime, count_task_id: int | None) -> Judgement:
+    """INSERT one judgement (all columns but the id; created_at as auto_now_add sets it), mark its assignment
+    submitted and, given `count_task_id`, count it on the task and complete the task when it has all it needs.
+    PostgreSQL: one statement (data-modifying CTEs); SQLite: three."""
+    values = {**values, "created_at": timezone.now()}
+    columns = tuple(values)
     params = [db_json(values[c]) if c in ("ranking", "ranking_labels", "flags") else
               db_datetime(values[c]) if c == "created_at" else values[c] for c in columns]
-    (pk,) = fetch_one(_insert_sql(J, tuple(columns)), params)
+    writes = [(_MARK_SUBMITTED, [db_datetime(now), assignment_id])]
+    if count_task_id is not None:
+        writes.append((_COUNT_AND_COMPLETE, [count_task_id]))
+    if connection.vendor == "postgresql":
+        ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(writes))
+        (pk,) = fetch_one(f"WITH j AS ({_insert_sql(J, columns)}), {ctes} SELECT \"id\" FROM j",
+                          params + [p for _, write_params in writes for p in write_params])
+    else:
+        (pk,) = fetch_one(_insert_sql(J, columns), params)
+        for sql, write_params in writes:
+            execute(sql, write_params)
     return instance(Judgement, {"id": pk, **values})
-
-
-def mark_submitted(*, assignment_id: int, now: datetime) -> None:
-    execute(f'UPDATE "{A}" SET "state" = \'{SUBMITTED}\', "finished_at" = %s WHERE "id" = %s',
-            [db_datetime(now), assignment_id])
-
-
-def count_judgement_and_complete(task_id: int) -> None:
-    """One more judgement; the task completes when it has all it needs. SET expressions read the row as it
-    was: done + 1 >= needed  <=>  done >= needed - 1."""
-    execute(
-        f'UPDATE "{T}" SET "judgements_done" = "judgements_done" + 1, "status" = CASE WHEN '
-        f'("status" = \'{OPEN}\' AND "judgements_done" >= "judgements_needed" - 1) THEN \'{COMPLETE}\' '
-        f'ELSE "status" END WHERE "id" = %s',
-        [task_id],
-    )
