@@ -1,6 +1,7 @@
 """The statements of a pick and of a submit, written once as parametrised SQL (see core.rawsql for why).
 
-Each function is one statement and mirrors the ORM query it replaced; queue.py keeps the logic (the order of
+Each function is one statement (claim_slot and record_judgement: one on PostgreSQL, where data-modifying CTEs
+merge what SQLite runs as two or three) and mirrors the ORM queries it replaced; queue.py keeps the logic (the order of
 statements, the locks, the transaction) and the ORM for the rare paths (gold tasks, adaptive overlap, retries
 with an Idempotency-Key, releasing expired leases). Conditions that match a partial index are written as
 literals (`"status" = 'open'`, `NOT "is_gold"`), exactly as in the index, so both planners use it. Rows are
