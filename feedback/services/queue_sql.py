@@ -82,7 +82,8 @@ def expired_leases(*, project_id: int, now: datetime, limit: int) -> list[tuple[
     rows are locked, skipping those a concurrent sweep holds."""
     return fetch_all(
         f'SELECT "id", "task_id" FROM "{A}" WHERE "project_id" = %s AND "state" = \'{LEASED}\' '
-        f'AND "leased_until" <= %s LIMIT %s' + _row_lock(skip_locked=connection.features.has_select_for_update_skip_locked),
+        f'AND "leased_until" <= %s LIMIT %s'
+        + _row_lock(skip_locked=connection.features.has_select_for_update_skip_locked),
         [project_id, db_datetime(now), limit],
     )
 
