@@ -13,7 +13,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from core.permissions import ADMIN, REVIEWER, has_project_role, remember_role, role_in
-from feedback import quality
+from feedback import quality, selectors_sql
 from feedback.models import (
     LABELS, Adjudication, Assignment, ComparisonTask, Completion, Judgement, Membership, PreferenceSnapshot, Project,
     Prompt,
@@ -49,13 +49,12 @@ def get_project_for_user(*, user, project_ref: str | int) -> Project:
     if not getattr(user, "is_authenticated", False):
         raise Http404("No such project.")
     if user.is_superuser:
-        project = Project.objects.filter(**lookup).first()
+        project, role = Project.objects.filter(**lookup).first(), ADMIN
     else:
-        project = (Project.objects.filter(**lookup, memberships__user=user)
-                   .annotate(role_of_caller=F("memberships__role")).first())
+        project, role = selectors_sql.member_project(user_id=user.pk, **lookup) or (None, None)
     if project is None:
         raise Http404("No such project.")
-    remember_role(project=project, user=user, role=ADMIN if user.is_superuser else project.role_of_caller)
+    remember_role(project=project, user=user, role=role)
     return project
 
 
@@ -94,13 +93,15 @@ def labelled_completions(*, assignment: Assignment) -> list[dict]:
 
 
 def task_for_annotator(*, user, task_id: int) -> ComparisonTask:
-    """A task the user may act on: it must belong to a project they are a member of (one join, no subquery)."""
-    tasks = ComparisonTask.objects.select_related("project")
-    if not user.is_superuser:
-        tasks = tasks.filter(project__memberships__user=user)
-    task = tasks.filter(pk=task_id).first()
+    """A task the user may act on: it must belong to a project they are a member of (one join, no subquery).
+    The caller's role comes back with it and serves this request's permission checks on `task.project`."""
+    if user.is_superuser:
+        task, role = ComparisonTask.objects.select_related("project").filter(pk=task_id).first(), ADMIN
+    else:
+        task, role = selectors_sql.member_task(user_id=user.pk, task_id=task_id) or (None, None)
     if task is None:
         raise Http404("No such task.")
+    remember_role(project=task.project, user=user, role=role)
     return task
 
 

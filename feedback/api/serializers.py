@@ -85,6 +85,34 @@ class JudgementInputSerializer(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000, trim_whitespace=False)
 
 
+def _is_plain_flag(flag) -> bool:
+    return type(flag) is str and 0 < len(flag) <= 32 and flag.isascii() and flag == flag.strip() and "\x00" not in flag
+
+
+def judgement_input(data) -> dict:
+    """What JudgementInputSerializer(data=data) validates to, built directly for the everyday body (a JSON object
+    with a well-shaped ranking, ASCII flags, an integer confidence, no comment). Anything else, every error
+    included, goes through the serializer, so messages and edge cases stay the serializer's own."""
+    if type(data) is dict:
+        ranking, flags = data.get("ranking"), data.get("flags", [])
+        confidence, comment = data.get("confidence"), data.get("comment", "")
+        try:
+            validate_ranking_shape(ranking)
+            plain = (type(flags) is list and len(flags) <= 4 and all(_is_plain_flag(f) for f in flags)
+                     and (confidence is None or (type(confidence) is int and 1 <= confidence <= 5))
+                     and comment == "")
+        except serializers.ValidationError:
+            plain = False
+        if plain:
+            validated = {"ranking": ranking, "flags": flags, "comment": ""}
+            if "confidence" in data:
+                validated["confidence"] = confidence
+            return validated
+    serializer = JudgementInputSerializer(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 class JudgementOutputSerializer(serializers.ModelSerializer):
     task = serializers.IntegerField(source="task_id")
     ranking = serializers.JSONField(source="ranking_labels")

@@ -21,7 +21,7 @@ from feedback.api.serializers import (
     BoundedAuthTokenSerializer,
     AuthTokenOutputSerializer, ExportQuerySerializer, ImportInputSerializer, ImportOutputSerializer,
     JudgementInputSerializer, JudgementOutputSerializer, NextTaskOutputSerializer, ProjectSerializer,
-    ProjectStatsSerializer, judgement_output, next_task_output,
+    ProjectStatsSerializer, judgement_input, judgement_output, next_task_output,
 )
 from feedback.models import Judgement, Project
 
@@ -90,11 +90,9 @@ class JudgementCreateApi(APIView):
                               **error_responses(400, 401, 403, 404, 409, 413, 429)})
     def post(self, request, task_id):
         task = selectors.task_for_annotator(user=request.user, task_id=task_id)
-        serializer = JudgementInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
         judgement, created = services.submit_judgement(
             task=task, annotator=request.user, idempotency_key=request.headers.get("Idempotency-Key", "")[:128],
-            **serializer.validated_data,
+            **judgement_input(request.data),
         )
         return Response(judgement_output(judgement), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

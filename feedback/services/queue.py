@@ -17,14 +17,14 @@ from typing import Sequence
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import BooleanField, Case, Exists, F, OuterRef, Value, When
-from django.db.models.expressions import RawSQL
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from core.db import lock_rows, retry_transient
 from core.exceptions import ApplicationError, Conflict
 from feedback import quality
 from feedback.models import Assignment, ComparisonTask, Judgement, Project
+import feedback.services.queue_sql as queue_sql
 from feedback.services.review import update_trust_from_gold
 
 User = get_user_model()
@@ -45,18 +45,13 @@ NUL_NOT_ALLOWED = "Text must not contain NUL characters."
 
 COMMENT_LIMIT = 5000
 CANDIDATES_PER_PICK = 8
-NOT_SEEN_BY_ANNOTATOR = (f'NOT EXISTS (SELECT 1 FROM "{Assignment._meta.db_table}" seen '
-                         f'WHERE seen."task_id" = "{ComparisonTask._meta.db_table}"."id" AND seen."annotator_id" = %s)')
 
 
 def release_expired_leases(*, project: Project, now: datetime | None = None, limit: int = 500) -> int:
     """Return tasks whose lease ran out to the pool. Uses the partial index on live leases only."""
     now = now or timezone.now()
     with transaction.atomic(savepoint=False):  # inside next_task's transaction: no SAVEPOINT round trips
-        expired = Assignment.objects.filter(project=project, state=Assignment.State.LEASED, leased_until__lte=now)
-        if connection.features.has_select_for_update_skip_locked:
-            expired = lock_rows(expired, skip_locked=True)
-        rows = list(expired.values_list("id", "task_id")[:limit])
+        rows = queue_sql.expired_leases(project_id=project.pk, now=now, limit=limit)
         if not rows:
             return 0
         Assignment.objects.filter(id__in=[assignment_id for assignment_id, _ in rows]).delete()
@@ -77,12 +72,8 @@ def next_task(*, project: Project, annotator, now: datetime | None = None) -> As
         # One pick at a time per annotator (two tabs must not end up holding two leases). SQLite needs no row
         # lock: its IMMEDIATE transaction already holds the database's write lock.
         if connection.features.has_select_for_update:
-            list(lock_rows(User.objects.filter(pk=annotator.pk)).values_list("pk", flat=True))
-        held = (
-            Assignment.objects.select_related("task__prompt")
-            .filter(annotator=annotator, project=project, state=Assignment.State.LEASED, leased_until__gt=now)
-            .first()
-        )
+            queue_sql.lock_annotator(annotator.pk)
+        held = queue_sql.held_lease(annotator_id=annotator.pk, project_id=project.pk, now=now)
         if held is not None:
             return held
         release_expired_leases(project=project, now=now)
@@ -91,34 +82,23 @@ def next_task(*, project: Project, annotator, now: datetime | None = None) -> As
             gold = _lease_gold(project=project, annotator=annotator, now=now)
             if gold is not None:
                 return gold
-        candidates = (
-            ComparisonTask.objects.filter(
-                project=project, status=ComparisonTask.Status.OPEN, is_gold=False,
-                slots_taken__lt=F("judgements_needed"),
-            )
-            # The same NOT EXISTS as ~Exists(seen_by_me) (see _lease_gold), written out: building Exists(OuterRef)
-            # costs more CPU than the rest of this query on every pick (the rare gold pick keeps the ORM form).
-            .filter(RawSQL(NOT_SEEN_BY_ANNOTATOR, [annotator.pk], output_field=BooleanField()))
-            .select_related("prompt")  # the response shows the prompt: read it with the task
-            .order_by("priority", "id")
-        )
+        # The candidate pick is hand-written SQL (queue_sql.first_candidate): compiling the ORM form of it cost
+        # more CPU than the rest of a pick.
+        skip_locked = connection.features.has_select_for_update_skip_locked
         for _ in range(CANDIDATES_PER_PICK):
-            if connection.features.has_select_for_update_skip_locked:
-                # PostgreSQL: take the first open task no other picker holds (one row, so nobody waits on
-                # rows we do not need); when every candidate is held, wait for the first one rather than
-                # saying "nothing left" because of a lock.
-                task = lock_rows(candidates, skip_locked=True, of=("self",)).first()
-                if task is None and candidates.exists():
-                    task = lock_rows(candidates, of=("self",)).first()
-            else:
-                task = candidates.first()  # SQLite: this transaction already holds the write lock
+            # PostgreSQL: take the first open task no other picker holds (one row, so nobody waits on rows we do
+            # not need); when every candidate is held, wait for the first one rather than saying "nothing left"
+            # because of a lock. SQLite: this transaction already holds the write lock.
+            task = queue_sql.first_candidate(project_id=project.pk, annotator_id=annotator.pk,
+                                             skip_locked=skip_locked, lock=skip_locked)
+            if task is None and skip_locked:
+                task = queue_sql.first_candidate(project_id=project.pk, annotator_id=annotator.pk,
+                                                 skip_locked=False, lock=True)
             if task is None:
                 return None
-            claimed = ComparisonTask.objects.filter(
-                pk=task.pk, status=ComparisonTask.Status.OPEN, slots_taken__lt=F("judgements_needed")
-            ).update(slots_taken=F("slots_taken") + 1)
-            if claimed:
-                return _lease(task, annotator=annotator, project=project, now=now)
+            texts = queue_sql.claim_slot(task.pk)
+            if texts is not None:
+                return _lease(task, annotator=annotator, project=project, now=now, texts=texts)
     return None
 
 
@@ -136,14 +116,15 @@ def _lease_gold(*, project: Project, annotator, now: datetime) -> Assignment | N
     return _lease(gold, annotator=annotator, project=project, now=now)
 
 
-def _lease(task: ComparisonTask, *, annotator, project: Project, now: datetime) -> Assignment:
-    texts = dict(task.completions.values_list("id", "text"))
+def _lease(task: ComparisonTask, *, annotator, project: Project, now: datetime,
+           texts: dict[int, str] | None = None) -> Assignment:
+    """Lease a claimed task; `texts` are its completions' texts when the claim already read them."""
+    if texts is None:
+        texts = queue_sql.completion_texts(task.pk)
     label_order = list(texts)
     random.shuffle(label_order)  # a fresh anonymous order for every annotator
-    assignment = Assignment.objects.create(
-        task=task, annotator=annotator, project=project, label_order=label_order,
-        leased_at=now, leased_until=now + timedelta(seconds=project.lease_seconds),
-    )
+    assignment = queue_sql.insert_lease(task=task, annotator=annotator, project_id=project.pk, label_order=label_order,
+                                        leased_at=now, leased_until=now + timedelta(seconds=project.lease_seconds))
     assignment.completion_texts = texts  # selectors.labelled_completions needs no second read
     return assignment
 
@@ -229,7 +210,7 @@ def _prior_judgement(*, task: ComparisonTask, annotator, idempotency_key: str) -
 def _store_judgement(*, task, annotator, ranking, flags, confidence, comment, idempotency_key,
                      now) -> tuple[Judgement, bool]:
     with transaction.atomic():
-        assignment = lock_rows(Assignment.objects.filter(task=task, annotator=annotator)).first()
+        assignment = queue_sql.lease_of(task_id=task.pk, annotator_id=annotator.pk)
         if assignment is None or assignment.state != Assignment.State.LEASED or assignment.leased_until <= now:
             # Not a live lease: maybe a retry of a stored judgement. Looked up after taking the lock, so a
             # concurrent retry waits for the first and then sees it.
@@ -243,33 +224,32 @@ def _store_judgement(*, task, annotator, ranking, flags, confidence, comment, id
             raise Conflict(LEASE_EXPIRED)
 
         ranking_ids = ranking_to_completion_ids(ranking, assignment.label_map())
-        judgement = Judgement.objects.create(
-            task=task, annotator=annotator, assignment=assignment, ranking=ranking_ids,
+        # Without adaptive overlap the task's count is one UPDATE written with the judgement (queue_sql); gold tasks
+        # stay open for every annotator and never complete.
+        counted_with_insert = not task.is_gold and not _adaptive_overlap(task.project)
+        judgement = queue_sql.record_judgement(values=dict(
+            task_id=task.pk, annotator_id=annotator.pk, assignment_id=assignment.pk, ranking=ranking_ids,
             ranking_labels=[[label.lower() for label in ([g] if isinstance(g, str) else g)] for g in ranking],
             flags=flags, confidence=confidence, comment=comment, idempotency_key=idempotency_key,
             seconds_spent=max(0.0, (now - assignment.leased_at).total_seconds()),
-        )
+        ), assignment_id=assignment.pk, now=now, count_task_id=task.pk if counted_with_insert else None)
+        judgement.task, judgement.annotator, judgement.assignment = task, annotator, assignment  # as create() had them
         assignment.state = Assignment.State.SUBMITTED
         assignment.finished_at = now
-        assignment.save(update_fields=["state", "finished_at"])
         if task.is_gold:
             update_trust_from_gold(project=task.project, annotator=annotator)
-            return judgement, True  # gold tasks stay open for every annotator; they never complete
-        _count_judgement(task)
+        elif not counted_with_insert:
+            _count_adaptively(task)
     return judgement, True
 
 
-def _count_judgement(task: ComparisonTask) -> None:
-    """One more judgement for the task; complete it when it has all it needs (one UPDATE without adaptive overlap)."""
-    project = task.project
-    if not project.max_overlap or project.max_overlap <= project.overlap:
-        # SET expressions read the row as it was: done + 1 >= needed  <=>  done >= needed - 1.
-        ComparisonTask.objects.filter(pk=task.pk).update(
-            judgements_done=F("judgements_done") + 1,
-            status=Case(When(status=ComparisonTask.Status.OPEN, judgements_done__gte=F("judgements_needed") - 1,
-                             then=Value(ComparisonTask.Status.COMPLETE)), default=F("status")),
-        )
-        return
+def _adaptive_overlap(project: Project) -> bool:
+    return bool(project.max_overlap) and project.max_overlap > project.overlap
+
+
+def _count_adaptively(task: ComparisonTask) -> None:
+    """One more judgement for a task of a project with adaptive overlap: when it reaches its need with
+    disagreeing judges it wants one more (up to max_overlap) before it completes."""
     ComparisonTask.objects.filter(pk=task.pk).update(judgements_done=F("judgements_done") + 1)
     _ask_again_if_judges_disagree(task)
     ComparisonTask.objects.filter(

@@ -61,3 +61,32 @@ def test_32_annotators_drain_a_project_with_overlap_3(project):
         assert len(set(judges)) == OVERLAP
     assert set(ComparisonTask.objects.values_list("status", flat=True)) == {ComparisonTask.Status.COMPLETE}
     assert not Assignment.objects.filter(state=Assignment.State.LEASED).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_annotator_in_eight_tabs_holds_one_lease(project):
+    """Picks of one annotator run one at a time (SQLite: the write lock; PostgreSQL: the annotator's row, locked in
+    the statement that reads the held lease): every tab gets the same task, never a second lease."""
+    make_tasks(project, 20, k=2)
+    person = make_member(project)
+    tabs = 8
+    start = threading.Barrier(tabs)
+    picked, errors = [], []
+
+    def pick():
+        try:
+            start.wait()
+            picked.append(services.next_task(project=project, annotator=person).task_id)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=pick) for _ in range(tabs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors[:3]
+    assert len(set(picked)) == 1 and len(picked) == tabs
+    assert Assignment.objects.filter(annotator=person, state=Assignment.State.LEASED).count() == 1
