@@ -42,7 +42,8 @@ def test_database_failing_under_load_loses_nothing(project, monkeypatch):
         monkeypatch.setitem(connection.settings_dict["OPTIONS"], "timeout", 0.1)
     project.overlap = 2
     project.save()
-    make_tasks(project, 40, k=2)
+    # Enough work that the annotators are still busy when the second fault lands, even on the fast path.
+    make_tasks(project, 150, k=2)
     people = [make_member(project) for _ in range(8)]
     stored = Counter()
     errors = Counter()
