@@ -154,6 +154,7 @@ def run_mode(args, mode: str) -> None:
     print(f"ppo_vs_sft ratio={statistics.median(seconds) / statistics.median(sft_wall):.1f} "
           f"cpu_ratio={statistics.median(cpu) / statistics.median(sft_cpu):.1f} "
           f"ppo_iteration_median_s={statistics.median(seconds):.2f} sft_step_median_s={statistics.median(sft_wall):.2f} "
+          f"sft_step_cpu_median_s={statistics.median(sft_cpu):.2f} "
           f"sft_steps={len(sft_wall)} tokens={int(batch.attention_mask.sum())} {settings}", flush=True)
 
 
