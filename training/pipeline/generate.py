@@ -78,8 +78,8 @@ def _mergeable(module) -> bool:
 def merged_lora(model) -> Iterator[None]:
     """LoRA adapters folded into the base weights inside the block (one matmul per projection instead of three
     small ones and peft's per-layer bookkeeping), then unmerged. Unmerging (W + ΔW) − ΔW rounds ~1% of the
-    weights one ulp away from W, so the elements that would not round-trip are saved at merge time (a few MB)
-    and written back: the base weights, PPO's reference, come back bit for bit. Not for the update (the
+    weights one ulp away from W, so the elements that would not round-trip are saved at merge time and written
+    back (~12 MB for SmolLM2): the base weights, PPO's reference, come back bit for bit. Not for the update (the
     adapters' gradients need them unmerged); a no-op for models without LoRA or already merged."""
     try:
         import peft  # noqa: F401
