@@ -23,6 +23,9 @@ from django_tasks import task
 from config import health
 from training import execution, services
 from training.models import TrainingRun
+from training.pipeline.devices import passive_openmp
+
+passive_openmp()  # the worker's OpenMP policy, before any job loads torch
 
 logger = logging.getLogger(__name__)
 

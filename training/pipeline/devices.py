@@ -7,6 +7,10 @@ autocast (accelerate's / transformers' `mixed_precision`), so a checkpoint never
 `torch_threads()`: `TORCH_THREADS` when set, else the cores left after the web workers (cores − 1, at least
 one). A default torch on a shared 2-core box (one thread per core, spinning OpenMP waits) was measured 6×
 slower than one thread next to gunicorn. Under `accelerate launch` the threads are shared by the processes.
+
+`passive_openmp()`: the OpenMP side of the same policy, set once for the worker by its entry module
+(`training.tasks`) before anything loads torch: idle OpenMP threads sleep instead of spinning against the web
+server (default active waits made generation 7–9× slower under load), and OpenMP starts with `torch_threads()`.
 """
 
 from __future__ import annotations
@@ -59,6 +63,13 @@ def torch_threads(processes: int = 1) -> int:
     cores = os.cpu_count() or 1
     total = int(raw) if raw.isdigit() and int(raw) > 0 else max(1, cores - 1 if cores > 2 else 1)
     return max(1, total // max(1, processes))
+
+
+def passive_openmp() -> None:
+    """OMP_WAIT_POLICY=PASSIVE and OMP_NUM_THREADS=torch_threads() unless the environment sets them. OpenMP reads
+    both once, when torch loads it: call this before the first `import torch` (child processes inherit it)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OMP_NUM_THREADS", str(torch_threads()))
 
 
 def apply_torch_threads(processes: int = 1) -> int:

@@ -11,6 +11,9 @@ The pure pieces live in `ppo_math.py`, the publication gate in `gate.py`. With L
 with its adapters disabled (no second copy); without LoRA a frozen deep copy. The value head is a linear layer on the
 last hidden state, initialised to output zero, saved next to the policy and loaded back from it.
 
+Sampling goes through `generate.sample_ids`, publishing's sampler, with the LoRA adapters merged into the base
+weights for the whole rollout (`generate.merged_lora`) and unmerged bit for bit before the log-prob passes.
+
 Modes: every pass without gradients (sampling, old log-probs, values, reference, evaluation) runs with the policy in
 eval mode (dropout off); only the updates run in train mode, and eval mode is restored after them. Log-probs are
 computed with the sampler's temperature and top-p (`ppo_math.warp_logits`), so the ratio's old log-probs are the
@@ -39,7 +42,7 @@ from .callbacks import OnStep, ShouldStop, TrainingCancelled
 from .config import PPOConfig
 from .data import TextOrMessages, prompt_dataset
 from .devices import choose_device
-from .generate import Samples, sample_ids
+from .generate import Samples, merged_lora, sample_ids
 from . import ppo_dist
 from .ppo_math import (AdaptiveKLController, FixedKLController, RunningMoments, compute_gae, kl_penalty,
                        kl_shaped_rewards, masked_mean, ppo_losses, whiten)
@@ -138,14 +141,15 @@ class Trainer:
 def sample(t: Trainer, model, queries: list[list[int]], k: int, seed: int, iteration: int) -> Samples:
     """Sample k answers per query in chunks, polling should_stop between chunks; prompt_index points into queries."""
     out, per_chunk = Samples(), max(1, SAMPLING_CHUNK // k)
-    for chunk, start in enumerate(range(0, len(queries), per_chunk)):
-        t.poll(iteration, "PPO sampling")
-        part = sample_ids(model, t.tokenizer, queries[start : start + per_chunk], k=k,
-                          max_new_tokens=t.cfg.max_new_tokens, temperature=t.cfg.temperature, top_p=t.cfg.top_p,
-                          seed=seed + 7919 * chunk, batch_size=SAMPLING_CHUNK, should_stop=t.should_stop)
-        out.prompt_index += [start + i for i in part.prompt_index]
-        for name in ("query_ids", "response_ids", "texts", "ended"):
-            getattr(out, name).extend(getattr(part, name))
+    with merged_lora(model):  # once for every chunk; unmerged (bit for bit) before anything else runs
+        for chunk, start in enumerate(range(0, len(queries), per_chunk)):
+            t.poll(iteration, "PPO sampling")
+            part = sample_ids(model, t.tokenizer, queries[start : start + per_chunk], k=k,
+                              max_new_tokens=t.cfg.max_new_tokens, temperature=t.cfg.temperature, top_p=t.cfg.top_p,
+                              seed=seed + 7919 * chunk, batch_size=SAMPLING_CHUNK, should_stop=t.should_stop)
+            out.prompt_index += [start + i for i in part.prompt_index]
+            for name in ("query_ids", "response_ids", "texts", "ended"):
+                getattr(out, name).extend(getattr(part, name))
     return out
 
 

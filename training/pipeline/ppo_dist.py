@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .generate import Samples, sample_ids
+from .generate import Samples, merged_lora, sample_ids
 
 
 def check_divisible(cfg, processes: int) -> None:
@@ -89,15 +89,16 @@ def sample_share(t: Any, picks: list[int], start: int, iteration: int) -> Sample
     """Sample one answer per picked prompt, `rollout_chunk` prompts per generate() call, each chunk seeded by
     its global position; cancellation is polled (in lockstep) between chunks, never inside generate()."""
     out, chunk = Samples(), t.cfg.rollout_chunk
-    for offset in range(0, len(picks), chunk):
-        t.poll(iteration, "PPO sampling")
-        part_picks = picks[offset : offset + chunk]
-        part = sample_ids(t.policy, t.tokenizer, [t.train_queries[i] for i in part_picks], k=1,
-                          max_new_tokens=t.cfg.max_new_tokens, temperature=t.cfg.temperature, top_p=t.cfg.top_p,
-                          seed=t.cfg.seed + iteration + 7919 * (start + offset), batch_size=chunk)
-        out.prompt_index += [part_picks[i] for i in part.prompt_index]
-        for name in ("query_ids", "response_ids", "texts", "ended"):
-            getattr(out, name).extend(getattr(part, name))
+    with merged_lora(t.policy):  # once for every chunk, as on one process
+        for offset in range(0, len(picks), chunk):
+            t.poll(iteration, "PPO sampling")
+            part_picks = picks[offset : offset + chunk]
+            part = sample_ids(t.policy, t.tokenizer, [t.train_queries[i] for i in part_picks], k=1,
+                              max_new_tokens=t.cfg.max_new_tokens, temperature=t.cfg.temperature, top_p=t.cfg.top_p,
+                              seed=t.cfg.seed + iteration + 7919 * (start + offset), batch_size=chunk)
+            out.prompt_index += [part_picks[i] for i in part.prompt_index]
+            for name in ("query_ids", "response_ids", "texts", "ended"):
+                getattr(out, name).extend(getattr(part, name))
     return out
 
 

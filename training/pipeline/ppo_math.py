@@ -101,11 +101,13 @@ def ppo_losses(
     return PPOLosses(policy_loss, value_loss, clipfrac, value_clipfrac, approx_kl)
 
 
-def top_p_removed(logits: torch.Tensor, top_p: float, candidates: int = 256) -> torch.Tensor:
+def top_p_removed(logits: torch.Tensor, top_p: float, candidates: int = 4096) -> torch.Tensor:
     """Which tokens transformers' TopPLogitsWarper removes: those whose ascending cumulative probability is
     <= 1 − top_p (the most likely token always stays). Exact without sorting the whole vocabulary: when the
     `candidates` most likely tokens hold at least top_p of the mass, every other token is removed and only
-    the candidates need sorting; other rows are sorted in full."""
+    the candidates need sorting; other rows are sorted in full. 4096: SmolLM2 sampling its own answers at
+    temperature 0.8, top-p 0.95 needs a full sort on 57% of rows with 256 candidates, 11% with 4096; a top-4096
+    costs ~1/5 of a full 49k sort, so 4096 has the lowest expected cost (7.8 against 16 ms per 8-row step)."""
     probs = logits.softmax(dim=-1)
     k = min(candidates, logits.shape[-1])
     top_probs, top_index = probs.topk(k, dim=-1)  # descending

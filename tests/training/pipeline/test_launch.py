@@ -110,3 +110,14 @@ def test_device_choice_on_this_cpu_is_fp32_and_threads_follow_torch_threads(monk
     assert torch_threads() == 4 and torch_threads(processes=2) == 2 and torch_threads(processes=8) == 1
     monkeypatch.delenv("TORCH_THREADS")
     assert torch_threads() == max(1, (os.cpu_count() or 1) - 1 if (os.cpu_count() or 1) > 2 else 1)
+
+
+def test_the_worker_sets_passive_openmp_before_torch_loads():
+    """The job worker's entry module sets the OpenMP policy, and nothing has loaded torch before it."""
+    env = {k: v for k, v in os.environ.items() if k not in {"OMP_WAIT_POLICY", "OMP_NUM_THREADS", "TORCH_THREADS"}}
+    code = ("import os, sys, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings.base'); "
+            "django.setup(); import training.tasks; "
+            "print(os.environ['OMP_WAIT_POLICY'], os.environ['OMP_NUM_THREADS'], 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env={**env, "TORCH_THREADS": "3"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["PASSIVE", "3", "False"], out.stderr[-2000:]

@@ -90,14 +90,26 @@ def test_sampling_at_temperature_0_7_learns_too(tokenizer):
     assert after > before + 0.15, (before, after)
 
 
-def test_ratio_logprobs_equal_the_samplers(tokenizer):
-    """The old log-probs are those of the distribution generate() sampled from (temperature and top-p applied)."""
+@pytest.mark.parametrize("lora", [False, True])
+def test_ratio_logprobs_equal_the_samplers(tokenizer, lora):
+    """The old log-probs are those of the distribution generate() sampled from (temperature and top-p applied);
+    with LoRA the sampler runs with the adapters merged and the ratio's forward with them unmerged."""
     from training.pipeline.generate import sample_ids
     from training.pipeline.ppo_model import forward_logprobs, make_batch
 
     policy = four_word_policy(tokenizer, 0)
     with torch.no_grad():
         policy.lm_head.bias[word_id(tokenizer, " no")] = 13.0  # a spread-out distribution, so top-p bites
+    if lora:
+        from peft import get_peft_model
+
+        from training.pipeline.models import lora_config
+
+        policy = get_peft_model(policy, lora_config(policy, r=4, alpha=8, dropout=0.0))
+        with torch.no_grad():  # adapters that change the answers (peft starts them at zero)
+            for name, parameter in policy.named_parameters():
+                if "lora_B" in name:
+                    parameter.copy_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)) * 0.3)
     captured = []
     generate = policy.generate
 
