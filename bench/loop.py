@@ -352,11 +352,16 @@ def main() -> None:
     parser.add_argument("--skip-control", action="store_true")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's own); 1 is faster when other work loads the CPUs")
+    parser.add_argument("--ppo-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra setting for train_policy --method ppo (after the size's own; later wins)")
+    parser.add_argument("--publish-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra setting for publish_samples (keep max_new_tokens equal to PPO's)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (database, registry)")
     parser.add_argument("--model-dir", default=os.environ.get("MODEL_DIR", str(ROOT / "models")),
                         help="where the default models are bootstrapped once (default: $MODEL_DIR or ./models)")
     args = parser.parse_args()
-    size = SIZES["quick" if args.quick else "full"]
+    size = dict(SIZES["quick" if args.quick else "full"])
+    size["ppo"], size["publish"] = size["ppo"] + args.ppo_set, size["publish"] + args.publish_set
     n_prompts = args.prompts or (100 if args.quick else 200)
     load_before, started = os.getloadavg(), time.perf_counter()
     import torch
