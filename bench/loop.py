@@ -60,7 +60,7 @@ ANNOTATORS = 5
 SIZES = {  # the settings each stage gets through --set (quick: just enough to see every stage run)
     "full": {"reward": ["num_train_epochs=3", "max_length=128"],
              "ppo": ["num_iterations=12", "batch_size=8", "mini_batch_size=4", "max_new_tokens=32",
-                     "learning_rate=2e-4"],
+                     "learning_rate=5e-4"],
              "publish": ["max_prompts=40", "resample_share=1.0", "max_new_tokens=32"],
              "dpo": ["max_steps=30", "max_length=192"], "min_judgements": None, "probe": 400},
     "quick": {"reward": ["num_train_epochs=3", "max_length=128"],
@@ -73,7 +73,7 @@ SIZES = {  # the settings each stage gets through --set (quick: just enough to s
 
 class Table:
     def __init__(self):
-        self.rows: list[tuple[str, float, str]] = []
+        self.rows: list[tuple[str, float, float, str]] = []
 
     def stage(self, name: str):
         table = self
@@ -81,7 +81,7 @@ class Table:
         class _Stage:
             def __enter__(self):
                 print(f"\n== {name}", flush=True)
-                self.started, self.figures = time.perf_counter(), []
+                self.started, self.cpu_started, self.figures = time.perf_counter(), time.process_time(), []
                 return self
 
             def add(self, text: str):
@@ -89,15 +89,17 @@ class Table:
                 self.figures.append(text)
 
             def __exit__(self, *exc):
-                table.rows.append((name, time.perf_counter() - self.started, "; ".join(self.figures)))
+                table.rows.append((name, time.perf_counter() - self.started, time.process_time() - self.cpu_started,
+                                   "; ".join(self.figures)))
                 return False
 
         return _Stage()
 
     def print(self, header: str) -> None:
-        print(f"\n{header}\n{'stage':<26} {'wall_s':>8}  figures")
-        for name, seconds, figures in self.rows:
-            print(f"{name:<26} {seconds:>8.1f}  {figures}")
+        # cpu_s: this process's CPU time (all its threads), comparable across runs on a loaded machine
+        print(f"\n{header}\n{'stage':<26} {'wall_s':>8} {'cpu_s':>8}  figures")
+        for name, seconds, cpu_seconds, figures in self.rows:
+            print(f"{name:<26} {seconds:>8.1f} {cpu_seconds:>8.1f}  {figures}")
 
 
 def setup(args) -> Path:
@@ -261,6 +263,12 @@ def ppo_stage(table: Table, size: dict) -> None:
         stage.add(f"eval reward before={s.get('eval_before/reward', float('nan')):.3f} "
                   f"after={s.get('eval_after/reward', float('nan')):.3f}; KL after={s.get('eval_after/kl', float('nan')):.3f} "
                   f"(held-out eval, summed per response), last iteration KL={kl:.3f}")
+        rows = [m.metrics for m in run.step_metrics.order_by("step")]
+        rewards = [m.get("objective/reward", float("nan")) for m in rows]
+        seconds = sorted(m.get("time/iteration_s", float("nan")) for m in rows)
+        if rows:
+            stage.add(f"batch reward first={rewards[0]:.3f} last 3={sum(rewards[-3:]) / len(rewards[-3:]):.3f}; "
+                      f"median iteration {seconds[len(seconds) // 2]:.1f} s")
         stage.add(f"gate: effect={s.get('gate/effect', float('nan')):.3f} lower={s.get('gate/lower', float('nan')):.3f} "
                   f"verdict: {s.get('gate/verdict') or refused or ''}")
         if run.produced_version_id:
@@ -352,11 +360,16 @@ def main() -> None:
     parser.add_argument("--skip-control", action="store_true")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's own); 1 is faster when other work loads the CPUs")
+    parser.add_argument("--ppo-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra setting for train_policy --method ppo (after the size's own; later wins)")
+    parser.add_argument("--publish-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra setting for publish_samples (keep max_new_tokens equal to PPO's)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (database, registry)")
     parser.add_argument("--model-dir", default=os.environ.get("MODEL_DIR", str(ROOT / "models")),
                         help="where the default models are bootstrapped once (default: $MODEL_DIR or ./models)")
     args = parser.parse_args()
-    size = SIZES["quick" if args.quick else "full"]
+    size = dict(SIZES["quick" if args.quick else "full"])
+    size["ppo"], size["publish"] = size["ppo"] + args.ppo_set, size["publish"] + args.publish_set
     n_prompts = args.prompts or (100 if args.quick else 200)
     load_before, started = os.getloadavg(), time.perf_counter()
     import torch

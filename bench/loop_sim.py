@@ -27,8 +27,13 @@ TOPICS = [
     "coral reefs", "the violin", "snow", "dolphins", "the telephone", "cheese", "Saturn", "butterflies", "tulips",
     "the Roman Empire", "kangaroos",
 ]
-TEMPLATES = ["Tell me one fact about {t}.", "What is interesting about {t}?", "Describe {t} in one sentence.",
-             "Say something true about {t}."]
+# Questions a number answers naturally ("When…", "How many…") beside open ones, so the base policy answers with a
+# digit about a third of the time (SmolLM2-135M, 32 new tokens at temperature 0.8, top-p 0.95; 20 samples each:
+# 0.20, 0.40, 0.50, 0.15): PPO sees both kinds of answer in every batch. With "Tell me one fact / What is
+# interesting / Describe / Say something true" it answered with a digit 5% of the time, too rare a reward to learn
+# from in ~100 rollouts.
+TEMPLATES = ["Tell me one fact about {t}.", "When did people first learn about {t}?",
+             "How many people are interested in {t}?", "How many things do you know about {t}?"]
 WITH_DIGIT = [
     "{T} has fascinated people for more than {n} years.",
     "There are about {n} well-known facts about {t}, and this is one of them.",
