@@ -50,9 +50,13 @@ def write_rows(model, columns: list[str], rows) -> int:
     """Insert `rows` (tuples in the order of `columns`, JSON values already prepared with `prep_json`).
 
     PostgreSQL: one `COPY … FROM STDIN`; SQLite: `executemany` in batches. Returns the number of rows."""
-    fields = [model._meta.get_field(c) for c in columns]
-    table = connection.ops.quote_name(_table(model))
-    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    names = [model._meta.get_field(c).column for c in columns]
+    return _insert(_table(model), names, rows)
+
+
+def _insert(table: str, column_names: list[str], rows) -> int:
+    table = connection.ops.quote_name(table)
+    names = ", ".join(connection.ops.quote_name(c) for c in column_names)
     count = 0
     with connection.cursor() as cursor:
         if is_postgres():
@@ -61,7 +65,7 @@ def write_rows(model, columns: list[str], rows) -> int:
                     copy.write_row(row)
                     count += 1
             return count
-        sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(fields))})"
+        sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(column_names))})"
         batch = []
         for row in rows:
             batch.append(row)
@@ -75,21 +79,53 @@ def write_rows(model, columns: list[str], rows) -> int:
     return count
 
 
-def existing_keys(model, *, project_id: int, column: str, values: list[str], chunk: int = 900) -> set[str]:
-    """Which of `values` already exist in `column` for the project (one indexed look-up per chunk)."""
-    found: set[str] = set()
-    if not values:
-        return found
-    table = connection.ops.quote_name(_table(model))
+# The external ids one import has read so far, with their lines: a temporary table, so the check that an id
+# does not repeat across the file costs the database's memory (and disk), not this process's.
+SEEN_IDS_TABLE = "import_seen_ids"
+
+
+def start_seen_ids() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {SEEN_IDS_TABLE}")
+        cursor.execute(f"CREATE TEMPORARY TABLE {SEEN_IDS_TABLE} (external_id text PRIMARY KEY, line integer NOT NULL)")
+
+
+def end_seen_ids() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {SEEN_IDS_TABLE}")
+
+
+def remember_ids(ids_and_lines: list[tuple[str, int]]) -> dict[str, int]:
+    """Record this batch's (external id, line) pairs (ids unique within the batch); return the ids that an
+    earlier batch already held, with the line they were first seen on."""
+    earlier = dict(_lookup(SEEN_IDS_TABLE, "external_id", [i for i, _ in ids_and_lines], extra_where="",
+                           params=[], select="external_id, line"))
+    _insert(SEEN_IDS_TABLE, ["external_id", "line"], (pair for pair in ids_and_lines if pair[0] not in earlier))
+    return earlier
+
+
+def existing_keys(model, *, project_id: int, column: str, values: list[str]) -> set[str]:
+    """Which of `values` already exist in `column` for the project (indexed look-ups)."""
     name = connection.ops.quote_name(column)
+    return {row[0] for row in _lookup(_table(model), column, values, extra_where="project_id = %s AND ",
+                                      params=[project_id], select=name)}
+
+
+def _lookup(table: str, column: str, values: list, *, extra_where: str, params: list, select: str,
+            chunk: int = 900) -> list[tuple]:
+    """Rows of `table` whose `column` is one of `values`: one `= ANY(array)` on PostgreSQL, chunks of
+    `IN (…)` on SQLite (whose statements hold at most 999 parameters here)."""
+    if not values:
+        return []
+    table, name = connection.ops.quote_name(table), connection.ops.quote_name(column)
+    found = []
     with connection.cursor() as cursor:
         if is_postgres():
-            cursor.execute(f"SELECT {name} FROM {table} WHERE project_id = %s AND {name} = ANY(%s)",
-                           [project_id, list(values)])
-            return {row[0] for row in cursor.fetchall()}
+            cursor.execute(f"SELECT {select} FROM {table} WHERE {extra_where}{name} = ANY(%s)", [*params, list(values)])
+            return cursor.fetchall()
         for start in range(0, len(values), chunk):
             part = values[start : start + chunk]
-            cursor.execute(f"SELECT {name} FROM {table} WHERE project_id = %s AND {name} IN ({', '.join(['%s'] * len(part))})",
-                           [project_id, *part])
-            found.update(row[0] for row in cursor.fetchall())
+            cursor.execute(f"SELECT {select} FROM {table} WHERE {extra_where}{name} IN ({', '.join(['%s'] * len(part))})",
+                           [*params, *part])
+            found.extend(cursor.fetchall())
     return found
