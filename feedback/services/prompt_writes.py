@@ -8,6 +8,8 @@ other without reading them back.
 
 from __future__ import annotations
 
+import json
+
 from django.db import connection
 
 SQLITE_BATCH_ROWS = 5000
@@ -41,9 +43,13 @@ def allocate_ids(model, count: int) -> list[int]:
     return list(range(highest + 1, highest + 1 + count))
 
 
-def prep_json(model, field_name: str, value):
-    """A JSON value as this backend stores it (what the ORM would send)."""
-    return model._meta.get_field(field_name).get_db_prep_save(value, connection)
+def prep_json(model, field_name: str, value) -> str | None:
+    """A JSON value as the ORM would send it, already serialised: the text both backends store (PostgreSQL
+    parses it into jsonb during COPY), or None for SQL NULL. Text, not an adapter object, so a value shared
+    by every row (`{}`) is serialised once, not once per row."""
+    if value is None:
+        return None
+    return json.dumps(value, cls=model._meta.get_field(field_name).encoder)
 
 
 def write_rows(model, columns: list[str], rows) -> int:

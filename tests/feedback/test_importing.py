@@ -299,3 +299,13 @@ def test_a_repeated_id_across_batches_of_a_streamed_file_names_both_lines_and_im
     call_command("import_prompts", str(path), "--project", project.slug, verbosity=0)
     call_command("import_prompts", str(path), "--project", project.slug, verbosity=0)  # again: ids now in the project
     assert sorted(Prompt.objects.values_list("external_id", flat=True)) == ["s-1", "s-2", "s-4"]
+
+
+@pytest.mark.parametrize("text", ["plain words", "", "quote \" inside", "back\\slash", "tab\tand\nnewline", "\x1f unit",
+                                  "é 模型 🙂", "\u2028 line separator", "\x7f delete", "\u00a0 no-break"])
+def test_content_hashes_are_the_sha256_of_the_json_the_orm_path_hashes(text):
+    from feedback.import_rows import completion_hash, text_hash
+
+    assert text_hash(text) == _sha(text)
+    assert completion_hash(text, text) == _sha({"text": text, "model": text})
+    assert completion_hash("answer", text) == _sha({"text": "answer", "model": text})
