@@ -304,8 +304,8 @@ def iter_rows(stream: IO[bytes], fmt: str, *, limits: ImportLimits | None = None
                 errors.append(_line_error(line_no, exc))
             else:
                 if remember_ids and row.external_id:
-                    if row.external_id in seen_ids:
-                        errors.append(ID_REPEATS.format(line=line_no, id=row.external_id, first=seen_ids[row.external_id]))
+                    if (first := seen_ids.get(row.external_id)) is not None:
+                        errors.append(ID_REPEATS.format(line=line_no, id=row.external_id, first=first))
                     else:
                         seen_ids[row.external_id] = line_no
                 if not errors:

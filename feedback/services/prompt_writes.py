@@ -57,11 +57,15 @@ def write_rows(model, columns: list[str], rows) -> int:
 
     PostgreSQL: one `COPY … FROM STDIN`; SQLite: `executemany` in batches. Returns the number of rows."""
     names = [model._meta.get_field(c).column for c in columns]
-    return _insert(_table(model), names, rows)
+    return _insert(_quoted_table(model), names, rows)
+
+
+def _quoted_table(model) -> str:
+    return connection.ops.quote_name(_table(model))
 
 
 def _insert(table: str, column_names: list[str], rows) -> int:
-    table = connection.ops.quote_name(table)
+    """`table` is already quoted (or schema-qualified)."""
     names = ", ".join(connection.ops.quote_name(c) for c in column_names)
     count = 0
     with connection.cursor() as cursor:
@@ -87,43 +91,49 @@ def _insert(table: str, column_names: list[str], rows) -> int:
 
 # The external ids one import has read so far, with their lines: a temporary table, so the check that an id
 # does not repeat across the file costs the database's memory (and disk), not this process's.
+# Created in the import's transaction and dropped at its end (a rollback undoes the CREATE on both backends).
 SEEN_IDS_TABLE = "import_seen_ids"
+
+
+def _seen_ids_table() -> str:
+    """Schema-qualified, so a DROP can never reach a permanent table of the same name."""
+    return f"{'pg_temp' if is_postgres() else 'temp'}.{SEEN_IDS_TABLE}"
 
 
 def start_seen_ids() -> None:
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {SEEN_IDS_TABLE}")
+        cursor.execute(f"DROP TABLE IF EXISTS {_seen_ids_table()}")
         cursor.execute(f"CREATE TEMPORARY TABLE {SEEN_IDS_TABLE} (external_id text PRIMARY KEY, line integer NOT NULL)")
 
 
 def end_seen_ids() -> None:
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {SEEN_IDS_TABLE}")
+        cursor.execute(f"DROP TABLE IF EXISTS {_seen_ids_table()}")
 
 
-def remember_ids(ids_and_lines: list[tuple[str, int]]) -> dict[str, int]:
+def record_seen_ids(ids_and_lines: list[tuple[str, int]]) -> dict[str, int]:
     """Record this batch's (external id, line) pairs (ids unique within the batch); return the ids that an
     earlier batch already held, with the line they were first seen on."""
-    earlier = dict(_lookup(SEEN_IDS_TABLE, "external_id", [i for i, _ in ids_and_lines], extra_where="",
+    earlier = dict(_lookup(_seen_ids_table(), "external_id", [i for i, _ in ids_and_lines], extra_where="",
                            params=[], select="external_id, line"))
-    _insert(SEEN_IDS_TABLE, ["external_id", "line"], (pair for pair in ids_and_lines if pair[0] not in earlier))
+    _insert(_seen_ids_table(), ["external_id", "line"], (pair for pair in ids_and_lines if pair[0] not in earlier))
     return earlier
 
 
 def existing_keys(model, *, project_id: int, column: str, values: list[str]) -> set[str]:
     """Which of `values` already exist in `column` for the project (indexed look-ups)."""
     name = connection.ops.quote_name(column)
-    return {row[0] for row in _lookup(_table(model), column, values, extra_where="project_id = %s AND ",
+    return {row[0] for row in _lookup(_quoted_table(model), column, values, extra_where="project_id = %s AND ",
                                       params=[project_id], select=name)}
 
 
 def _lookup(table: str, column: str, values: list, *, extra_where: str, params: list, select: str,
             chunk: int = 900) -> list[tuple]:
     """Rows of `table` whose `column` is one of `values`: one `= ANY(array)` on PostgreSQL, chunks of
-    `IN (…)` on SQLite (whose statements hold at most 999 parameters here)."""
+    `IN (…)` on SQLite (whose statements hold at most 999 parameters here). `table` is already quoted."""
     if not values:
         return []
-    table, name = connection.ops.quote_name(table), connection.ops.quote_name(column)
+    name = connection.ops.quote_name(column)
     found = []
     with connection.cursor() as cursor:
         if is_postgres():
@@ -131,7 +141,7 @@ def _lookup(table: str, column: str, values: list, *, extra_where: str, params: 
             return cursor.fetchall()
         for start in range(0, len(values), chunk):
             part = values[start : start + chunk]
-            cursor.execute(f"SELECT {select} FROM {table} WHERE {extra_where}{name} IN ({', '.join(['%s'] * len(part))})",
-                           [*params, *part])
+            marks = ", ".join(["%s"] * len(part))
+            cursor.execute(f"SELECT {select} FROM {table} WHERE {extra_where}{name} IN ({marks})", [*params, *part])
             found.extend(cursor.fetchall())
     return found

@@ -15,7 +15,7 @@ from core.models import AuditEvent
 from feedback.importing import ID_REPEATS, MAX_ERRORS_REPORTED, PromptRow
 from feedback.models import ComparisonTask, Completion, Project, Prompt
 from feedback.services.prompt_writes import (
-    allocate_ids, end_seen_ids, existing_keys, is_postgres, prep_json, remember_ids, start_seen_ids, write_rows,
+    allocate_ids, end_seen_ids, existing_keys, is_postgres, prep_json, record_seen_ids, start_seen_ids, write_rows,
 )
 
 TASK_COMPLETIONS_RANGE = "A comparison task shows 2 to 4 completions."
@@ -66,7 +66,7 @@ class _Seen:
 
     Earlier batches of this import are already written in the same transaction, so the project's unique
     indexes answer "is this id or content already here?" for them as for older rows; repeated ids are
-    looked up in a temporary table (`prompt_writes.remember_ids`). Only the batch in hand is held."""
+    looked up in a temporary table (`prompt_writes.record_seen_ids`). Only the batch in hand is held."""
 
     def __init__(self, project: Project):
         self.project_id = project.pk
@@ -105,7 +105,7 @@ def _refuse_repeated_ids(rows: list[PromptRow]) -> None:
                 repeats.append((row.line, row.external_id, first_line[row.external_id]))
             else:
                 first_line[row.external_id] = row.line
-    for external_id, line in remember_ids(list(first_line.items())).items():
+    for external_id, line in record_seen_ids(list(first_line.items())).items():
         repeats.append((first_line[external_id], external_id, line))
     if repeats:
         raise ValidationError({"file": [ID_REPEATS.format(line=line, id=external_id, first=first)
