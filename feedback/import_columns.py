@@ -41,14 +41,14 @@ def _text_column(table: pa.Table, name: str):
     return column
 
 
-def _dictionaries_decoded(table: pa.Table) -> pa.Table:
-    """Dictionary columns (how Parquet strings are read, `import_limits.dictionary_columns`) as plain arrays:
-    `to_pylist` on a dictionary array builds each value through Python objects, about 15× slower. The decoded
-    size was checked against the limit before (`import_limits.decoded_bytes`)."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_dictionary(field.type):
-            table = table.set_column(i, field.name, table.column(i).combine_chunks().dictionary_decode())
-    return table
+def _as_list(column: pa.ChunkedArray) -> list:
+    """The column's values as Python objects. A dictionary column (how Parquet strings are read,
+    `import_limits.dictionary_columns`) is decoded first, one column at a time: `to_pylist` on a dictionary
+    array builds each value through Python objects, about 15× slower. Its decoded size was checked against
+    the limit before (`import_limits.decoded_bytes`)."""
+    if pa.types.is_dictionary(column.type):
+        return column.combine_chunks().dictionary_decode().to_pylist()
+    return column.to_pylist()
 
 
 def _fits(column, limit: int, *, required: bool):
@@ -114,10 +114,9 @@ def tabular_rows(table: pa.Table, lines: list[int], values: dict[str, list] | No
                  ) -> Iterator[tuple[int, PromptRow | dict]]:
     """(line, PromptRow) for plain rows, (line, record dict) for the rest, in file order. `values`: the same
     columns as Python lists when the caller has them (CSV), else they are read from the table."""
-    table = _dictionaries_decoded(table)
     mask = plain_mask(table)
     if values is None:
-        values = {name: table.column(name).to_pylist() for name in table.column_names}
+        values = {name: _as_list(table.column(name)) for name in table.column_names}
     values = {name: column for name, column in values.items() if name in KNOWN_COLUMNS}
     names = list(values)
     for i, line in enumerate(lines):
