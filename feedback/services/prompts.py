@@ -148,6 +148,7 @@ def import_prompts(
             totals = [a + b for a, b in zip(totals, (*created, len(batch)))]
             if progress:
                 progress(len(batch))
+            del batch, fresh  # before the next batch is read: one batch in memory at a time, not two
         end_seen_ids()
         result = ImportResult(prompts_created=totals[0], completions_created=totals[1], tasks_created=totals[2],
                               rows_skipped=totals[3] - totals[0])
