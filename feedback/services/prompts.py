@@ -70,19 +70,23 @@ class _Seen:
 
     def __init__(self, project: Project):
         self.project_id = project.pk
-        self.check_database = Prompt.objects.filter(project=project).exists()  # a fresh project: skip look-ups once
+        self.project_had_prompts = Prompt.objects.filter(project=project).exists()
+        self.batches_written = 0
 
     def fresh(self, rows: list[PromptRow]) -> list[PromptRow]:
         """The rows whose external id and content are new to the project and to the rows before them.
         Raises ValidationError naming the lines when an id repeats one read earlier (refused, not skipped)."""
         _refuse_repeated_ids(rows)
-        ids = sorted({r.external_id for r in rows if r.external_id})
-        hashes = sorted({r.content_hash for r in rows})
         in_db_ids, in_db_hashes = set(), set()
-        if self.check_database:
+        # Into a project that was empty, an id already in the table came from this import, so the temporary
+        # table has refused it as a repeat above: the id look-up is needed only when the project had prompts.
+        if self.project_had_prompts:
+            ids = sorted({r.external_id for r in rows if r.external_id})
             in_db_ids = existing_keys(Prompt, project_id=self.project_id, column="external_id", values=ids)
+        if self.project_had_prompts or self.batches_written:
+            hashes = sorted({r.content_hash for r in rows})
             in_db_hashes = existing_keys(Prompt, project_id=self.project_id, column="content_hash", values=hashes)
-        self.check_database = True
+        self.batches_written += 1
         batch_ids, batch_hashes, fresh = set(), set(), []
         for row in rows:
             content_hash, external_id = row.content_hash, row.external_id
