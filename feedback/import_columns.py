@@ -41,6 +41,16 @@ def _text_column(table: pa.Table, name: str):
     return column
 
 
+def _as_list(column: pa.ChunkedArray) -> list:
+    """The column's values as Python objects. A dictionary column (how Parquet strings are read,
+    `import_limits.dictionary_columns`) is decoded first, one column at a time: `to_pylist` on a dictionary
+    array builds each value through Python objects, about 15× slower. Its decoded size was checked against
+    the limit before (`import_limits.decoded_bytes`)."""
+    if pa.types.is_dictionary(column.type):
+        return column.combine_chunks().dictionary_decode().to_pylist()
+    return column.to_pylist()
+
+
 def _fits(column, limit: int, *, required: bool):
     """True where the value has no NUL, is within `limit` characters and (if required) is not blank."""
     ok = pc.and_(pc.invert(pc.match_substring(column, "\x00")), pc.less_equal(pc.utf8_length(column), limit))
@@ -106,7 +116,7 @@ def tabular_rows(table: pa.Table, lines: list[int], values: dict[str, list] | No
     columns as Python lists when the caller has them (CSV), else they are read from the table."""
     mask = plain_mask(table)
     if values is None:
-        values = {name: table.column(name).to_pylist() for name in table.column_names}
+        values = {name: _as_list(table.column(name)) for name in table.column_names}
     values = {name: column for name, column in values.items() if name in KNOWN_COLUMNS}
     names = list(values)
     for i, line in enumerate(lines):

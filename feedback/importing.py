@@ -25,6 +25,7 @@ from feedback.import_rows import (  # noqa: F401  (PromptRow and the limits are 
 )
 
 MAX_ERRORS_REPORTED = 20
+ID_REPEATS = "line {line}: field 'id' {id!r} repeats line {first}"
 ROLES = {"system", "user", "assistant", "tool"}
 FORMATS = ("jsonl", "csv", "parquet")
 
@@ -278,12 +279,15 @@ def _line_error(line_no: int, exc: RowError) -> str:
     return f"line {line_no}: field '{exc.field_name}' {exc.message}"
 
 
-def iter_rows(stream: IO[bytes], fmt: str, *, limits: ImportLimits | None = None) -> Iterator[PromptRow]:
+def iter_rows(stream: IO[bytes], fmt: str, *, limits: ImportLimits | None = None,
+              remember_ids: bool = True) -> Iterator[PromptRow]:
     """Decode and validate a file row by row, for a writer that streams (`services.import_prompts` in
     one transaction). Once a row is bad no further row is yielded; reading goes on to list up to 20 bad
     lines, then ValidationError is raised, so the consumer's transaction rolls back: all or nothing.
 
-    The limits of `import_limits` (settings) apply before each line or row group is decoded further."""
+    The limits of `import_limits` (settings) apply before each line or row group is decoded further.
+    `remember_ids=False` leaves ids repeated across the file to the writer (`services.import_prompts` checks
+    them in the database batch by batch), so nothing here grows with the file."""
     if fmt not in FORMATS:
         raise ValidationError({"format": f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}."})
     limits = limits or ImportLimits.from_settings()
@@ -299,12 +303,11 @@ def iter_rows(stream: IO[bytes], fmt: str, *, limits: ImportLimits | None = None
             except RowError as exc:
                 errors.append(_line_error(line_no, exc))
             else:
-                if row.external_id and row.external_id in seen_ids:
-                    errors.append(
-                        f"line {line_no}: field 'id' {row.external_id!r} repeats line {seen_ids[row.external_id]}"
-                    )
-                elif row.external_id:
-                    seen_ids[row.external_id] = line_no
+                if remember_ids and row.external_id:
+                    if (first := seen_ids.get(row.external_id)) is not None:
+                        errors.append(ID_REPEATS.format(line=line_no, id=row.external_id, first=first))
+                    else:
+                        seen_ids[row.external_id] = line_no
                 if not errors:
                     yield row
             if len(errors) >= MAX_ERRORS_REPORTED:
@@ -338,7 +341,7 @@ def read_rows_from_objects(objects: list, *, first_line: int = 1) -> list[Prompt
             errors.append(f"line {line_no}: field '{exc.field_name}' {exc.message}")
             continue
         if row.external_id and row.external_id in seen_ids:
-            errors.append(f"line {line_no}: field 'id' {row.external_id!r} repeats line {seen_ids[row.external_id]}")
+            errors.append(ID_REPEATS.format(line=line_no, id=row.external_id, first=seen_ids[row.external_id]))
         seen_ids.setdefault(row.external_id, line_no)
         rows.append(row)
         if len(errors) >= MAX_ERRORS_REPORTED:

@@ -8,6 +8,8 @@ other without reading them back.
 
 from __future__ import annotations
 
+import json
+
 from django.db import connection
 
 SQLITE_BATCH_ROWS = 5000
@@ -41,18 +43,30 @@ def allocate_ids(model, count: int) -> list[int]:
     return list(range(highest + 1, highest + 1 + count))
 
 
-def prep_json(model, field_name: str, value):
-    """A JSON value as this backend stores it (what the ORM would send)."""
-    return model._meta.get_field(field_name).get_db_prep_save(value, connection)
+def prep_json(model, field_name: str, value) -> str | None:
+    """A JSON value as the ORM would send it, already serialised: the text both backends store (PostgreSQL
+    parses it into jsonb during COPY), or None for SQL NULL. Text, not an adapter object, so a value shared
+    by every row (`{}`) is serialised once, not once per row."""
+    if value is None:
+        return None
+    return json.dumps(value, cls=model._meta.get_field(field_name).encoder)
 
 
 def write_rows(model, columns: list[str], rows) -> int:
     """Insert `rows` (tuples in the order of `columns`, JSON values already prepared with `prep_json`).
 
     PostgreSQL: one `COPY … FROM STDIN`; SQLite: `executemany` in batches. Returns the number of rows."""
-    fields = [model._meta.get_field(c) for c in columns]
-    table = connection.ops.quote_name(_table(model))
-    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    names = [model._meta.get_field(c).column for c in columns]
+    return _insert(_quoted_table(model), names, rows)
+
+
+def _quoted_table(model) -> str:
+    return connection.ops.quote_name(_table(model))
+
+
+def _insert(table: str, column_names: list[str], rows) -> int:
+    """`table` is already quoted (or schema-qualified)."""
+    names = ", ".join(connection.ops.quote_name(c) for c in column_names)
     count = 0
     with connection.cursor() as cursor:
         if is_postgres():
@@ -61,7 +75,7 @@ def write_rows(model, columns: list[str], rows) -> int:
                     copy.write_row(row)
                     count += 1
             return count
-        sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(fields))})"
+        sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(column_names))})"
         batch = []
         for row in rows:
             batch.append(row)
@@ -75,21 +89,59 @@ def write_rows(model, columns: list[str], rows) -> int:
     return count
 
 
-def existing_keys(model, *, project_id: int, column: str, values: list[str], chunk: int = 900) -> set[str]:
-    """Which of `values` already exist in `column` for the project (one indexed look-up per chunk)."""
-    found: set[str] = set()
-    if not values:
-        return found
-    table = connection.ops.quote_name(_table(model))
+# The external ids one import has read so far, with their lines: a temporary table, so the check that an id
+# does not repeat across the file costs the database's memory (and disk), not this process's.
+# Created in the import's transaction and dropped at its end (a rollback undoes the CREATE on both backends).
+SEEN_IDS_TABLE = "import_seen_ids"
+
+
+def _seen_ids_table() -> str:
+    """Schema-qualified, so a DROP can never reach a permanent table of the same name."""
+    return f"{'pg_temp' if is_postgres() else 'temp'}.{SEEN_IDS_TABLE}"
+
+
+def start_seen_ids() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {_seen_ids_table()}")
+        cursor.execute(f"CREATE TEMPORARY TABLE {SEEN_IDS_TABLE} (external_id text PRIMARY KEY, line integer NOT NULL)")
+
+
+def end_seen_ids() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {_seen_ids_table()}")
+
+
+def record_seen_ids(ids_and_lines: list[tuple[str, int]]) -> dict[str, int]:
+    """Record this batch's (external id, line) pairs (ids unique within the batch); return the ids that an
+    earlier batch already held, with the line they were first seen on."""
+    earlier = dict(_lookup(_seen_ids_table(), "external_id", [i for i, _ in ids_and_lines], extra_where="",
+                           params=[], select="external_id, line"))
+    _insert(_seen_ids_table(), ["external_id", "line"], (pair for pair in ids_and_lines if pair[0] not in earlier))
+    return earlier
+
+
+def existing_keys(model, *, project_id: int, column: str, values: list[str]) -> set[str]:
+    """Which of `values` already exist in `column` for the project (indexed look-ups)."""
     name = connection.ops.quote_name(column)
+    return {row[0] for row in _lookup(_quoted_table(model), column, values, extra_where="project_id = %s AND ",
+                                      params=[project_id], select=name)}
+
+
+def _lookup(table: str, column: str, values: list, *, extra_where: str, params: list, select: str,
+            chunk: int = 900) -> list[tuple]:
+    """Rows of `table` whose `column` is one of `values`: one `= ANY(array)` on PostgreSQL, chunks of
+    `IN (…)` on SQLite (whose statements hold at most 999 parameters here). `table` is already quoted."""
+    if not values:
+        return []
+    name = connection.ops.quote_name(column)
+    found = []
     with connection.cursor() as cursor:
         if is_postgres():
-            cursor.execute(f"SELECT {name} FROM {table} WHERE project_id = %s AND {name} = ANY(%s)",
-                           [project_id, list(values)])
-            return {row[0] for row in cursor.fetchall()}
+            cursor.execute(f"SELECT {select} FROM {table} WHERE {extra_where}{name} = ANY(%s)", [*params, list(values)])
+            return cursor.fetchall()
         for start in range(0, len(values), chunk):
             part = values[start : start + chunk]
-            cursor.execute(f"SELECT {name} FROM {table} WHERE project_id = %s AND {name} IN ({', '.join(['%s'] * len(part))})",
-                           [project_id, *part])
-            found.update(row[0] for row in cursor.fetchall())
+            marks = ", ".join(["%s"] * len(part))
+            cursor.execute(f"SELECT {select} FROM {table} WHERE {extra_where}{name} IN ({marks})", [*params, *part])
+            found.extend(cursor.fetchall())
     return found

@@ -12,12 +12,15 @@ from django.utils import timezone
 
 from core.audit import record_audit
 from core.models import AuditEvent
-from feedback.importing import PromptRow
+from feedback.importing import ID_REPEATS, MAX_ERRORS_REPORTED, PromptRow
 from feedback.models import ComparisonTask, Completion, Project, Prompt
-from feedback.services.prompt_writes import allocate_ids, existing_keys, prep_json, write_rows
+from feedback.services.prompt_writes import (
+    allocate_ids, end_seen_ids, existing_keys, is_postgres, prep_json, record_seen_ids, start_seen_ids, write_rows,
+)
 
 TASK_COMPLETIONS_RANGE = "A comparison task shows 2 to 4 completions."
 IMPORT_BATCH_ROWS = 20_000
+IMPORT_LOCK_CLASS = 0x1A9F  # pg_advisory_xact_lock(class, project id): this number marks "prompt import" locks
 
 
 @dataclass(frozen=True)
@@ -59,34 +62,68 @@ def _insert_many(model, columns: list[str], values: list[tuple], batch: int = 50
 
 
 class _Seen:
-    """What the import already holds: ids and prompt hashes of earlier rows, and whether the project had any."""
+    """Duplicate checks for one import, done by the database so memory stays flat however long the file.
+
+    Earlier batches of this import are already written in the same transaction, so the project's unique
+    indexes answer "is this id or content already here?" for them as for older rows; repeated ids are
+    looked up in a temporary table (`prompt_writes.record_seen_ids`). Only the batch in hand is held."""
 
     def __init__(self, project: Project):
         self.project_id = project.pk
         self.project_had_prompts = Prompt.objects.filter(project=project).exists()
-        self.ids: set[str] = set()
-        self.hashes: set[str] = set()
+        self.batches_written = 0
 
     def fresh(self, rows: list[PromptRow]) -> list[PromptRow]:
-        """The rows whose external id and content are new to the project and to the rows before them."""
-        in_db_ids: set[str] = set()
-        in_db_hashes: set[str] = set()
+        """The rows whose external id and content are new to the project and to the rows before them.
+        Raises ValidationError naming the lines when an id repeats one read earlier (refused, not skipped)."""
+        _refuse_repeated_ids(rows)
+        in_db_ids, in_db_hashes = set(), set()
+        # Into a project that was empty, an id already in the table came from this import, so the temporary
+        # table has refused it as a repeat above: the id look-up is needed only when the project had prompts.
         if self.project_had_prompts:
-            in_db_ids = existing_keys(Prompt, project_id=self.project_id, column="external_id",
-                                      values=sorted({r.external_id for r in rows if r.external_id}))
-            in_db_hashes = existing_keys(Prompt, project_id=self.project_id, column="content_hash",
-                                         values=sorted({r.content_hash for r in rows}))
-        fresh = []
+            ids = sorted({r.external_id for r in rows if r.external_id})
+            in_db_ids = existing_keys(Prompt, project_id=self.project_id, column="external_id", values=ids)
+        if self.project_had_prompts or self.batches_written:
+            hashes = sorted({r.content_hash for r in rows})
+            in_db_hashes = existing_keys(Prompt, project_id=self.project_id, column="content_hash", values=hashes)
+        self.batches_written += 1
+        batch_ids, batch_hashes, fresh = set(), set(), []
         for row in rows:
             content_hash, external_id = row.content_hash, row.external_id
-            if content_hash in self.hashes or content_hash in in_db_hashes or (
-                    external_id and (external_id in self.ids or external_id in in_db_ids)):
+            if content_hash in batch_hashes or content_hash in in_db_hashes or (
+                    external_id and (external_id in batch_ids or external_id in in_db_ids)):
                 continue
             fresh.append(row)
-            self.hashes.add(content_hash)
+            batch_hashes.add(content_hash)
             if external_id:
-                self.ids.add(external_id)
+                batch_ids.add(external_id)
         return fresh
+
+
+def _refuse_repeated_ids(rows: list[PromptRow]) -> None:
+    first_line: dict[str, int] = {}
+    repeats = []  # (line, id, line first seen on)
+    for row in rows:
+        if row.external_id:
+            if row.external_id in first_line:
+                repeats.append((row.line, row.external_id, first_line[row.external_id]))
+            else:
+                first_line[row.external_id] = row.line
+    for external_id, line in record_seen_ids(list(first_line.items())).items():
+        repeats.append((first_line[external_id], external_id, line))
+    if repeats:
+        raise ValidationError({"file": [ID_REPEATS.format(line=line, id=external_id, first=first)
+                                        for line, external_id, first in sorted(repeats)[:MAX_ERRORS_REPORTED]]})
+
+
+def _serialise_imports(project: Project) -> None:
+    """Hold the project's import lock until the transaction ends (PostgreSQL; SQLite's IMMEDIATE transactions
+    already let one writer in at a time). Two imports checking for duplicates at once would each find none
+    and then collide on the unique index at commit; serialised, the second sees the first's rows and skips
+    them. An advisory lock, not a row lock on the project: annotators and other writers never wait on it."""
+    if is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [IMPORT_LOCK_CLASS, project.pk])
 
 
 def import_prompts(
@@ -96,7 +133,8 @@ def import_prompts(
     bulk writes (PostgreSQL `COPY`, SQLite `executemany`), no duplicates.
 
     `rows` may be a list or a generator (`feedback.importing.iter_rows`): it is consumed in batches, and
-    a ValidationError it raises part-way rolls back every batch already written. A row whose external id
+    a ValidationError it raises part-way rolls back every batch already written; so does an id that repeats an
+    earlier line (checked here, in the database, for readers that do not remember ids). A row whose external id
     or prompt content already exists in the project (or earlier in the file) is skipped, so importing the
     same file twice changes nothing. Rows with 2–4 completions become comparison tasks at once; rows
     without completions wait for the policy to sample them.
@@ -105,6 +143,8 @@ def import_prompts(
     totals = [0, 0, 0, 0]  # prompts, completions, tasks, rows read
     rows = iter(rows)
     with transaction.atomic():
+        _serialise_imports(project)
+        start_seen_ids()
         seen = _Seen(project)
         while batch := list(islice(rows, IMPORT_BATCH_ROWS)):
             fresh = seen.fresh(batch)
@@ -112,6 +152,8 @@ def import_prompts(
             totals = [a + b for a, b in zip(totals, (*created, len(batch)))]
             if progress:
                 progress(len(batch))
+            del batch, fresh  # before the next batch is read: one batch in memory at a time, not two
+        end_seen_ids()
         result = ImportResult(prompts_created=totals[0], completions_created=totals[1], tasks_created=totals[2],
                               rows_skipped=totals[3] - totals[0])
         record_audit(actor=actor, event_type=AuditEvent.Type.PROMPTS_IMPORTED, project=project,

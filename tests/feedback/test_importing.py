@@ -278,3 +278,34 @@ def test_plain_jsonl_rows_are_built_as_clean_row_builds_them(raw):
         assert fast is None
     else:
         assert fast is None or _row_view(fast) == _row_view(reference)
+
+
+def test_a_repeated_id_across_batches_of_a_streamed_file_names_both_lines_and_imports_nothing(project, tmp_path,
+                                                                                                monkeypatch):
+    # The command streams the file and leaves repeated ids to the writer's database look-up (nothing held in
+    # memory per row): a repeat in a later batch is still refused with both lines, and every batch rolls back.
+    monkeypatch.setattr(prompt_services, "IMPORT_BATCH_ROWS", 2)
+    rows = [{"id": "s-1", "prompt": "one"}, {"id": "s-2", "prompt": "two"}, {"id": "s-3", "prompt": "one"},
+            {"id": "s-4", "prompt": "four"}, {"id": "s-3", "prompt": "five"}, {"id": "s-1", "prompt": "six"}]
+    path = tmp_path / "repeats.jsonl"
+    path.write_bytes(jsonl(rows))
+    with pytest.raises(CommandError) as excinfo:
+        call_command("import_prompts", str(path), "--project", project.slug, verbosity=0)
+    # s-3 first came on line 3 (skipped there as a content duplicate of line 1, yet read): still a repeat.
+    assert "line 5: field 'id' 's-3' repeats line 3" in str(excinfo.value)
+    assert "line 6: field 'id' 's-1' repeats line 1" in str(excinfo.value)
+    assert not Prompt.objects.exists()
+    path.write_bytes(jsonl(rows[:4]))
+    call_command("import_prompts", str(path), "--project", project.slug, verbosity=0)
+    call_command("import_prompts", str(path), "--project", project.slug, verbosity=0)  # again: ids now in the project
+    assert sorted(Prompt.objects.values_list("external_id", flat=True)) == ["s-1", "s-2", "s-4"]
+
+
+@pytest.mark.parametrize("text", ["plain words", "", "quote \" inside", "back\\slash", "tab\tand\nnewline", "\x1f unit",
+                                  "é 模型 🙂", "\u2028 line separator", "\x7f delete", "\u00a0 no-break"])
+def test_content_hashes_are_the_sha256_of_the_json_the_orm_path_hashes(text):
+    from feedback.import_rows import completion_hash, text_hash
+
+    assert text_hash(text) == _sha(text)
+    assert completion_hash(text, text) == _sha({"text": text, "model": text})
+    assert completion_hash("answer", text) == _sha({"text": "answer", "model": text})

@@ -30,7 +30,7 @@ class Command(BaseCommand):
         try:
             # Rows stream from the file into one transaction (memory stays flat); a bad row rolls it all back.
             with path.open("rb") as stream, tqdm(unit="row", desc="import", disable=opts["verbosity"] == 0) as bar:
-                result = services.import_prompts(project=project, rows=importing.iter_rows(stream, fmt),
+                result = services.import_prompts(project=project, rows=importing.iter_rows(stream, fmt, remember_ids=False),
                                                  progress=bar.update, source=f"command {path.name}")
         except ValidationError as exc:
             lines = [f"{field}: {msg}" for field, msgs in exc.message_dict.items() for msg in msgs]
