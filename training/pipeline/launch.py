@@ -64,26 +64,29 @@ class Reporter:
         return bool(flag.item() > 0)
 
 
-def run_reward_job(job: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
-    from .config import RewardConfig, config_from_dict
-    from .reward import train_reward_model
+def _run_offline_job(job: dict[str, Any], reporter: Reporter, config_class, train) -> dict[str, Any]:
+    """Reward model or DPO: TRL's trainer on the job's preference rows; the main process saves."""
+    from .config import config_from_dict
 
-    cfg = config_from_dict(RewardConfig, job["config"])
-    result = train_reward_model(cfg, job["train_rows"], job.get("eval_rows") or None, Path(job["output_dir"]),
-                                on_step=reporter.on_step, should_stop=reporter.should_stop_together)
+    cfg = config_from_dict(config_class, job["config"])
+    result = train(cfg, job["train_rows"], job.get("eval_rows") or None, Path(job["output_dir"]),
+                   on_step=reporter.on_step, should_stop=reporter.should_stop_together)
     return {"status": "completed", "metrics": result.metrics, "path": str(result.path),
             "manifest_sha256": result.manifest_sha256}
+
+
+def run_reward_job(job: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
+    from .config import RewardConfig
+    from .reward import train_reward_model
+
+    return _run_offline_job(job, reporter, RewardConfig, train_reward_model)
 
 
 def run_dpo_job(job: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
-    from .config import DPOConfig, config_from_dict
+    from .config import DPOConfig
     from .dpo import train_dpo
 
-    cfg = config_from_dict(DPOConfig, job["config"])
-    result = train_dpo(cfg, job["train_rows"], job.get("eval_rows") or None, Path(job["output_dir"]),
-                       on_step=reporter.on_step, should_stop=reporter.should_stop_together)
-    return {"status": "completed", "metrics": result.metrics, "path": str(result.path),
-            "manifest_sha256": result.manifest_sha256}
+    return _run_offline_job(job, reporter, DPOConfig, train_dpo)
 
 
 def run_ppo_job(job: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
