@@ -183,6 +183,11 @@ class DPORound(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # Two "DPO round" clicks at once must not open two rounds: the service checks, the database decides.
+            models.UniqueConstraint(fields=["project"], name="one_open_dpo_round_per_project",
+                                    condition=models.Q(state__in=["sampling", "waiting_for_judgements", "training"])),
+        ]
 
     def __str__(self) -> str:
         return f"DPO round {self.pk} ({self.state})"

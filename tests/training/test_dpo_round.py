@@ -249,3 +249,18 @@ def test_maintenance_fails_a_round_whose_run_died(project, tiny_llama_dir):
     assert dpo_round.state == DPORound.State.FAILED and dpo_round.error == "the worker stopped"
     # A project whose round failed can start another.
     assert selectors.open_round(project=project) is None
+
+
+def test_the_database_keeps_one_open_round_per_project(project, models):
+    """Two starts at once both pass the service's check; the database constraint lets one round open."""
+    from django.db import IntegrityError, transaction
+
+    policy, reward = models
+    first = DPORound.objects.create(project=project, policy=policy, reward_model=reward, k=2, budget=1)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        DPORound.objects.create(project=project, policy=policy, reward_model=reward, k=2, budget=1,
+                                state=DPORound.State.WAITING)
+    DPORound.objects.filter(pk=first.pk).update(state=DPORound.State.DONE)
+    DPORound.objects.create(project=project, policy=policy, reward_model=reward, k=2, budget=1)  # a new round opens
+    with pytest.raises(Conflict):
+        services.start_dpo_round(project=project, config=ROUND, enqueue=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.exceptions import Conflict
@@ -29,16 +29,24 @@ NO_REWARD_MODEL = "no active reward model for this project yet: train one first 
 def start_dpo_round(*, project, config: dict | None, created_by=None, enqueue: bool = True) -> DPORound:
     """A new round and its sampling run (queued after commit unless `enqueue` is off). Refused (409) while the
     project has an open round; bad settings are a ValidationError naming the setting."""
-    with transaction.atomic():
-        current = selectors.open_round(project=project)
-        if current is not None:
-            raise Conflict(ROUND_OPEN.format(round=current.pk, state=current.get_state_display().lower()))
-        run = record_run_start(project=project, kind=TrainingRun.Kind.DPO_ROUND, config=config,
-                             created_by=created_by, enqueue=enqueue)
-        try:
-            return open_round_for(run=run)
-        except ValueError as exc:  # nothing to sample from or score with: the run is not kept either
-            raise ValidationError({"project": str(exc)}) from None
+    try:
+        with transaction.atomic():
+            _refuse_if_open(project)
+            run = record_run_start(project=project, kind=TrainingRun.Kind.DPO_ROUND, config=config,
+                                   created_by=created_by, enqueue=enqueue)
+            try:
+                return open_round_for(run=run)
+            except ValueError as exc:  # nothing to sample from or score with: the run is not kept either
+                raise ValidationError({"project": str(exc)}) from None
+    except IntegrityError:  # a concurrent start won the race (one_open_dpo_round_per_project); nothing was kept
+        _refuse_if_open(project)
+        raise
+
+
+def _refuse_if_open(project) -> None:
+    current = selectors.open_round(project=project)
+    if current is not None:
+        raise Conflict(ROUND_OPEN.format(round=current.pk, state=current.get_state_display().lower()))
 
 
 def open_round_for(*, run: TrainingRun) -> DPORound:
