@@ -104,9 +104,10 @@ def gate_test(
         report.verdict = (f"not better than the parent: the 95% lower bound of the reward gain, {lower:.3g}, "
                           f"does not exceed the margin {margin:g} over {n} prompts.")
     elif adjusted_lower <= margin:
+        direction = "longer" if report.length_delta >= 0 else "shorter"
         report.verdict = (f"the reward gain {report.effect:.3g} is explained by length: answers are "
-                          f"{report.length_delta:+.3g} tokens longer and, with length taken out, the lower bound "
-                          f"is {adjusted_lower:.3g}.")
+                          f"{abs(report.length_delta):.3g} tokens {direction} and, with length taken out, the lower "
+                          f"bound is {adjusted_lower:.3g}.")
     else:
         report.passed = True
         report.verdict = (f"better than the parent: reward gain {report.effect:.3g} with 95% interval "

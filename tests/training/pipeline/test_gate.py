@@ -70,7 +70,7 @@ def test_a_gain_explained_by_length_alone_is_refused():
     assert report.lower > 0.9  # the raw gain is real...
     assert not report.passed and report.length_delta == pytest.approx(10.0)  # ...but length explains it
     assert report.length_slope == pytest.approx(0.1, abs=0.01) and abs(report.adjusted_effect) < 0.05
-    assert "explained by length" in report.verdict
+    assert "explained by length" in report.verdict and "answers are 10 tokens longer" in report.verdict
     flagged_off = gate_test(candidate, parent, candidate_lengths, parent_lengths, length_control=False)
     assert flagged_off.passed
 
