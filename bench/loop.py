@@ -38,19 +38,15 @@ import io
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import _env  # noqa: E402  (the project root on sys.path; the hub off)
+
+ROOT = _env.ROOT
 
 import loop_sim as sim  # noqa: E402
 

@@ -27,15 +27,11 @@ import argparse
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _env  # noqa: E402,F401  (the project root on sys.path; the hub off)
 
 from training.pipeline.config import RewardConfig  # noqa: E402
 from training.pipeline.data import input_format_for, preference_dataset  # noqa: E402

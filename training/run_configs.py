@@ -13,6 +13,7 @@ from pathlib import Path
 
 from training.models import ModelVersion, TrainingRun
 from training.pipeline.config import DPOConfig, PPOConfig, RewardConfig, config_from_dict
+from training.pipeline.config_sampling import SamplingSettings
 from training.pipeline.config_online import GRPOConfig, RLOOConfig
 from training.rounds.config import DPORoundConfig
 
@@ -22,19 +23,14 @@ RETRAIN_METHODS = ("ppo", "dpo", "rloo", "grpo")
 
 
 @dataclasses.dataclass
-class PublishConfig:
-    """Settings of a publish run: which prompts get fresh completions from the active policy."""
+class PublishConfig(SamplingSettings):
+    """Settings of a publish run: which prompts get fresh completions from the active policy, sampled how."""
 
     prompts: str = dataclasses.field(default="without_completions", metadata={
         "help": "'without_completions' (prompts waiting for samples) or 'all' (new samples for every prompt)."})
     max_prompts: int = dataclasses.field(default=64, metadata={"help": "At most this many prompts per run."})
     completions_per_prompt: int | None = dataclasses.field(default=None, metadata={
         "help": "K; default: the project's completions_per_task."})
-    max_new_tokens: int = dataclasses.field(default=64, metadata={
-        "help": "Longest completion in tokens (PPO samples its rollouts with the same settings)."})
-    temperature: float = dataclasses.field(default=0.8, metadata={"help": "Sampling temperature."})
-    top_p: float = dataclasses.field(default=0.95, metadata={"help": "Nucleus sampling."})
-    seed: int = dataclasses.field(default=0, metadata={"help": "Sampling seed."})
     head_to_head_share: float = dataclasses.field(default=0.25, metadata={
         "help": "Share of prompts where one completion comes from a rival version: the candidate policy awaiting "
                 "promotion when there is one, else the previous best version (the policy's parent)."})
@@ -46,6 +42,7 @@ class PublishConfig:
         "help": "ModelVersion id of the policy to sample from; default: the project's active policy."})
 
     def __post_init__(self):
+        self._check_sampling()
         if self.prompts not in {"without_completions", "all"}:
             raise ValueError("prompts must be 'without_completions' or 'all'")
         if self.max_prompts < 1:

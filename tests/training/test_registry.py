@@ -90,6 +90,16 @@ class TestRunKinds:
         passed, message = dpo_gate(dpo(0.5))
         assert not passed and "0.50 is not above chance" in message
 
+    @pytest.mark.parametrize("kind", [TrainingRun.Kind.PUBLISH, TrainingRun.Kind.DPO_ROUND])
+    @pytest.mark.parametrize("setting", [{"temperature": 0.0}, {"temperature": -1.0}, {"top_p": 0.0},
+                                         {"top_p": 1.5}, {"max_new_tokens": 0}])
+    def test_sampling_settings_are_checked_before_the_run_is_queued(self, kind, setting):
+        """Publishing and a DPO round sample K answers per prompt: at temperature 0 they would all be one answer,
+        and a negative temperature or an empty nucleus would fail inside the worker. Refused up front, by name."""
+        (name,) = setting
+        with pytest.raises(ValueError, match=name):
+            validate_config(kind, setting)
+
     def test_retrain_steps_are_checked_when_the_chain_starts(self):
         assert validate_config(TrainingRun.Kind.RETRAIN, {"method": "dpo"})["steps"] == {}
         with pytest.raises(ValueError, match="steps.publish"):

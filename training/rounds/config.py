@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from training.pipeline.config import DPOConfig, config_from_dict
+from training.pipeline.config_sampling import SamplingSettings
 
 SELECT_BY = ("gap", "disagreement")
 ROUND_OWNS = ("policy", "processes", "accelerate_config")  # the round decides these DPO settings itself
@@ -16,7 +17,7 @@ def _field(default, help_text: str, **kwargs):
 
 
 @dataclasses.dataclass
-class DPORoundConfig:
+class DPORoundConfig(SamplingSettings):
     """One round: how many answers, how many pairs go to people, when the human share counts as judged, how the
     two kinds of pairs are weighted, and the DPO settings (`dpo`, as for a DPO run)."""
 
@@ -30,15 +31,12 @@ class DPORoundConfig:
     model_pair_weight: float = _field(1.0, "A reward-model pair's loss weight.")
     test_fraction: float = _field(0.1, "Share of prompts held out for the DPO gate (split by prompt id).")
     split_seed: int = _field(0, "Seed of the held-out split.")
-    max_new_tokens: int = _field(64, "Longest answer in tokens (as publishing).")
-    temperature: float = _field(0.8, "Sampling temperature.")
-    top_p: float = _field(0.95, "Nucleus sampling.")
-    seed: int = _field(0, "Sampling seed.")
     dpo: dict = _field(None, "DPO settings as for a DPO run (beta, learning_rate, max_steps …); the round "
                              "chooses the policy.", )
     round: int | None = _field(None, "The round this run serves (set by the platform; blank starts a new round).")
 
     def __post_init__(self):
+        self._check_sampling()
         self.dpo = {**DPO_DEFAULTS, **(self.dpo or {})}
         checks = [
             (2 <= self.completions_per_prompt <= 8, "completions_per_prompt", "must be between 2 and 8"),
@@ -49,9 +47,6 @@ class DPORoundConfig:
             (self.human_weight >= 0.0, "human_weight", "must be 0 or more"),
             (self.model_pair_weight >= 0.0, "model_pair_weight", "must be 0 or more"),
             (0.0 <= self.test_fraction < 1.0, "test_fraction", "must be at least 0 and below 1"),
-            (self.max_new_tokens >= 1, "max_new_tokens", "must be at least 1"),
-            (self.temperature > 0.0, "temperature", "must be above 0"),
-            (0.0 < self.top_p <= 1.0, "top_p", "must be in (0, 1]"),
         ]
         for ok, name, rule in checks:
             if not ok:
