@@ -61,8 +61,10 @@ def run_maintenance() -> dict:
     # Candidates whose head-to-head judgements now decide them (the task's result must be JSON: ids, verdicts).
     promotions = [[version.pk, verdict] for version, verdict in decide_all_promotions()]
     rounds = services.finish_judged_rounds()  # a DPO round whose human share is judged goes on to DPO
+    scratch = services.remove_orphaned_scratch()  # after fail_stale_runs: a killed worker's run is over by now
     return {"stale_runs_failed": failed, "retrain_runs_started": started, "leases_released": released,
-            "promotions": promotions, "dpo_rounds_finished": rounds["finished"], "dpo_rounds_failed": rounds["failed"]}
+            "promotions": promotions, "dpo_rounds_finished": rounds["finished"], "dpo_rounds_failed": rounds["failed"],
+            "scratch_removed": scratch}
 
 
 @task()

@@ -27,6 +27,7 @@ from training.services.runs import (  # noqa: F401
     record_run_start,
     start_run,
 )
+from training.services.scratch import remove_orphaned_scratch  # noqa: F401
 from training.services.starting import start_training  # noqa: F401
 from training.services.registry import (  # noqa: F401
     CANNOT_ACTIVATE_REJECTED,
