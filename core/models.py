@@ -31,6 +31,10 @@ class AuditEvent(models.Model):
         TOKEN_CREATED = "token_created", "API token created"
         TOKEN_REVOKED = "token_revoked", "API token revoked"
         JUDGEMENT_REVISED = "judgement_revised", "Judgement revised"
+        DPO_ROUND_OPENED = "dpo_round_opened", "DPO round opened"
+        DPO_ROUND_FINISHED = "dpo_round_finished", "DPO round finished: its DPO run queued"
+        DPO_ROUND_FINISH_REFUSED = "dpo_round_finish_refused", "DPO round finish refused"
+        DPO_ROUND_ENDED = "dpo_round_ended", "DPO round ended (done, rejected or failed)"
 
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="audit_events")

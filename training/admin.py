@@ -11,7 +11,7 @@ from core.exceptions import ApplicationError
 from feedback.admin import ProjectAdmin
 from feedback.models import Project
 from training import services
-from training.models import ModelVersion, RetrainSchedule, TrainingRun, TrainingRunMetric
+from training.models import DPORound, ModelVersion, RetrainSchedule, TrainingRun, TrainingRunMetric
 
 TRAINING_ACTIONS = ["train_reward_model", "train_policy_ppo", "train_policy_dpo", "publish_samples"]
 
@@ -114,3 +114,35 @@ class TrainingRunAdmin(SuperuserOnlyAdmin):
 class RetrainScheduleAdmin(SuperuserOnlyAdmin):
     list_display = ["project", "is_enabled", "method", "min_new_judgements", "max_hours", "min_agreement", "last_triggered_at"]
     list_filter = ["is_enabled", "method"]
+
+
+@admin.register(DPORound)
+class DPORoundAdmin(SuperuserOnlyAdmin):
+    """Read-only: a round moves only through its services (the "DPO round" button, the command, the API, the
+    worker), which keep its runs, tasks and audit rows consistent; here a superuser looks across projects."""
+
+    list_display = ["id", "project", "state", "policy", "reward_model", "human_pairs", "model_pairs", "budget",
+                    "sample_run", "train_run", "created_at", "finished_at"]
+    list_filter = ["state", "project"]
+    search_fields = ["project__slug", "policy__name", "reward_model__name", "error"]
+    list_select_related = ["project", "policy", "reward_model", "sample_run", "train_run"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in DPORound._meta.fields] + ["tasks"]
+    actions = []
+
+    @admin.display(description="pairs from people")
+    def human_pairs(self, obj):
+        return obj.counts.get("human_pairs", "–")
+
+    @admin.display(description="pairs from the reward model")
+    def model_pairs(self, obj):
+        return obj.counts.get("model_pairs", "–")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -59,8 +59,11 @@ def build_foreign_project(tmp_path) -> Foreign:
     run = training_services.create_run(project=project, kind=TrainingRun.Kind.REWARD, enqueue=False)
     policy = ModelVersion.objects.create(project=project, name=f"policy-{SECRET_SLUG}-run1", kind=ModelVersion.Kind.POLICY,
                                          path=str(tmp_path / "policy"), sha256="d" * 64)
+    # A waiting round (shown in the Django admin, the API and the /training/ page's rounds table) with its run.
+    round_run = training_services.create_run(project=project, kind=TrainingRun.Kind.DPO_ROUND, enqueue=False)
     dpo_round = DPORound.objects.create(project=project, policy=policy, reward_model=version, k=2, budget=1,
-                                        state=DPORound.State.WAITING)
+                                        state=DPORound.State.WAITING, sample_run=round_run,
+                                        counts={"human_pairs": 1, "model_pairs": 3})
     dpo_round.tasks.set([tasks[1]])
     RetrainSchedule.objects.create(project=project)
     Webhook.objects.create(project=project, url=SECRET_HOOK, secret="s", events=["judgement.created"])
@@ -69,7 +72,7 @@ def build_foreign_project(tmp_path) -> Foreign:
 
 
 def foreign_values(foreign: Foreign) -> dict[str, list]:
-    """URL parameter name → the foreign objects' values to put there."""
+    """URL parameter name → the foreign objects' values to put there (`round_id`: the DPO round's id)."""
     return {
         "project_ref": [foreign.project.pk, foreign.project.slug], "slug": [foreign.project.slug],
         "task_id": [foreign.task.pk], "run_id": [foreign.run.pk], "version_id": [foreign.version.pk],

@@ -20,7 +20,7 @@ from feedback import services
 from feedback.models import Membership
 from tests.feedback.factories import ProjectFactory, UserFactory, make_member, make_tasks
 from tests.security.tenant_walk import (
-    MISSING_ID, admin_urls, build_foreign_project, changed_tables, fill_route, fingerprint, foreign_values, leaked,
+    MISSING_ID, SECRET_SLUG, admin_urls, build_foreign_project, changed_tables, fill_route, fingerprint, foreign_values, leaked,
     walk_routes, write_body,
 )
 from training import services as training_services
@@ -157,9 +157,13 @@ def test_superusers_still_use_the_admin(foreign):
     """The positive control of the walk: the same URLs answer a superuser, who sees the foreign data."""
     client = Client()
     client.force_login(UserFactory(is_superuser=True, is_staff=True))
-    for url in admin_urls(foreign):
+    urls = admin_urls(foreign)
+    for url in urls:
         assert client.get(url).status_code in {200, 302, 403}, url  # 403: append-only tables refuse add/delete
     assert leaked(client.get("/admin/feedback/prompt/"))
+    # The foreign DPO round is walked (its own row, read-only), and its project shows to the superuser.
+    assert f"/admin/training/dporound/{foreign.dpo_round.pk}/change/" in urls
+    assert SECRET_SLUG in client.get(f"/admin/training/dporound/{foreign.dpo_round.pk}/change/").content.decode()
 
 
 # --- roles take effect at once --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import threading
 import yaml
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 from tqdm import tqdm
 
 from feedback.models import Project
@@ -68,7 +69,14 @@ class RunCommand(BaseCommand):
 
     def run_here(self, run: TrainingRun, quiet: bool) -> str:
         outcome: dict = {}
-        worker = threading.Thread(target=lambda: outcome.setdefault("state", execution.execute(run.pk)), daemon=True)
+
+        def execute() -> None:
+            try:
+                outcome["state"] = execution.execute(run.pk)
+            finally:  # the thread's own connection: left open, it would outlive the thread (PostgreSQL sessions)
+                connection.close()
+
+        worker = threading.Thread(target=execute, daemon=True)
         worker.start()
         with tqdm(total=100, unit="%", desc=f"{run.kind} run {run.pk}", disable=quiet) as bar:
             while worker.is_alive():

@@ -1,7 +1,8 @@
 """Iterative-DPO rounds: start one, record what it sampled and published, finish it once people have judged
 their share (queueing its DPO run), and end it. The runs do the work (`training.rounds`); these are the writes.
 
-A project has at most one open round (sampling, waiting for judgements or training) at a time.
+A project has at most one open round (sampling, waiting for judgements or training) at a time. Opening a round,
+finishing it (its DPO run queued), a refused finish and its end each write an audit row (target `dpo_round:<id>`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.audit import record_audit
 from core.exceptions import Conflict
+from core.models import AuditEvent
 from training import selectors
 from training.models import DPORound, TrainingRun
 from training.run_configs import validate_config
@@ -65,7 +68,14 @@ def open_round_for(*, run: TrainingRun) -> DPORound:
             budget=settings["budget"], config=settings, sample_run=run, created_by=run.created_by)
         run.config = {**settings, "round": dpo_round.pk}
         TrainingRun.objects.filter(pk=run.pk).update(config=run.config)
+        record_audit(actor=run.created_by, event_type=AuditEvent.Type.DPO_ROUND_OPENED, project=run.project,
+                     target=_target(dpo_round), extra={"run": run.pk, "policy": policy.pk, "reward_model": reward.pk,
+                                                       "k": dpo_round.k, "budget": dpo_round.budget})
     return dpo_round
+
+
+def _target(dpo_round: DPORound) -> str:
+    return f"dpo_round:{dpo_round.pk}"
 
 
 @transaction.atomic
@@ -94,17 +104,32 @@ def check_judged(*, dpo_round: DPORound) -> None:
                                                share=dpo_round.config.get("min_human_judged", 1.0)))
 
 
-def finish_dpo_round(*, dpo_round: DPORound, actor=None, enqueue: bool = True) -> TrainingRun:
-    """Queue the round's DPO run once its human share is judged (else Conflict, nothing changed)."""
-    with transaction.atomic():
-        locked = DPORound.objects.select_for_update().get(pk=dpo_round.pk)
-        check_judged(dpo_round=locked)
-        run = record_run_start(project=locked.project, kind=TrainingRun.Kind.DPO_ROUND,
-                             config={**locked.config, "round": locked.pk}, created_by=actor, enqueue=enqueue)
-        done, total = selectors.round_judged(dpo_round=locked)
-        DPORound.objects.filter(pk=locked.pk).update(
-            state=DPORound.State.TRAINING, train_run=run, counts={**locked.counts, "tasks_complete": done})
+def finish_dpo_round(*, dpo_round: DPORound, actor=None, enqueue: bool = True,
+                     audit_refusal: bool = True) -> TrainingRun:
+    """Queue the round's DPO run once its human share is judged (else Conflict, nothing changed but the audit row
+    of the refusal; the maintenance tick, which asks every tick, passes `audit_refusal=False`)."""
+    try:
+        with transaction.atomic():
+            locked = DPORound.objects.select_for_update().get(pk=dpo_round.pk)
+            check_judged(dpo_round=locked)
+            run = record_run_start(project=locked.project, kind=TrainingRun.Kind.DPO_ROUND,
+                                   config={**locked.config, "round": locked.pk}, created_by=actor, enqueue=enqueue)
+            done, total = selectors.round_judged(dpo_round=locked)
+            DPORound.objects.filter(pk=locked.pk).update(
+                state=DPORound.State.TRAINING, train_run=run, counts={**locked.counts, "tasks_complete": done})
+            record_audit(actor=actor, event_type=AuditEvent.Type.DPO_ROUND_FINISHED, project=locked.project,
+                         target=_target(locked), extra={"run": run.pk, "tasks_complete": done, "tasks": total})
+    except Conflict as exc:
+        if audit_refusal:
+            _audit_refusal(dpo_round, actor, exc)
+        raise
     return run
+
+
+def _audit_refusal(dpo_round: DPORound, actor, exc: Conflict) -> None:
+    """Written after the refused change rolled back, in a transaction of its own, so the refusal is on record."""
+    record_audit(actor=actor, event_type=AuditEvent.Type.DPO_ROUND_FINISH_REFUSED, project=dpo_round.project,
+                 target=_target(dpo_round), extra={"state": dpo_round.state, "reason": exc.message})
 
 
 def advance_dpo_round(*, project, config: dict | None = None, actor=None, enqueue: bool = True
@@ -116,20 +141,27 @@ def advance_dpo_round(*, project, config: dict | None = None, actor=None, enqueu
         dpo_round = start_dpo_round(project=project, config=config, created_by=actor, enqueue=enqueue)
         return dpo_round, dpo_round.sample_run
     if current.state != DPORound.State.WAITING:
-        raise Conflict(ROUND_OPEN.format(round=current.pk, state=current.get_state_display().lower()))
+        refused = Conflict(ROUND_OPEN.format(round=current.pk, state=current.get_state_display().lower()))
+        _audit_refusal(current, actor, refused)
+        raise refused
     run = finish_dpo_round(dpo_round=current, actor=actor, enqueue=enqueue)
     return DPORound.objects.get(pk=current.pk), run
 
 
 def end_round(*, dpo_round: DPORound, state: str, counts: dict | None = None, error: str = "",
               snapshot=None) -> None:
-    """Close a round: done (a candidate), rejected by the DPO gate, or failed."""
+    """Close a round: done (a candidate), rejected by the DPO gate, or failed (the audit row has no actor: the
+    worker or the maintenance tick ends rounds)."""
     changes = {"state": state, "error": error, "finished_at": timezone.now()}
-    if counts:
-        changes["counts"] = {**DPORound.objects.get(pk=dpo_round.pk).counts, **counts}
-    if snapshot is not None:
-        changes["snapshot"] = snapshot
-    DPORound.objects.filter(pk=dpo_round.pk).update(**changes)
+    with transaction.atomic():
+        if counts:
+            changes["counts"] = {**DPORound.objects.get(pk=dpo_round.pk).counts, **counts}
+        if snapshot is not None:
+            changes["snapshot"] = snapshot
+        DPORound.objects.filter(pk=dpo_round.pk).update(**changes)
+        record_audit(actor=None, event_type=AuditEvent.Type.DPO_ROUND_ENDED, project=dpo_round.project,
+                     target=_target(dpo_round), extra={"state": state, "error": error[:500],
+                                                       "version": (counts or {}).get("version")})
 
 
 def finish_judged_rounds() -> dict:
@@ -138,7 +170,7 @@ def finish_judged_rounds() -> dict:
     finished, failed = [], []
     for dpo_round in DPORound.objects.filter(state=DPORound.State.WAITING).select_related("project"):
         try:
-            finish_dpo_round(dpo_round=dpo_round)
+            finish_dpo_round(dpo_round=dpo_round, audit_refusal=False)
         except (Conflict, ValidationError):
             continue
         finished.append(dpo_round.pk)

@@ -27,9 +27,11 @@ def registry(request):
     versions = annotate_versions(list(selectors.versions_for_user(user=request.user).order_by("-created_at")[:200]),
                                  in_use)
     runs = selectors.runs_for_user(user=request.user).order_by("-created_at")[:50]
+    rounds = selectors.rounds_for_user(user=request.user).order_by("-created_at")[:50]
     administered = [p for p in reviewable if has_project_role(user=request.user, project=p, role=ADMIN)]
     return render(request, "training/registry.html", {"versions": versions, "runs": runs, "projects": administered,
-                                                      "kinds": TrainingRun.Kind.choices, "in_use": in_use})
+                                                      "kinds": TrainingRun.Kind.choices, "in_use": in_use,
+                                                      "rounds": rounds})
 
 
 @login_required
