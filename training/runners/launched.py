@@ -20,9 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 from django.conf import settings
 
@@ -30,7 +31,7 @@ from training.pipeline.config import launches
 from training.pipeline.devices import choose_device, torch_threads
 from training.pipeline.launch import launch_command
 from training.pipeline.process_lifetime import dies_with_parent
-from training.runners.base import RunCancelled, RunContext
+from training.runners.base import RunCancelled, RunContext, registry_dir
 
 POLL_SECONDS = 0.5
 CANCEL_GRACE_SECONDS = 120
@@ -153,3 +154,19 @@ def trained_model(result: dict[str, Any]) -> SimpleNamespace:
     """A launched reward or DPO job's result in the shape of `TrainedModel` (what the gates and runners read)."""
     return SimpleNamespace(path=Path(result["path"]), manifest_sha256=result["manifest_sha256"],
                            metrics=result["metrics"])
+
+
+def train_here_or_launched(ctx: RunContext, kind: str, train_fn: Callable, train_rows: list, test_rows: list):
+    """A reward or DPO run's training: under `accelerate launch` when its settings ask for it (`processes` > 1 or an
+    accelerate config), else in the worker's process through `train_fn(cfg, train_rows, eval_rows, output_dir, …)`.
+    Either way the model is written to the run's registry directory; returns the trained model's description."""
+    from training.pipeline.reward import TrainingCancelled
+
+    cfg, output_dir = ctx.config, registry_dir(kind, ctx.run)
+    if launches(cfg):
+        return trained_model(run_launched(ctx, kind, {"config": asdict(cfg), "train_rows": train_rows,
+                                                      "eval_rows": test_rows, "output_dir": str(output_dir)}))
+    try:
+        return train_fn(cfg, train_rows, test_rows or None, output_dir, on_step=ctx.on_step, should_stop=ctx.should_stop)
+    except TrainingCancelled:
+        raise RunCancelled() from None

@@ -19,7 +19,7 @@ from training import selectors, services
 from training.pipeline.config import launches
 from training.models import ModelVersion, TrainingRun
 from training.runners.base import RunCancelled, RunContext, failed, registry_dir
-from training.runners.launched import device_summary, run_launched, trained_model
+from training.runners.launched import device_summary, run_launched, train_here_or_launched, trained_model
 from training.runners.reward import snapshot_rows
 
 NO_POLICY = "no policy to start from: run `manage.py bootstrap_models` first"
@@ -213,22 +213,13 @@ def run_grpo(ctx: RunContext) -> dict:
 def run_dpo(ctx: RunContext) -> dict:
     from training.pipeline.config import DPOConfig
     from training.pipeline.dpo import train_dpo
-    from training.pipeline.reward import TrainingCancelled
 
     run, cfg = ctx.run, ctx.config
     base, cfg.policy = _base_policy(run, cfg.policy, DPOConfig.policy)
     snapshot, train_rows, test_rows = snapshot_rows(ctx)
     ctx.total_steps = cfg.max_steps if cfg.max_steps > 0 else None
     ctx.log(f"DPO from {cfg.policy} on snapshot {snapshot.pk}: {len(train_rows)} pairs")
-    if launches(cfg):  # accelerate launch on cfg.processes processes
-        result = trained_model(run_launched(ctx, "dpo", {"config": asdict(cfg), "train_rows": train_rows,
-                                                         "eval_rows": test_rows, "output_dir": str(registry_dir("dpo", run))}))
-    else:
-        try:
-            result = train_dpo(cfg, train_rows, test_rows or None, registry_dir("dpo", run),
-                               on_step=ctx.on_step, should_stop=ctx.should_stop)
-        except TrainingCancelled:
-            raise RunCancelled() from None
+    result = train_here_or_launched(ctx, "dpo", train_dpo, train_rows, test_rows)
     passed, message = ctx.gate(result)
     version = register_policy_result(run, path=str(result.path), sha256=result.manifest_sha256,
                                      metrics=result.metrics, parent=base, snapshot=snapshot, rejected=not passed)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 
 from training import services
 from training.models import ModelVersion
-from training.runners.base import RunCancelled, RunContext, failed, registry_dir
+from training.runners.base import RunContext, failed
 
 NO_PAIRS = "the snapshot holds no preference pairs yet: collect judgements first"
 
@@ -43,24 +42,13 @@ def reward_gate(result) -> tuple[bool, str]:
 
 
 def run_reward(ctx: RunContext) -> dict:
-    from training.pipeline.reward import TrainingCancelled, train_reward_model
-
-    from training.pipeline.config import launches
-    from training.runners.launched import device_summary, run_launched, trained_model
+    from training.pipeline.reward import train_reward_model
+    from training.runners.launched import device_summary, train_here_or_launched
 
     run, cfg = ctx.run, ctx.config
     snapshot, train_rows, test_rows = snapshot_rows(ctx)
     ctx.total_steps = cfg.max_steps if cfg.max_steps > 0 else None
-    if launches(cfg):  # accelerate launch on cfg.processes processes
-        result = trained_model(run_launched(ctx, "reward", {
-            "config": asdict(cfg), "train_rows": train_rows, "eval_rows": test_rows,
-            "output_dir": str(registry_dir("reward", run))}))
-    else:
-        try:
-            result = train_reward_model(cfg, train_rows, test_rows or None, registry_dir("reward", run),
-                                        on_step=ctx.on_step, should_stop=ctx.should_stop)
-        except TrainingCancelled:
-            raise RunCancelled() from None
+    result = train_here_or_launched(ctx, "reward", train_reward_model, train_rows, test_rows)
     passed, message = ctx.gate(result)
     version = services.register_version(
         project=run.project, name=f"reward-{run.project.slug}-run{run.pk}", kind=ModelVersion.Kind.REWARD,
