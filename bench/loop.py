@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import os
 import random
 import shutil
@@ -235,11 +236,16 @@ def reward_figures(stage, slug: str, probe_n: int, seed: int) -> dict:
                for (_, a, b), sa, sb in zip(probe, scores_a, scores_b) if sim.rule_preference(a, b) != 0]
     low, high = wilson_interval(sum(decided), len(decided))
     rule_accuracy = sum(decided) / len(decided)
+    # The reward model's own Bradley–Terry probability that the rule's winner wins, averaged over the decided pairs:
+    # near 0.5 for a model that learned nothing (even when the signs of its tiny margins happen to lean one way).
+    p_rule_winner = [1 / (1 + math.exp(-(sa - sb) * sim.rule_preference(a, b)))
+                     for (_, a, b), sa, sb in zip(probe, scores_a, scores_b) if sim.rule_preference(a, b) != 0]
     labeller = sim.Annotator(random.Random(seed + 20_000))
     labels = [labeller.prefers_first(a, b) for _, a, b in probe]
     rm_on_labels = sum((sa > sb) == first for sa, sb, first in zip(scores_a, scores_b, labels)) / len(probe)
     oracle_on_labels = sim.oracle_accuracy([(a, b) if first else (b, a) for (_, a, b), first in zip(probe, labels)])
-    stage.add(f"fresh pairs: accuracy_vs_rule={rule_accuracy:.3f} [{low:.2f}, {high:.2f}] n={len(decided)}; "
+    stage.add(f"fresh pairs: accuracy_vs_rule={rule_accuracy:.3f} [{low:.2f}, {high:.2f}] n={len(decided)} "
+              f"mean_p_rule_winner={sum(p_rule_winner) / len(p_rule_winner):.3f}; "
               f"accuracy_vs_annotator={rm_on_labels:.3f} vs ceiling={oracle_on_labels:.3f} "
               f"(gap {100 * (oracle_on_labels - rm_on_labels):+.1f} points) n={len(probe)}")
     return {"accuracy_vs_rule": rule_accuracy, "status": version.status}
@@ -365,9 +371,19 @@ def main() -> None:
                         help="where the default models are bootstrapped once (default: $MODEL_DIR or ./models)")
     args = parser.parse_args()
     size = dict(SIZES["quick" if args.quick else "full"])
+    # --seed reaches every stage that draws at random: the imported answers and the simulated annotators (below),
+    # the reward model's head init and shuffling (42 + seed: seed 0 keeps the product's default), PPO's sampling,
+    # shuffling and gate bootstrap, and publishing's sampling. Later settings win, so --ppo-set seed=… still can.
+    seeds = {"reward": [f"seed={42 + args.seed}"], "ppo": [f"seed={args.seed}"], "publish": [f"seed={args.seed}"],
+             "dpo": [f"seed={args.seed}"]}
+    for kind, extra in seeds.items():
+        size[kind] = size[kind] + extra
     size["ppo"], size["publish"] = size["ppo"] + args.ppo_set, size["publish"] + args.publish_set
     n_prompts = args.prompts or (100 if args.quick else 200)
     load_before, started = os.getloadavg(), time.perf_counter()
+    # The queue shuffles each task's labels with the module-level `random` (a fresh anonymous order per annotator),
+    # and the simulated annotators see the answers in that order: seeding it makes a run's judgements repeatable.
+    random.seed(args.seed)
     import torch
 
     if args.threads:
