@@ -132,6 +132,9 @@ def _train_online(ctx: RunContext, method: str) -> dict:
     ctx.total_steps = total_steps
     ctx.log(f"{method.upper()} from {policy_path} against {reward.name}: {len(train_prompts)} training, "
             f"{len(eval_prompts)} held-out prompts")
+    if eval_prompts:  # minutes on a busy CPU with no step to show: say what the run is doing meanwhile
+        ctx.log(f"the gate's baseline first: the parent answers the {len(eval_prompts)} held-out prompts "
+                f"{cfg.gate_samples_per_prompt} times each; training steps follow")
     if launches(cfg):  # accelerate launch on cfg.processes processes
         return _launched_policy(ctx, method, base, policy_path, reward, train_prompts, eval_prompts)
     tokenizer = load_tokenizer(policy_path)
