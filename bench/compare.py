@@ -8,15 +8,18 @@ Workloads (each side gets its own server process group and throw-away SQLite dat
     submit_16       16 client threads, each looping next-task -> submit     req/s, p99 ms, server CPU ms/request
     loop_1          1 annotator looping next-task -> submit                 loops/s, server CPU ms/loop
     import_20k      --pairs prompt pairs (2 completions each) in one upload seconds, server CPU s
-    export_20k      --pairs judged pairs exported as JSON lines             rows/s, server CPU s
+    export_20k      --pairs judged pairs exported (ours JSON lines, LS JSON) rows/s, server CPU s
 
 Server CPU is read from /proc: utime + stime of every process in the server's process group plus the reaped
 children's (cutime + cstime of the group leader), before and after each run. Rounds interleave the sides
 (ours, theirs, ours, …) so a busy machine weighs on both alike; the table shows medians over rounds.
 
-Without --label-studio-venv (a virtualenv with `label-studio` installed) Label Studio's column says
-"not measured". The Label Studio driver follows its documented REST API (projects, import, /next, annotations,
-export) but has not been run here: Label Studio is not installed on this machine.
+Without --label-studio-venv (a virtualenv with `label-studio` installed; run with 1.23.2) Label Studio's column
+says "not measured". Both sides serve the same pair texts from gunicorn with the same --workers/--threads, on
+SQLite in WAL mode; Label Studio is set up by its own `label-studio init` code (server._create_user: 17 users with
+API tokens) and driven through its documented REST API (projects, import, /next, annotations, GET /export).
+After each annotate run both sides count judgements on tasks someone had already judged (overlap is 1 on both).
+`--keep` leaves the work directory (databases, server logs) for a look afterwards.
 """
 
 from __future__ import annotations
