@@ -90,8 +90,13 @@ class Membership(models.Model):
         return f"{self.user} in {self.project} as {self.role}"
 
 
+# Foreign keys marked `db_index=False` below are served by a unique index that leads with the same
+# column; an index of their own would only cost every insert (the bulk import writes millions of rows).
+
+
 class Prompt(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts",
+                                db_index=False)  # prompt_unique_content leads with it
     external_id = models.CharField(max_length=200, blank=True, help_text="The id in the imported file.")
     text = models.TextField(help_text="Plain-text prompt, or the chat rendered as text.")
     messages = models.JSONField(null=True, blank=True, help_text="Chat messages [{role, content}], if a chat.")
@@ -117,7 +122,8 @@ class Prompt(models.Model):
 
 
 class Completion(models.Model):
-    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions",
+                               db_index=False)  # completion_unique leads with it
     text = models.TextField()
     model_name = models.CharField(max_length=200, blank=True)
     model_version = models.ForeignKey(
@@ -140,9 +146,11 @@ class ComparisonTask(models.Model):
         COMPLETE = "complete", "Complete"
         CANCELLED = "cancelled", "Cancelled"
 
+    # Keeps its own index although task_browse_status leads with project too: on SQLite (project_id, rowid) is the
+    # index that pages a project's tasks in id order (the task browser's unfiltered list) without a sort.
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="tasks")
-    completions = models.ManyToManyField(Completion, related_name="tasks")
+    completions = models.ManyToManyField(Completion, related_name="tasks", through="TaskCompletion")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     judgements_needed = models.PositiveSmallIntegerField(default=3)
     judgements_done = models.PositiveSmallIntegerField(default=0)
@@ -173,6 +181,19 @@ class ComparisonTask(models.Model):
 
     def __str__(self) -> str:
         return f"task {self.pk}"
+
+
+class TaskCompletion(models.Model):
+    """A completion shown in a comparison task: the table Django created for `ComparisonTask.completions`,
+    declared so that its task column has no index of its own (the unique (task, completion) index leads with it)."""
+
+    comparisontask = models.ForeignKey(ComparisonTask, on_delete=models.CASCADE, related_name="+", db_index=False)
+    completion = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        db_table = "feedback_comparisontask_completions"
+        # unique_together, not a UniqueConstraint: the index Django made for the implicit table keeps its name.
+        unique_together = [("comparisontask", "completion")]
 
 
 class Assignment(models.Model):

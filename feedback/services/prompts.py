@@ -15,7 +15,8 @@ from core.models import AuditEvent
 from feedback.importing import ID_REPEATS, MAX_ERRORS_REPORTED, PromptRow
 from feedback.models import ComparisonTask, Completion, Project, Prompt
 from feedback.services.prompt_writes import (
-    allocate_ids, end_seen_ids, existing_keys, is_postgres, prep_json, record_seen_ids, start_seen_ids, write_rows,
+    allocate_ids, end_seen_ids, existing_keys, is_postgres, prep_json, record_seen_ids, restore_reference_checks,
+    skip_reference_checks, start_seen_ids, write_rows,
 )
 
 TASK_COMPLETIONS_RANGE = "A comparison task shows 2 to 4 completions."
@@ -144,6 +145,7 @@ def import_prompts(
     rows = iter(rows)
     with transaction.atomic():
         _serialise_imports(project)
+        checks_off = skip_reference_checks(connection.ops.quote_name(Project._meta.db_table), project.pk)
         start_seen_ids()
         seen = _Seen(project)
         while batch := list(islice(rows, IMPORT_BATCH_ROWS)):
@@ -154,6 +156,8 @@ def import_prompts(
                 progress(len(batch))
             del batch, fresh  # before the next batch is read: one batch in memory at a time, not two
         end_seen_ids()
+        if checks_off:
+            restore_reference_checks()
         result = ImportResult(prompts_created=totals[0], completions_created=totals[1], tasks_created=totals[2],
                               rows_skipped=totals[3] - totals[0])
         record_audit(actor=actor, event_type=AuditEvent.Type.PROMPTS_IMPORTED, project=project,
