@@ -35,6 +35,7 @@ class AuditEvent(models.Model):
         DPO_ROUND_FINISHED = "dpo_round_finished", "DPO round finished: its DPO run queued"
         DPO_ROUND_FINISH_REFUSED = "dpo_round_finish_refused", "DPO round finish refused"
         DPO_ROUND_ENDED = "dpo_round_ended", "DPO round ended (done, rejected or failed)"
+        DPO_ROUND_ABANDONED = "dpo_round_abandoned", "DPO round abandoned by an admin: its open tasks cancelled"
 
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="audit_events")

@@ -12,4 +12,5 @@ urlpatterns = [
     path("runs/<id:run_id>/cancel/", views.run_cancel, name="run-cancel"),
     path("projects/<slug:slug>/start/", views.run_start, name="run-start"),
     path("projects/<slug:slug>/dpo-round/", views.dpo_round_advance, name="dpo-round"),
+    path("rounds/<id:round_id>/abandon/", views.dpo_round_abandon, name="dpo-round-abandon"),
 ]

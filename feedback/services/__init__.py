@@ -5,7 +5,7 @@ services.next_task(...)`):
 
 - `projects`: create_project, update_project, add_member, remove_member, ensure_role_groups, make_superuser
 - `prompts`: import_prompts (rows parsed and validated by `feedback.importing`), create_task
-- `queue`: next_task, submit_judgement, skip_task, release_expired_leases
+- `queue`: next_task, submit_judgement, skip_task, release_expired_leases, cancel_tasks
 - `review`: mark_gold, mark_gold_from_consensus, adjudicate, recompute_trust
 - `revisions`: revise_judgement (an annotator changes their own judgement while the task is open)
 - `snapshots`: create_snapshot (rows read from the database), export_preferences (files)
@@ -19,7 +19,7 @@ from feedback.services.prompts import TASK_COMPLETIONS_RANGE, ImportResult, crea
 from feedback.services.queue import (
     ALREADY_JUDGED, COMMENT_LIMIT, COMMENT_TOO_LONG, CONFIDENCE_RANGE, FLAG_UNKNOWN, IDEMPOTENCY_KEY_REUSED,
     LEASE_EXPIRED, NOT_LEASEHOLDER, NUL_NOT_ALLOWED, RANKING_BAD_GROUP, RANKING_DUPLICATE_LABEL, RANKING_MISSING_LABEL,
-    RANKING_NOT_A_LIST, RANKING_UNKNOWN_LABEL, next_task, ranking_to_completion_ids, release_expired_leases, skip_task,
+    RANKING_NOT_A_LIST, RANKING_UNKNOWN_LABEL, cancel_tasks, next_task, ranking_to_completion_ids, release_expired_leases, skip_task,
     submit_judgement,
 )
 from feedback.services.review import (
@@ -36,7 +36,7 @@ __all__ = [
     "FLAG_UNKNOWN", "GOLD_RANKING_INVALID", "IDEMPOTENCY_KEY_REUSED", "LEASE_EXPIRED", "NOT_LEASEHOLDER",
     "NUL_NOT_ALLOWED", "RANKING_BAD_GROUP", "RANKING_DUPLICATE_LABEL", "RANKING_MISSING_LABEL", "RANKING_NOT_A_LIST",
     "RANKING_UNKNOWN_LABEL", "ROLE_GROUPS", "ROLE_UNKNOWN", "TASK_COMPLETIONS_RANGE", "ImportResult",
-    "add_member", "adjudicate", "create_project", "create_snapshot", "record_split_counts", "create_task", "ensure_role_groups",
+    "add_member", "adjudicate", "cancel_tasks", "create_project", "create_snapshot", "record_split_counts", "create_task", "ensure_role_groups",
     "export_preferences", "import_prompts", "make_superuser", "mark_gold", "mark_gold_from_consensus", "next_task",
     "ranking_to_completion_ids", "recompute_trust", "release_expired_leases", "remove_member", "skip_task",
     "submit_judgement", "update_project",

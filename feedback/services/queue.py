@@ -60,6 +60,25 @@ def release_expired_leases(*, project: Project, now: datetime | None = None, lim
     return len(rows)
 
 
+def cancel_tasks(*, task_ids) -> int:
+    """Withdraw open tasks from the queue: they become cancelled, so next-task never serves them again, and their
+    live leases end (a leaseholder's later submission is refused: they no longer hold a lease). Judgements already
+    given, and complete tasks, are kept as they are. Returns how many tasks were cancelled. Call it inside the
+    caller's transaction when it is part of a larger change."""
+    with transaction.atomic():
+        open_ids = list(lock_rows(ComparisonTask.objects.filter(
+            pk__in=list(task_ids), status=ComparisonTask.Status.OPEN)).values_list("pk", flat=True))
+        if not open_ids:
+            return 0
+        leases = Assignment.objects.filter(task_id__in=open_ids, state=Assignment.State.LEASED)
+        freed = Counter(leases.values_list("task_id", flat=True))
+        leases.delete()
+        ComparisonTask.objects.filter(pk__in=open_ids).update(status=ComparisonTask.Status.CANCELLED)
+        for task_id, n in freed.items():
+            ComparisonTask.objects.filter(pk=task_id).update(slots_taken=F("slots_taken") - n)
+    return len(open_ids)
+
+
 @retry_transient
 def next_task(*, project: Project, annotator, now: datetime | None = None) -> Assignment | None:
     """Lease the next task this annotator has not seen; the same one again if they already hold a lease.

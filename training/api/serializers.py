@@ -106,6 +106,11 @@ class ActivateInputSerializer(serializers.Serializer):
     project = ProjectRefField(required=False, help_text="Project id or slug; needed for a project-less (default) policy.")
 
 
+class DPORoundAbandonSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="",
+                                   help_text="Why the round is abandoned (kept in its error and on the audit trail).")
+
+
 class DPORoundSerializer(serializers.ModelSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     tasks_complete = serializers.SerializerMethodField(help_text="The round's comparison tasks that are complete.")

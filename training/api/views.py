@@ -17,6 +17,7 @@ from feedback import selectors as feedback_selectors
 from training import scoring, selectors, services
 from training.api.serializers import (
     ActivateInputSerializer,
+    DPORoundAbandonSerializer,
     DPORoundSerializer,
     ModelVersionSerializer,
     ScoreInputSerializer,
@@ -152,7 +153,7 @@ class ModelVersionActivateApi(APIView):
 @extend_schema_view(get=extend_schema(responses={200: DPORoundSerializer(many=True), **error_responses(400, 401, 403)}))
 class DPORoundListApi(generics.ListAPIView):
     """Iterative-DPO rounds of the projects you review (`?project=`, `?state=`). Start or finish one with
-    `POST /api/v1/training-runs/` and `"kind": "dpo_round"`."""
+    `POST /api/v1/training-runs/` and `"kind": "dpo_round"`; abandon a waiting one with `POST …/{id}/abandon/`."""
 
     serializer_class = DPORoundSerializer
     filterset_class = scoped_filterset(DPORound, ["project", "state"])
@@ -168,3 +169,21 @@ class DPORoundDetailApi(APIView):
     @extend_schema(responses={200: DPORoundSerializer, **error_responses(401, 403, 404)})
     def get(self, request, round_id):
         return Response(DPORoundSerializer(selectors.round_for_reviewer(user=request.user, round_id=round_id)).data)
+
+
+class DPORoundAbandonApi(APIView):
+    """End a round whose judgements will not come (project admins): it fails with your name and reason, its open
+    tasks are cancelled, and the project can start a new round. 409 naming the state for a round not waiting."""
+
+    permission_classes = ADMIN_ONLY
+
+    @extend_schema(request=DPORoundAbandonSerializer,
+                   responses={200: DPORoundSerializer, **error_responses(400, 401, 403, 404, 409)})
+    def post(self, request, round_id):
+        dpo_round = selectors.round_for_reviewer(user=request.user, round_id=round_id)
+        self.check_object_permissions(request, dpo_round)
+        serializer = DPORoundAbandonSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        dpo_round = services.abandon_dpo_round(dpo_round=dpo_round, actor=request.user,
+                                               reason=serializer.validated_data["reason"])
+        return Response(DPORoundSerializer(dpo_round).data)

@@ -53,6 +53,7 @@ from training.services.publishing import (  # noqa: F401
 from training.services.rounds import (  # noqa: F401
     ROUND_NOT_JUDGED,
     ROUND_OPEN,
+    abandon_dpo_round,
     advance_dpo_round,
     end_round,
     finish_dpo_round,

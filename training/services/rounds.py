@@ -2,7 +2,8 @@
 their share (queueing its DPO run), and end it. The runs do the work (`training.rounds`); these are the writes.
 
 A project has at most one open round (sampling, waiting for judgements or training) at a time. Opening a round,
-finishing it (its DPO run queued), a refused finish and its end each write an audit row (target `dpo_round:<id>`).
+finishing it (its DPO run queued), a refused finish, abandoning it and its end each write an audit row (target
+`dpo_round:<id>`). A round whose judgements never come is abandoned by an admin, which frees the project.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from django.utils import timezone
 from core.audit import record_audit
 from core.exceptions import Conflict
 from core.models import AuditEvent
+from feedback import services as feedback_services
 from training import selectors
 from training.models import DPORound, TrainingRun
 from training.run_configs import validate_config
@@ -25,6 +27,12 @@ ROUND_OPEN = "DPO round {round} of this project is still {state}: finish it firs
 ROUND_NOT_JUDGED = ("DPO round {round} waits for judgements: {done} of {total} of its tasks are complete, and it "
                     "needs {needed} (min_human_judged {share:g}) before DPO can train.")
 ROUND_NOT_WAITING = "DPO round {round} is {state}, not waiting for judgements: there is nothing to finish."
+ROUND_NOT_ABANDONABLE = ("DPO round {round} is {state}: only a round waiting for judgements can be abandoned{hint}.")
+ABANDON_HINT_SAMPLING = " (cancel its sampling run {run} instead: the round then fails)"
+ROUND_ABANDONED = "abandoned by {who}: {reason}"
+NO_REASON = "no reason given"
+REASON_LIMIT = 500
+REASON_INVALID = f"The reason is text of at most {REASON_LIMIT} characters, without NUL characters."
 NO_POLICY = "no active policy to sample from: run `manage.py bootstrap_models` first"
 NO_REWARD_MODEL = "no active reward model for this project yet: train one first (train_reward_model)"
 
@@ -146,6 +154,37 @@ def advance_dpo_round(*, project, config: dict | None = None, actor=None, enqueu
         raise refused
     run = finish_dpo_round(dpo_round=current, actor=actor, enqueue=enqueue)
     return DPORound.objects.get(pk=current.pk), run
+
+
+def abandon_dpo_round(*, dpo_round: DPORound, actor=None, reason: str = "") -> DPORound:
+    """End a round that waits for judgements which will not come: it fails with who abandoned it and why, its open
+    comparison tasks are cancelled (annotators stop getting them; judged tasks and every judgement are kept) and an
+    audit row is written, in one transaction. Conflict (409) naming the state for any other round: a sampling one
+    is stopped by cancelling its run, a training one by cancelling its DPO run, and a finished one is over."""
+    reason = (reason or "").strip() if isinstance(reason, str | None) else None
+    if reason is None or len(reason) > REASON_LIMIT or "\x00" in reason:
+        raise ValidationError({"reason": REASON_INVALID})
+    reason = reason or NO_REASON
+    with transaction.atomic():
+        locked = DPORound.objects.select_for_update().select_related("project").get(pk=dpo_round.pk)
+        if locked.state != DPORound.State.WAITING:
+            hint = ABANDON_HINT_SAMPLING.format(run=locked.sample_run_id) if (
+                locked.state == DPORound.State.SAMPLING and locked.sample_run_id) else ""
+            raise Conflict(ROUND_NOT_ABANDONABLE.format(round=locked.pk, state=locked.get_state_display().lower(),
+                                                        hint=hint))
+        error = ROUND_ABANDONED.format(who=actor.get_username() if actor else "an operator (manage.py)",
+                                       reason=reason)
+        task_ids = list(locked.tasks.values_list("pk", flat=True))
+        cancelled = feedback_services.cancel_tasks(task_ids=task_ids)
+        done, total = selectors.round_judged(dpo_round=locked)
+        DPORound.objects.filter(pk=locked.pk).update(
+            state=DPORound.State.FAILED, error=error, finished_at=timezone.now(),
+            counts={**locked.counts, "tasks_complete": done, "tasks_cancelled": cancelled})
+        record_audit(actor=actor, event_type=AuditEvent.Type.DPO_ROUND_ABANDONED, project=locked.project,
+                     target=_target(locked), extra={"reason": reason, "tasks": total, "tasks_complete": done,
+                                                    "tasks_cancelled": cancelled})
+    locked.refresh_from_db()
+    return locked
 
 
 def end_round(*, dpo_round: DPORound, state: str, counts: dict | None = None, error: str = "",

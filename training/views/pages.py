@@ -31,7 +31,8 @@ def registry(request):
     administered = [p for p in reviewable if has_project_role(user=request.user, project=p, role=ADMIN)]
     return render(request, "training/registry.html", {"versions": versions, "runs": runs, "projects": administered,
                                                       "kinds": TrainingRun.Kind.choices, "in_use": in_use,
-                                                      "rounds": rounds})
+                                                      "rounds": rounds,
+                                                      "administered_ids": {p.pk for p in administered}})
 
 
 @login_required

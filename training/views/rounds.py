@@ -1,7 +1,9 @@
-"""The one-click iterative-DPO round (project admins): start a round, or finish the waiting one."""
+"""The one-click iterative-DPO round (project admins): start a round, or finish the waiting one; abandon a waiting
+round whose judgements will not come."""
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
@@ -28,6 +30,26 @@ def dpo_round_advance(request, slug):
     except ValidationError as exc:
         return _refused(request, project, relative_paths(" ".join(exc.messages)), 400)
     return redirect("training:run-detail", run_id=run.pk)
+
+
+@login_required
+@require_POST
+def dpo_round_abandon(request, round_id):
+    """The "Abandon round" button beside a waiting round: 404 for a round of a project the user does not review,
+    403 for a reviewer, the refusal's page (409) for a round that is not waiting."""
+    from training import selectors
+
+    dpo_round = selectors.round_for_reviewer(user=request.user, round_id=round_id)
+    require_project_role(user=request.user, project=dpo_round.project, role=ADMIN)
+    try:
+        dpo_round = services.abandon_dpo_round(dpo_round=dpo_round, actor=request.user,
+                                               reason=request.POST.get("reason", ""))
+    except ApplicationError as exc:
+        return _refused(request, dpo_round.project, exc.message, exc.status_code)
+    except ValidationError as exc:
+        return _refused(request, dpo_round.project, " ".join(exc.messages), 400)
+    messages.success(request, f"DPO round {dpo_round.pk} abandoned: {dpo_round.error}")
+    return redirect("training:registry")
 
 
 def _refused(request, project, message: str, status: int):

@@ -1,4 +1,5 @@
-"""One round of iterative DPO with people in the loop: starts a round, or finishes the waiting one."""
+"""One round of iterative DPO with people in the loop: starts a round, or finishes the waiting one; --abandon ends
+the waiting one without training."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ class Command(RunCommand):
     help = ("Iterative DPO with people in the loop. Without an open round: the active policy samples K answers per "
             "prompt, the reward model scores every pair, the most uncertain `budget` pairs become comparison tasks "
             "and the reward model labels the rest. With a round whose human share is judged: DPO trains on both "
-            "and its candidate goes through the DPO gate. --wait waits for the judgements and then finishes.")
+            "and its candidate goes through the DPO gate. --wait waits for the judgements and then finishes. --abandon "
+            "ends the waiting round without training (its open tasks are cancelled) so a new round can start.")
     kind = TrainingRun.Kind.DPO_ROUND
 
     def add_arguments(self, parser):
@@ -28,11 +30,17 @@ class Command(RunCommand):
                             help="after starting (or with a waiting round), wait until people have judged the human "
                                  "share, then finish the round")
         parser.add_argument("--poll-seconds", type=float, default=10.0, help="how often --wait looks (seconds)")
+        parser.add_argument("--abandon", action="store_true",
+                            help="abandon the project's round that waits for judgements: it fails, its open tasks "
+                                 "are cancelled (judgements given are kept) and the project can start a new round")
+        parser.add_argument("--reason", default="", help="with --abandon: why (kept in the round's error and audit row)")
 
     def handle(self, *args, **opts):
         project = Project.objects.filter(slug=opts["project"]).first()
         if project is None:
             raise CommandError(f"No project with slug {opts['project']!r}.")
+        if opts["abandon"]:
+            return self._abandon(project, opts["reason"])
         config = {}
         if opts["config"]:
             with open(opts["config"], encoding="utf-8") as fh:
@@ -64,6 +72,21 @@ class Command(RunCommand):
         if state != TrainingRun.State.SUCCEEDED and dpo_round.state == DPORound.State.FAILED:
             raise CommandError((run.error or state).strip().splitlines()[-1])
         return dpo_round
+
+    def _abandon(self, project, reason: str) -> None:
+        """An operator's command (shell access to the server), like the rest of this command: no member is acting,
+        so the audit row has no actor and the round's error says an operator abandoned it."""
+        current = selectors.open_round(project=project)
+        if current is None:
+            raise CommandError(f"Project {project.slug!r} has no open DPO round: there is nothing to abandon.")
+        try:
+            dpo_round = services.abandon_dpo_round(dpo_round=current, reason=reason)
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from None
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
+        self.stdout.write(f"DPO round {dpo_round.pk} {dpo_round.error}; {dpo_round.counts['tasks_cancelled']} open "
+                          f"tasks cancelled, {dpo_round.counts['tasks_complete']} judged kept")
 
     def _wait_for_people(self, dpo_round: DPORound, poll_seconds: float) -> None:
         last = None
