@@ -3,7 +3,7 @@
 One iteration (`train_ppo`'s loop):
     sample a prompt batch → score (a reward function on strings, so the reward model may use another
     tokenizer; a response that never ends loses `missing_eos_penalty_std` running std of the scores) → old
-    log-probs and values, reference log-probs → KL-shaped rewards (the score lands on the last token) → GAE →
+    log-probs and values (the sampler's own, no second forward), reference log-probs → KL-shaped rewards (the score lands on the last token) → GAE →
     ppo_epochs × minibatches of the clipped policy loss + clipped value loss → metrics → stop reason (NaN/inf,
     KL bound, reward collapse, cancellation).
 
@@ -12,12 +12,15 @@ with its adapters disabled (no second copy); without LoRA a frozen deep copy. Th
 last hidden state, initialised to output zero, saved next to the policy and loaded back from it.
 
 Sampling goes through `generate.sample_ids`, publishing's sampler, with the LoRA adapters merged into the base
-weights for the whole rollout (`generate.merged_lora`) and unmerged bit for bit before the log-prob passes.
+weights for the whole rollout (`generate.merged_lora`) and unmerged bit for bit before the reference pass.
 
-Modes: every pass without gradients (sampling, old log-probs, values, reference, evaluation) runs with the policy in
-eval mode (dropout off); only the updates run in train mode, and eval mode is restored after them. Log-probs are
-computed with the sampler's temperature and top-p (`ppo_math.warp_logits`), so the ratio's old log-probs are the
-sampler's own. A non-finite reward stops the run before any update uses it, and a non-finite loss or gradient before
+Modes: every pass without gradients (sampling, reference, evaluation) runs with the policy in eval mode (dropout
+off); only the updates run in train mode, and eval mode is restored after them. The ratio's old log-probs are the
+sampler's own (taken at each decode step, with its temperature and top-p), and the old values the value head on
+the hidden states the sampler drew from; the updates' forward applies the same temperature and top-p
+(`ppo_math.warp_logits`). The sampler's merged-LoRA, KV-cached, left-padded steps and the updates' unmerged,
+right-padded forward agree to float rounding (SmolLM2 with a trained-looking LoRA: |Δ log-prob| ≤ 2.3e-5,
+|Δ value| ≤ 1.1e-5), so the first ratio is 1 to 2e-5. A non-finite reward stops the run before any update uses it, and a non-finite loss or gradient before
 the optimiser steps, so the returned weights are never NaN.
 
 Before and after training the policy answers held-out prompts, `gate_samples_per_prompt` times each; a judge
