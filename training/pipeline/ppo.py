@@ -3,7 +3,7 @@
 One iteration (`train_ppo`'s loop):
     sample a prompt batch → score (a reward function on strings, so the reward model may use another
     tokenizer; a response that never ends loses `missing_eos_penalty_std` running std of the scores) → old
-    log-probs and values, reference log-probs → KL-shaped rewards (the score lands on the last token) → GAE →
+    log-probs and values (the sampler's own, no second forward), reference log-probs → KL-shaped rewards (the score lands on the last token) → GAE →
     ppo_epochs × minibatches of the clipped policy loss + clipped value loss → metrics → stop reason (NaN/inf,
     KL bound, reward collapse, cancellation).
 
@@ -12,12 +12,15 @@ with its adapters disabled (no second copy); without LoRA a frozen deep copy. Th
 last hidden state, initialised to output zero, saved next to the policy and loaded back from it.
 
 Sampling goes through `generate.sample_ids`, publishing's sampler, with the LoRA adapters merged into the base
-weights for the whole rollout (`generate.merged_lora`) and unmerged bit for bit before the log-prob passes.
+weights for the whole rollout (`generate.merged_lora`) and unmerged bit for bit before the reference pass.
 
-Modes: every pass without gradients (sampling, old log-probs, values, reference, evaluation) runs with the policy in
-eval mode (dropout off); only the updates run in train mode, and eval mode is restored after them. Log-probs are
-computed with the sampler's temperature and top-p (`ppo_math.warp_logits`), so the ratio's old log-probs are the
-sampler's own. A non-finite reward stops the run before any update uses it, and a non-finite loss or gradient before
+Modes: every pass without gradients (sampling, reference, evaluation) runs with the policy in eval mode (dropout
+off); only the updates run in train mode, and eval mode is restored after them. The ratio's old log-probs are the
+sampler's own (taken at each decode step, with its temperature and top-p), and the old values the value head on
+the hidden states the sampler drew from; the updates' forward applies the same temperature and top-p
+(`ppo_math.warp_logits`). The sampler's merged-LoRA, KV-cached, left-padded steps and the updates' unmerged,
+right-padded forward agree to float rounding (SmolLM2 with a trained-looking LoRA: |Δ log-prob| ≤ 2.3e-5,
+|Δ value| ≤ 1.1e-5), so the first ratio is 1 to 2e-5. A non-finite reward stops the run before any update uses it, and a non-finite loss or gradient before
 the optimiser steps, so the returned weights are never NaN.
 
 Before and after training the policy answers held-out prompts, `gate_samples_per_prompt` times each; a judge
@@ -139,16 +142,18 @@ class Trainer:
 
 
 def sample(t: Trainer, model, queries: list[list[int]], k: int, seed: int, iteration: int) -> Samples:
-    """Sample k answers per query in chunks, polling should_stop between chunks; prompt_index points into queries."""
+    """Sample k answers per query in chunks, polling should_stop between chunks; prompt_index points into queries.
+    Each token's log-prob and last hidden state come along (`Samples.logprobs`, `.hidden`)."""
     out, per_chunk = Samples(), max(1, SAMPLING_CHUNK // k)
     with merged_lora(model):  # once for every chunk; unmerged (bit for bit) before anything else runs
         for chunk, start in enumerate(range(0, len(queries), per_chunk)):
             t.poll(iteration, "PPO sampling")
             part = sample_ids(model, t.tokenizer, queries[start : start + per_chunk], k=k,
                               max_new_tokens=t.cfg.max_new_tokens, temperature=t.cfg.temperature, top_p=t.cfg.top_p,
-                              seed=seed + 7919 * chunk, batch_size=SAMPLING_CHUNK, should_stop=t.should_stop)
+                              seed=seed + 7919 * chunk, batch_size=SAMPLING_CHUNK, should_stop=t.should_stop,
+                              with_logprobs=True)
             out.prompt_index += [start + i for i in part.prompt_index]
-            for name in ("query_ids", "response_ids", "texts", "ended"):
+            for name in ("query_ids", "response_ids", "texts", "ended", "logprobs", "hidden"):
                 getattr(out, name).extend(getattr(part, name))
     return out
 
@@ -191,9 +196,23 @@ def logprobs_under(t: Trainer, model, batch: Batch, value_head: ValueHead | None
     return logprobs.cpu(), values.cpu() if values is not None else None
 
 
+@torch.no_grad()
+def old_logprobs_and_values(t: Trainer, r: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ratio's old log-probs and the old values from the sampler's own forward passes, laid out like the
+    batch (response positions; 0 elsewhere): the log-probs the tokens were drawn with and the value head on the
+    hidden states they were drawn from, with no second forward. The sampler ran the same policy in eval mode
+    with its LoRA merged (equal to the unmerged forward up to float rounding) and the same temperature and
+    top-p as `forward_logprobs`; test_ppo_learning pins both against a recomputing forward."""
+    where = r.mask.bool()
+    logprobs = torch.zeros(r.mask.shape).masked_scatter(where, torch.cat(r.samples.logprobs))
+    t.value_head.eval()
+    step_values = t.value_head(torch.cat(r.samples.hidden).to(t.device)).cpu()
+    return logprobs, torch.zeros(r.mask.shape).masked_scatter(where, step_values)
+
+
 def add_old_and_reference(t: Trainer, r: Rollout, times: dict[str, float]) -> None:
     with timed(times, "forward"):
-        r.old_logprobs, r.old_values = logprobs_under(t, t.policy, r.batch, t.value_head)
+        r.old_logprobs, r.old_values = old_logprobs_and_values(t, r)
     with timed(times, "reference"):
         r.ref_logprobs = logprobs_under(t, t.reference, r.batch)[0]
         r.kl = kl_penalty(r.old_logprobs, r.ref_logprobs, t.cfg.kl_estimator) * r.mask
@@ -222,7 +241,8 @@ def evaluate(t: Trainer, model) -> EvalReport:
     rewards = score(t.reward_fn, t.eval_texts, samples)
     judged = rewards if t.judge is t.reward_fn else torch.tensor([float(x) for x in t.judge(prompts, samples.texts)])
     batch = make_batch(samples, t.tokenizer.pad_token_id)
-    logprobs = logprobs_under(t, model, batch)[0]
+    logprobs = torch.zeros(batch.response_mask.shape).masked_scatter(batch.response_mask.bool(),
+                                                                     torch.cat(samples.logprobs))
     kl = (kl_penalty(logprobs, logprobs_under(t, t.reference, batch)[0], "k1") * batch.response_mask).sum(1)
     kl_base = kl
     if t.base_model is not None:

@@ -95,9 +95,10 @@ def sample_share(t: Any, picks: list[int], start: int, iteration: int) -> Sample
             part_picks = picks[offset : offset + chunk]
             part = sample_ids(t.policy, t.tokenizer, [t.train_queries[i] for i in part_picks], k=1,
                               max_new_tokens=t.cfg.max_new_tokens, temperature=t.cfg.temperature, top_p=t.cfg.top_p,
-                              seed=t.cfg.seed + iteration + 7919 * (start + offset), batch_size=chunk)
+                              seed=t.cfg.seed + iteration + 7919 * (start + offset), batch_size=chunk,
+                              with_logprobs=True)
             out.prompt_index += [part_picks[i] for i in part.prompt_index]
-            for name in ("query_ids", "response_ids", "texts", "ended"):
+            for name in ("query_ids", "response_ids", "texts", "ended", "logprobs", "hidden"):
                 getattr(out, name).extend(getattr(part, name))
     return out
 

@@ -16,7 +16,7 @@ from torch import nn
 from training.pipeline.config import PPOConfig
 from training.pipeline.data import prompt_dataset
 from training.pipeline.models import load_tokenizer, tiny_causal_lm
-from training.pipeline.ppo import train_ppo
+from training.pipeline.ppo import sample, train_ppo
 
 WORDS = [" yes", " no", " cat", " dog"]
 TRAIN = [f"Is number {i} a good one?" for i in range(24)]
@@ -92,42 +92,46 @@ def test_sampling_at_temperature_0_7_learns_too(tokenizer):
 
 @pytest.mark.parametrize("lora", [False, True])
 def test_ratio_logprobs_equal_the_samplers(tokenizer, lora):
-    """The old log-probs are those of the distribution generate() sampled from (temperature and top-p applied);
-    with LoRA the sampler runs with the adapters merged and the ratio's forward with them unmerged."""
-    from training.pipeline.generate import sample_ids
+    """The old log-probs are those of the distribution generate() sampled from (temperature and top-p applied),
+    taken from the sampler's own steps, and the update's forward (LoRA unmerged, right-padded, no KV cache)
+    gives the same log-probs, so the first ratio is 1; the old values are the value head on the hidden states
+    that forward sees. With LoRA the sampler runs with the adapters merged."""
+    from training.pipeline.ppo import Rollout, add_old_and_reference, setup
     from training.pipeline.ppo_model import forward_logprobs, make_batch
 
     policy = four_word_policy(tokenizer, 0)
     with torch.no_grad():
         policy.lm_head.bias[word_id(tokenizer, " no")] = 13.0  # a spread-out distribution, so top-p bites
-    if lora:
-        from peft import get_peft_model
-
-        from training.pipeline.models import lora_config
-
-        policy = get_peft_model(policy, lora_config(policy, r=4, alpha=8, dropout=0.0))
-        with torch.no_grad():  # adapters that change the answers (peft starts them at zero)
-            for name, parameter in policy.named_parameters():
-                if "lora_B" in name:
-                    parameter.copy_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)) * 0.3)
+    cfg = PPOConfig(policy="tiny", use_lora=lora, lora_r=4, lora_alpha=8, lora_dropout=0.0, batch_size=8,
+                    mini_batch_size=4, max_new_tokens=3, temperature=0.7, top_p=0.6, gate_min_prompts=1)
+    t = setup(cfg, policy, tokenizer, says_yes, TRAIN, [], held_out_judge=None, ref_model=None, base_model=None,
+              value_head_path=None, on_step=None, should_stop=None)
+    with torch.no_grad():  # adapters that change the answers (peft starts them at zero), a value head that is not
+        for name, parameter in t.policy.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)) * 0.3)
+        t.value_head.summary.weight.normal_(generator=torch.Generator().manual_seed(2))
     captured = []
-    generate = policy.generate
+    generate = t.policy.generate
 
-    def recording_generate(**kwargs):
-        out = generate(**kwargs, output_scores=True, return_dict_in_generate=True)
-        captured.append(torch.log_softmax(out.scores[0].float(), -1))
-        return out.sequences
+    def recording_generate(**kwargs):  # the scores generate() drew each token from, after temperature and top-p
+        out = generate(**kwargs)
+        captured.append([torch.log_softmax(step.float(), -1) for step in out.scores])
+        return out
 
-    policy.generate = recording_generate
-    queries = prompt_dataset(HELD_OUT, tokenizer, max_prompt_length=256)["input_ids"]
-    samples = sample_ids(policy, tokenizer, queries, k=1, max_new_tokens=1, temperature=0.7, top_p=0.6, seed=0)
-    batch = make_batch(samples, tokenizer.pad_token_id)
-    with torch.no_grad():
-        logprobs = forward_logprobs(policy, None, batch, temperature=0.7, top_p=0.6)[0]
-    ours = (logprobs * batch.response_mask).sum(1)
-    theirs = captured[0].gather(1, torch.tensor([[r[0]] for r in samples.response_ids])).squeeze(1)
-    assert torch.allclose(ours, theirs, atol=1e-4), (ours, theirs)
+    t.policy.generate = recording_generate
+    samples = sample(t, t.policy, [t.train_queries[i] for i in range(8)], 1, 0, 1)
+    theirs = torch.cat([torch.stack([captured[0][step][row, token] for step, token in enumerate(response)])
+                        for row, response in enumerate(samples.response_ids)])
+    rollout = Rollout(samples, make_batch(samples, tokenizer.pad_token_id), torch.zeros(8), torch.zeros(8))
+    add_old_and_reference(t, rollout, {})
+    assert torch.allclose(rollout.old_logprobs[rollout.mask.bool()], theirs, atol=1e-6), theirs
     assert (theirs > -0.01).sum() < len(theirs)  # the nucleus held more than one word: not a trivial check
+    with torch.no_grad():
+        logprobs, values, _ = forward_logprobs(t.policy, t.value_head, rollout.batch, temperature=0.7, top_p=0.6)
+    assert torch.allclose(logprobs, rollout.old_logprobs, atol=1e-4), (logprobs, rollout.old_logprobs)
+    assert torch.allclose(values * rollout.mask, rollout.old_values, atol=1e-4), (values, rollout.old_values)
+    assert rollout.old_values.abs().sum() > 1 and rollout.mask.sum(1).max() > 1
 
 
 def test_no_grad_passes_run_in_eval_mode_and_updates_in_train_mode(tokenizer):
