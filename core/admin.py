@@ -41,16 +41,8 @@ class SuperuserOnlyTabularInline(_SuperuserOnlyPermissions, admin.TabularInline)
     """Base class of every tabular inline in the project."""
 
 
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(SuperuserOnlyAdmin):
-    """Append-only: visible to superusers, never changed or deleted here."""
-
-    list_display = ["created_at", "actor", "event_type", "project", "target"]
-    list_filter = ["event_type", "project"]
-    search_fields = ["actor__username", "target"]
-    readonly_fields = ["created_at", "actor", "event_type", "project", "target", "extra"]
+class ReadOnlyAdmin(SuperuserOnlyAdmin):
+    """A record the platform writes and nobody edits by hand (the audit trail, DPO rounds): view only."""
 
     def has_add_permission(self, request):
         return False
@@ -60,6 +52,18 @@ class AuditEventAdmin(SuperuserOnlyAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    """Append-only: visible to superusers, never changed or deleted here."""
+
+    list_display = ["created_at", "actor", "event_type", "project", "target"]
+    list_filter = ["event_type", "project"]
+    search_fields = ["actor__username", "target"]
+    readonly_fields = ["created_at", "actor", "event_type", "project", "target", "extra"]
 
 
 # Django's own User and Group admins get the same lock (the site's check already covers them).

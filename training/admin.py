@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import ValidationError
 
-from core.admin import SuperuserOnlyAdmin, SuperuserOnlyTabularInline
+from core.admin import ReadOnlyAdmin, SuperuserOnlyAdmin, SuperuserOnlyTabularInline
 from core.exceptions import ApplicationError
 from feedback.admin import ProjectAdmin
 from feedback.models import Project
@@ -117,7 +117,7 @@ class RetrainScheduleAdmin(SuperuserOnlyAdmin):
 
 
 @admin.register(DPORound)
-class DPORoundAdmin(SuperuserOnlyAdmin):
+class DPORoundAdmin(ReadOnlyAdmin):
     """Read-only: a round moves only through its services (the "DPO round" button, the command, the API, the
     worker), which keep its runs, tasks and audit rows consistent; here a superuser looks across projects."""
 
@@ -137,12 +137,3 @@ class DPORoundAdmin(SuperuserOnlyAdmin):
     @admin.display(description="pairs from the reward model")
     def model_pairs(self, obj):
         return obj.counts.get("model_pairs", "–")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
