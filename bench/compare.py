@@ -109,10 +109,25 @@ def pair_rows(n: int, tag: str) -> list[dict]:
             for i in range(n)]
 
 
+class _Server:
+    """What both servers share: `clients` annotators, each with a token of its own (the 1-annotator loop takes one
+    the 16-client run did not use), looping `annotate_step` for `duration` seconds, with the server's CPU measured."""
+
+    def annotate(self, clients: int, duration: float):
+        tokens = iter(self.tokens[:clients] if clients > 1 else self.tokens[16:])
+        lock = threading.Lock()
+
+        def factory():
+            with lock:
+                return self.session(next(tokens))
+
+        return measured(self.pgid, lambda: http_loop(factory, self.annotate_step, clients, duration))
+
+
 # --- our side ---------------------------------------------------------------------------------------------------
 
 
-class Ours:
+class Ours(_Server):
     name = "ours"
 
     def __init__(self, work: Path, pairs: int, tasks: int, workers: int, threads: int):
@@ -159,16 +174,6 @@ class Ours:
         if r.status_code != 201:
             raise RuntimeError(f"submit {r.status_code}: {r.text[:200]}")
         return [(t1 - t0) * 1000, (t2 - t1) * 1000]
-
-    def annotate(self, clients: int, duration: float):
-        tokens = iter(self.tokens[:clients] if clients > 1 else self.tokens[16:])
-        lock = threading.Lock()
-
-        def factory():
-            with lock:
-                return self.session(next(tokens))
-
-        return measured(self.pgid, lambda: http_loop(factory, self.annotate_step, clients, duration))
 
     def annotation_counts(self) -> tuple[int, int]:
         """(judgements, distinct tasks judged) in the annotate project."""
@@ -278,7 +283,7 @@ for i, (email, token) in enumerate(json.load(sys.stdin)):
 """
 
 
-class LabelStudio:
+class LabelStudio(_Server):
     """Label Studio (Community edition, SQLite) under the same gunicorn settings as ours: `label-studio start`
     serves with Django's single-process runserver, which would not be a like-for-like comparison."""
 
@@ -379,16 +384,6 @@ class LabelStudio:
         if r.status_code != 201:
             raise RuntimeError(f"annotate {r.status_code}: {r.text[:200]}")
         return [(t1 - t0) * 1000, (time.perf_counter() - t1) * 1000]
-
-    def annotate(self, clients: int, duration: float):
-        tokens = iter(self.tokens[:clients] if clients > 1 else self.tokens[16:])
-        lock = threading.Lock()
-
-        def factory():
-            with lock:
-                return self.session(next(tokens))
-
-        return measured(self.pgid, lambda: http_loop(factory, self.annotate_step, clients, duration))
 
     def annotation_counts(self) -> tuple[int, int]:
         """(annotations, distinct tasks annotated) in the annotate project."""
