@@ -16,7 +16,7 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # A file, not memory: the concurrency tests need real connections from many threads.
     (BASE_DIR / "var").mkdir(exist_ok=True)  # noqa: F405
     # One file per pytest process, so engineers (and xdist workers) never share a test database.
