@@ -39,6 +39,25 @@ def test_publish_samples_become_tasks_served_to_annotators(project, tiny_policy)
 
 
 @pytest.mark.django_db
+def test_the_run_shows_progress_while_it_samples(project, tiny_policy, monkeypatch):
+    rows = [importing.clean_row({"id": f"p-{i}", "prompt": f"Count to {i}."}, i + 1) for i in range(10)]
+    feedback_services.import_prompts(project=project, rows=rows)
+    run = services.start_training(project=project, kind=TrainingRun.Kind.PUBLISH,
+                                  config={"max_new_tokens": 4, "completions_per_prompt": 2})
+    beat, seen = services.beat, []
+
+    def beat_and_look(*, run_id, progress=None):  # the real heartbeat; then what the run page would read
+        cancelled = beat(run_id=run_id, progress=progress)
+        seen.append(TrainingRun.objects.get(pk=run_id).progress)
+        return cancelled
+
+    monkeypatch.setattr(services, "beat", beat_and_look)
+    assert execution.execute(run.pk) == TrainingRun.State.SUCCEEDED
+    # 20 samples in batches of 16: the bar stood at 16/20 before the last batch, then at the end.
+    assert seen[-2:] == [pytest.approx(0.8), pytest.approx(1.0)]
+
+
+@pytest.mark.django_db
 def test_bad_publish_settings_are_refused(project):
     from django.core.exceptions import ValidationError
 

@@ -15,6 +15,7 @@ from typing import Any
 
 OnStep = Callable[[int, dict[str, float]], None]  # (step, one flat dict of namespaced floats)
 ShouldStop = Callable[[], bool]  # polled inside generation and training steps
+OnBatch = Callable[[int, int], None]  # (samples drawn so far, samples to draw), after each sampling batch
 
 
 class TrainingCancelled(Exception):

@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-from .callbacks import ShouldStop, TrainingCancelled
+from .callbacks import OnBatch, ShouldStop, TrainingCancelled
 from .data import TextOrMessages, prompt_dataset
 from .ppo_math import top_p_removed
 from .tensors import pad_sequences
@@ -132,13 +132,14 @@ def stop_token_ids(tokenizer) -> list[int]:
 def sample_ids(
     model, tokenizer, query_ids: Sequence[Sequence[int]], *, k: int = 1, max_new_tokens: int = 64,
     temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None, batch_size: int = 16,
-    should_stop: ShouldStop | None = None, with_logprobs: bool = False,
+    should_stop: ShouldStop | None = None, with_logprobs: bool = False, on_batch: OnBatch | None = None,
 ) -> Samples:
     """Sample `k` responses for each tokenized prompt (greedy when temperature is 0). `with_logprobs` also
     keeps, per response token, the sampler's log-prob and last hidden state (`Samples.logprobs`, `.hidden`):
     PPO's old log-probs and values, with no second forward pass.
 
-    Raises `TrainingCancelled` when `should_stop()` turns True (checked before each decode step)."""
+    Raises `TrainingCancelled` when `should_stop()` turns True (checked before each decode step); `on_batch`
+    hears (samples drawn, samples to draw) after each batch."""
     if seed is not None:
         torch.manual_seed(seed)
     stops = stop_token_ids(tokenizer)
@@ -170,6 +171,8 @@ def sample_ids(
                     if with_logprobs:
                         out.logprobs.append(logprobs[n, : len(response)])
                         out.hidden.append(hidden[n, : len(response)])
+                if on_batch is not None:
+                    on_batch(len(out.texts), len(jobs))
         finally:
             model.train(was_training)
     return out
@@ -208,7 +211,7 @@ def _generate(model, queries: list[list[int]], pad_id: int, settings: dict, shou
 def sample_prompts(
     model, tokenizer, prompts: Sequence[TextOrMessages], *, k: int = 2, max_new_tokens: int = 64,
     temperature: float = 0.8, top_p: float = 0.95, seed: int | None = 0, batch_size: int = 16,
-    max_prompt_length: int | None = 512, should_stop: ShouldStop | None = None,
+    max_prompt_length: int | None = 512, should_stop: ShouldStop | None = None, on_batch: OnBatch | None = None,
 ) -> Samples:
     """Text (or chat) prompts → `k` samples each, with ids, texts and `ended`; `prompt_index` points into
     `prompts`. Chat messages (and plain strings, as a user turn) go through the chat template when the
@@ -218,7 +221,7 @@ def sample_prompts(
         return Samples()
     samples = sample_ids(model, tokenizer, dataset["input_ids"], k=k, max_new_tokens=max_new_tokens,
                          temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
-                         should_stop=should_stop)
+                         should_stop=should_stop, on_batch=on_batch)
     samples.prompt_index = [dataset["prompt_index"][row] for row in samples.prompt_index]
     return samples
 
@@ -226,12 +229,12 @@ def sample_prompts(
 def sample_completions(
     model, tokenizer, prompts: Sequence[TextOrMessages], *, k: int = 2, max_new_tokens: int = 64,
     temperature: float = 0.8, top_p: float = 0.95, seed: int | None = 0, batch_size: int = 16,
-    max_prompt_length: int | None = 512, should_stop: ShouldStop | None = None,
+    max_prompt_length: int | None = 512, should_stop: ShouldStop | None = None, on_batch: OnBatch | None = None,
 ) -> list[list[str]]:
     """Text (or chat) prompts → k completion texts each ([] for a prompt too long to sample)."""
     samples = sample_prompts(model, tokenizer, prompts, k=k, max_new_tokens=max_new_tokens, temperature=temperature,
                              top_p=top_p, seed=seed, batch_size=batch_size, max_prompt_length=max_prompt_length,
-                             should_stop=should_stop)
+                             should_stop=should_stop, on_batch=on_batch)
     completions: list[list[str]] = [[] for _ in prompts]
     for index, text in zip(samples.prompt_index, samples.texts):
         completions[index].append(text)

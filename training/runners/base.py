@@ -46,6 +46,10 @@ class RunContext:
         progress = (step / self.total_steps) if self.total_steps else None
         self.cancel_requested = services.record_step(run_id=self.run.pk, step=step, metrics=metrics, progress=progress)
 
+    def on_progress(self, fraction: float) -> None:
+        """Progress between steps (a long sampling pass): the run page's bar moves, no metrics row is written."""
+        self.cancel_requested = services.beat(run_id=self.run.pk, progress=fraction)
+
     def should_stop(self) -> bool:
         return self.cancel_requested
 

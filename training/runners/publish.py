@@ -55,7 +55,8 @@ def _keep(ranked: list, resampled: set, cfg, resample: int) -> list:
     return [item for item in ranked if id(item) in kept]
 
 
-def _sample(version: ModelVersion, payloads: list, cfg, k: int, seed: int, should_stop=None) -> list[list[str]]:
+def _sample(version: ModelVersion, payloads: list, cfg, k: int, seed: int, should_stop=None,
+            on_batch=None) -> list[list[str]]:
     """Sampling stops between decode steps when the run is cancelled (RunCancelled)."""
     from training.pipeline.callbacks import TrainingCancelled
     from training.pipeline.generate import sample_completions
@@ -64,7 +65,7 @@ def _sample(version: ModelVersion, payloads: list, cfg, k: int, seed: int, shoul
     try:
         return sample_completions(load_causal_lm(version.path), load_tokenizer(version.path), payloads, k=k,
                                   max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                                  seed=seed, should_stop=should_stop)
+                                  seed=seed, should_stop=should_stop, on_batch=on_batch)
     except TrainingCancelled:
         raise RunCancelled() from None
 
@@ -78,7 +79,7 @@ def _rival(policy: ModelVersion, project) -> ModelVersion | None:
 
 
 def _head_to_head(policy: ModelVersion, ranked: list, cfg, should_stop=None, *, project=None,
-                  resampled: frozenset = frozenset()) -> tuple[ModelVersion | None, dict]:
+                  resampled: frozenset = frozenset(), on_batch=None) -> tuple[ModelVersion | None, dict]:
     """One completion of the rival version (`_rival`) for a share of the prompts, and for every prompt drawn
     again while a candidate awaits promotion."""
     rival = _rival(policy, project if project is not None else policy.project)
@@ -87,7 +88,8 @@ def _head_to_head(policy: ModelVersion, ranked: list, cfg, should_stop=None, *, 
     fresh = [item for item in ranked if item[0].pk not in resampled]
     share = fresh[: max(1, int(len(fresh) * cfg.head_to_head_share))] if cfg.head_to_head_share > 0 else []
     rival_pool = [item for item in ranked if item[0].pk in resampled] + share
-    samples = _sample(rival, [p.payload for p, _ in rival_pool], cfg, k=1, seed=cfg.seed + 1, should_stop=should_stop)
+    samples = _sample(rival, [p.payload for p, _ in rival_pool], cfg, k=1, seed=cfg.seed + 1, should_stop=should_stop,
+                      on_batch=on_batch)
     return rival, {p.pk: s[0] for (p, _), s in zip(rival_pool, samples) if s}
 
 
@@ -113,14 +115,18 @@ def run_publish(ctx: RunContext) -> dict:
         ctx.log("no prompts to sample for")
         return {"summary": {"published_tasks": 0, "promotions": _decide(decide_promotions, project)}}
     ctx.log(f"sampling {k} completions for {len(pool)} prompts from {policy.name} ({len(resampled)} drawn again)")
-    texts = _sample(policy, [p.payload for p in pool], cfg, k=k, seed=cfg.seed, should_stop=ctx.should_stop)
+    # The bar: the policy's samples, then at most one rival sample per published prompt (an upper bound).
+    planned = len(pool) * k + (min(len(pool), cfg.max_prompts) if waiting is not None else 0)
+    texts = _sample(policy, [p.payload for p in pool], cfg, k=k, seed=cfg.seed, should_stop=ctx.should_stop,
+                    on_batch=lambda done, _: ctx.on_progress(done / planned))
     ctx.on_step(1, {"publish/prompts_sampled": len(pool)})
 
     scorer = RewardScorer(reward.path) if reward else None
     ranked = sorted(zip(pool, texts), key=lambda item: _uncertainty(scorer, item[0].payload, item[1]))
     ranked = _keep([(p, t) for p, t in ranked if len(set(t)) >= 2], resampled, cfg, resample)
     rival, rival_texts = _head_to_head(policy, ranked, cfg, should_stop=ctx.should_stop, project=project,
-                                       resampled=frozenset(resampled))
+                                       resampled=frozenset(resampled),
+                                       on_batch=lambda done, _: ctx.on_progress((len(pool) * k + done) / planned))
     if ctx.should_stop():  # the last moment a cancel can land: nothing has been published yet
         raise RunCancelled()
     published = _publish(project, policy, ranked, rival, rival_texts, cfg, k)

@@ -44,3 +44,6 @@ def test_sample_prompts_maps_back_to_the_prompts_and_skips_long_ones(tiny_llama_
     assert all(ended == (ids[-1] in stop_token_ids(tokenizer)) for ids, ended in zip(out.response_ids, out.ended))
     again = sample_prompts(model, tokenizer, prompts, **settings)
     assert again.response_ids == out.response_ids  # seeded
+    heard = []
+    sample_prompts(model, tokenizer, prompts, **settings, batch_size=3, on_batch=lambda *counts: heard.append(counts))
+    assert heard == [(3, 4), (4, 4)]  # the progress bar hears every batch
