@@ -12,7 +12,8 @@ Workloads (each side gets its own server process group and throw-away SQLite dat
 
 Server CPU is read from /proc: utime + stime of every process in the server's process group plus the reaped
 children's (cutime + cstime of the group leader), before and after each run. Rounds interleave the sides
-(ours, theirs, ours, …) so a busy machine weighs on both alike; the table shows medians over rounds.
+(ours, theirs, ours, …) so a busy machine weighs on both alike; the table shows medians over rounds. The load
+generator runs here too, on the same cores: its own CPU per request (this process) is printed beside the server's.
 
 Without --label-studio-venv (a virtualenv with `label-studio` installed; run with 1.23.2) Label Studio's column
 says "not measured". Both sides serve the same pair texts from gunicorn with the same --workers/--threads, on
@@ -425,14 +426,17 @@ def run_workload(side, workload: str, duration: float) -> dict:
     if workload in ("submit_16", "loop_1"):
         clients = 16 if workload == "submit_16" else 1
         before = side.annotation_counts()
+        client_cpu = time.process_time()  # the load generator shares the 2 cores: how much of them it took
         (requests_done, latencies, errors), wall, cpu = side.annotate(clients, duration)
+        client_cpu = time.process_time() - client_cpu
         after = side.annotation_counts()
         loops = requests_done / 2
         # A judgement on a task someone else already judged (overlap 1 on both sides) is wasted work.
         duplicates = (after[0] - before[0]) - (after[1] - before[1])
         return {"rate": (requests_done if clients > 1 else loops) / wall,
                 "p99": load.pct(latencies, 99), "cpu_ms": 1000 * cpu / max(1, requests_done if clients > 1 else loops),
-                "errors": errors, "duplicates": duplicates, "judged": after[0] - before[0]}
+                "errors": errors, "duplicates": duplicates, "judged": after[0] - before[0],
+                "client_cpu_ms": 1000 * client_cpu / max(1, requests_done if clients > 1 else loops)}
     if workload == "import_20k":
         created, wall, cpu = side.import_pairs()
         return {"rate": wall, "cpu_s": cpu, "n": created}
@@ -453,7 +457,8 @@ def cell(runs: list[dict] | None, workload: str) -> str:
         errors += (f", {sum(r['duplicates'] for r in runs)} of {sum(r['judged'] for r in runs)} judgements"
                    " on tasks already judged")
     if workload == "submit_16":
-        return f"{med['rate']:.1f} req/s, p99 {med['p99']:.0f} ms, {med['cpu_ms']:.1f} ms CPU/req{errors}"
+        return (f"{med['rate']:.1f} req/s, p99 {med['p99']:.0f} ms, {med['cpu_ms']:.1f} ms CPU/req "
+                f"(client {med['client_cpu_ms']:.1f}){errors}")
     if workload == "loop_1":
         return f"{med['rate']:.1f} loops/s, {med['cpu_ms']:.1f} ms CPU/loop{errors}"
     if workload == "import_20k":
