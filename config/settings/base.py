@@ -93,7 +93,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # The same SQLite, with writers of one process queued on a lock (core/backends/sqlite3/base.py).
+    # The same SQLite, with writers queued on our locks (per process, then a flock across processes) before
+    # SQLite's busy handler, which sleeps up to 100 ms between tries (core/backends/sqlite3/base.py).
     DATABASES["default"]["ENGINE"] = "core.backends.sqlite3"
     DATABASES["default"].setdefault("TEST", {})
 # One connection per worker thread, kept between requests: opening one costs about as much CPU as a whole
