@@ -36,16 +36,25 @@ def _thread_lock(name: str) -> threading.Lock:
         return _thread_locks.setdefault(name, threading.Lock())
 
 
+def _flock_until(fd: int, deadline: float) -> None:
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise OperationalError("database is locked") from None
+            time.sleep(POLL_SECONDS)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
-    _holds_writer_lock = False
+    _held_lock: threading.Lock | None = None  # this process's writer lock while this connection holds both
     _lock_fd: int | None = None
     _lock_fd_pid: int | None = None
 
-    def _writers_shared(self) -> bool:
-        return not self.is_in_memory_db()  # an in-memory database belongs to one connection
-
     def _start_transaction_under_autocommit(self):
-        if self._writers_shared() and not self._holds_writer_lock:
+        # An in-memory database belongs to one connection: nobody to queue behind.
+        if self._held_lock is None and not self.is_in_memory_db():
             self._acquire_writer_lock()
         try:
             super()._start_transaction_under_autocommit()
@@ -56,23 +65,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _acquire_writer_lock(self) -> None:
         timeout = float(self.settings_dict["OPTIONS"].get("timeout", 5))
         deadline = time.monotonic() + timeout
-        if not _thread_lock(str(self.settings_dict["NAME"])).acquire(timeout=timeout):
+        lock = _thread_lock(str(self.settings_dict["NAME"]))
+        if not lock.acquire(timeout=timeout):
             raise OperationalError("database is locked")
-        self._holds_writer_lock = True
         try:
-            fd = self._lock_file()
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise OperationalError("database is locked") from None
-                    time.sleep(POLL_SECONDS)
+            _flock_until(self._lock_file(), deadline)
         except BaseException:
-            self._holds_writer_lock = False
-            _thread_lock(str(self.settings_dict["NAME"])).release()
+            lock.release()
             raise
+        self._held_lock = lock
 
     def _lock_file(self) -> int:
         # Opened once per connection and process: a descriptor inherited across fork() shares its lock with the
@@ -83,13 +84,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return self._lock_fd
 
     def _release_writer_lock(self):
-        if not self._holds_writer_lock:
+        lock, self._held_lock = self._held_lock, None
+        if lock is None:
             return
-        self._holds_writer_lock = False
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         finally:
-            _thread_lock(str(self.settings_dict["NAME"])).release()
+            lock.release()
 
     def _commit(self):
         try:
