@@ -36,8 +36,9 @@ class PublishConfig(SamplingSettings):
                 "promotion when there is one, else the previous best version (the policy's parent)."})
     resample_share: float = dataclasses.field(default=0.25, metadata={
         "help": "While a candidate policy awaits the annotators' verdict: this share of max_prompts is drawn again "
-                "from prompts that already have completions (judged or not), the reward model's most uncertain "
-                "first, and each gets a head-to-head task (candidate against the active policy)."})
+                "at random from prompts that already have completions (judged or not), and each gets a head-to-head "
+                "task (K-1 answers of the active policy, one of the candidate), the reward model's least certain "
+                "first in the queue."})
     policy_version: int | None = dataclasses.field(default=None, metadata={
         "help": "ModelVersion id of the policy to sample from; default: the project's active policy."})
 

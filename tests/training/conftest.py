@@ -67,6 +67,23 @@ def tiny_bert_dir(tmp_path_factory, minilm_tokenizer) -> Path:
     return dest
 
 
+@pytest.fixture(scope="session")
+def tiny_reward_dir(tmp_path_factory, tiny_bert_dir) -> Path:
+    """The tiny BERT as a trained reward model would be saved. A random head gives reward gaps of ~1e-5; scaled
+    up 10⁴ times, which answers it is least sure about is clear."""
+    import torch
+
+    from training.pipeline.models import load_reward_model
+
+    dest = tmp_path_factory.mktemp("tiny") / "tiny-reward"
+    tokenizer = load_tokenizer(tiny_bert_dir)
+    scorer = load_reward_model(tiny_bert_dir, tokenizer=tokenizer)
+    with torch.no_grad():
+        scorer.classifier.weight.mul_(1e4)
+    save_pretrained_atomic(scorer, tokenizer, dest, {"kind": "reward"})
+    return dest
+
+
 @pytest.fixture
 def capital_rows():
     """Import rows whose two completions either answer the question ("answers") or evade it ("evades")."""

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from django.test import Client
 
 from core.exceptions import Conflict
@@ -18,7 +17,7 @@ from feedback.models import ComparisonTask, Completion
 from tests.feedback.factories import make_member
 from training import execution, selectors, services, tasks
 from training.models import DPORound, ModelVersion, TrainingRun
-from training.pipeline.models import load_reward_model, load_tokenizer, manifest_sha256, save_pretrained_atomic
+from training.pipeline.models import manifest_sha256
 from training.pipeline.reward import RewardScorer
 
 pytestmark = pytest.mark.django_db
@@ -29,20 +28,14 @@ ROUND = {"completions_per_prompt": 3, "max_prompts": 4, "budget": 3, "max_new_to
 
 
 @pytest.fixture
-def models(project, tiny_llama_dir, tiny_bert_dir, tmp_path, settings):
+def models(project, tiny_llama_dir, tiny_reward_dir, tmp_path, settings):
     settings.MODEL_DIR = tmp_path / "models"
     settings.EXPORT_DIR = tmp_path / "exports"
     policy = services.register_version(project=None, name="tiny-policy", kind=ModelVersion.Kind.POLICY,
                                        path=str(tiny_llama_dir), sha256=manifest_sha256(tiny_llama_dir), config={},
                                        metrics={}, activate=True)
-    dest = tmp_path / "reward"
-    tokenizer = load_tokenizer(tiny_bert_dir)
-    scorer = load_reward_model(tiny_bert_dir, tokenizer=tokenizer)
-    with torch.no_grad():  # a random tiny head gives gaps of ~1e-5; scaled up, the order of gaps is clear
-        scorer.classifier.weight.mul_(1e4)
-    save_pretrained_atomic(scorer, tokenizer, dest, {"kind": "reward"})
     reward = services.register_version(project=project, name="tiny-reward", kind=ModelVersion.Kind.REWARD,
-                                       path=str(dest), sha256=manifest_sha256(dest), config={},
+                                       path=str(tiny_reward_dir), sha256=manifest_sha256(tiny_reward_dir), config={},
                                        metrics={"eval/accuracy": 0.9, "eval/accuracy_low": 0.6}, activate=True)
     rows = [importing.clean_row({"id": f"q-{i}", "prompt": f"Say something about the number {i}."}, i + 1)
             for i in range(6)]

@@ -166,3 +166,44 @@ def test_publishing_pits_the_candidate_against_the_active_policy_on_prompts_draw
     duels = [t for t in new_tasks if {c.model_version_id for c in t.completions.all()} == {active.pk, candidate.pk}]
     assert len(duels) == summary["head_to_head"] >= 1
     assert ModelVersion.objects.get(pk=candidate.pk).metrics["human/judgements"] == 0
+
+
+def test_prompts_drawn_again_cost_one_candidate_and_k_minus_one_policy_answers_queued_least_certain_first(
+        project, tiny_llama_dir, tiny_reward_dir, monkeypatch):
+    """A random draw of old prompts, each sampled K−1 times from the active policy and once from the candidate
+    (nothing thrown away), and the queue serves first the tasks whose shown answers the reward model is least
+    sure about (smallest reward gap)."""
+    from training import execution
+    from training.pipeline import generate
+    from training.pipeline.models import manifest_sha256
+    from training.pipeline.reward import RewardScorer
+
+    sha = manifest_sha256(tiny_llama_dir)
+    active = services.register_version(project=project, name="tiny-active", kind=ModelVersion.Kind.POLICY,
+                                       path=str(tiny_llama_dir), sha256=sha, config={}, metrics={"x": 1}, activate=True)
+    services.register_version(project=project, name="tiny-reward", kind=ModelVersion.Kind.REWARD,
+                              path=str(tiny_reward_dir), sha256=manifest_sha256(tiny_reward_dir), config={},
+                              metrics={"eval/accuracy": 0.9, "eval/accuracy_low": 0.6}, activate=True)
+    old_tasks = make_tasks(project, 8)
+    candidate = services.register_version(project=project, name="tiny-candidate", kind=ModelVersion.Kind.POLICY,
+                                          path=str(tiny_llama_dir), sha256=sha, config={}, metrics={"x": 1})
+    drawn, sample = [], generate.sample_completions
+    monkeypatch.setattr(generate, "sample_completions",  # the real sampler; the test counts what it is asked for
+                        lambda model, tok, prompts, **kw: drawn.append(len(prompts) * kw["k"]) or sample(model, tok, prompts, **kw))
+    run = services.start_training(project=project, kind=TrainingRun.Kind.PUBLISH,
+                                  config={"max_new_tokens": 6, "completions_per_prompt": 3, "temperature": 1.0,
+                                          "max_prompts": 4, "resample_share": 1.0})
+    assert execution.execute(run.pk) == TrainingRun.State.SUCCEEDED
+    summary = TrainingRun.objects.get(pk=run.pk).summary
+    assert summary["resampled"] == 4 and drawn == [4 * 2, 4 * 1]  # the active policy's K−1, the candidate's one
+    new_tasks = list(project.tasks.exclude(pk__in=[t.pk for t in old_tasks]).order_by("priority", "id"))
+    assert len(new_tasks) == summary["head_to_head"] == summary["published_tasks"] >= 3
+    scorer = RewardScorer(tiny_reward_dir)
+    gaps = []
+    for task in new_tasks:
+        versions = sorted(c.model_version_id for c in task.completions.all())
+        assert versions == sorted([active.pk, active.pk, candidate.pk]) or versions == sorted([active.pk, candidate.pk])
+        rewards = sorted(scorer.score([task.prompt.payload] * task.completions.count(),
+                                      [c.text for c in task.completions.all()]))
+        gaps.append(min(b - a for a, b in zip(rewards, rewards[1:])))
+    assert gaps == sorted(gaps) and len(set(gaps)) > 1

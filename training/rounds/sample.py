@@ -15,7 +15,7 @@ from training import selectors, services
 from training.models import DPORound
 from training.pipeline.rounds import distinct, model_row, scored_pairs, split_budget
 from training.runners.base import RunCancelled, RunContext
-from training.runners.publish import _sample
+from training.runners.publish import sampler
 
 NO_PROMPTS = "the project has no prompts to sample for"
 
@@ -65,8 +65,8 @@ def run_sample(ctx: RunContext, dpo_round: DPORound) -> dict:
     ctx.log(f"round {dpo_round.pk}: {cfg.completions_per_prompt} answers for {len(prompts)} prompts from "
             f"{dpo_round.policy.name}, scored by {dpo_round.reward_model.name}")
     started = time.perf_counter()
-    texts = _sample(dpo_round.policy, [p.payload for p in prompts], cfg, k=cfg.completions_per_prompt,
-                    seed=cfg.seed + dpo_round.pk, should_stop=ctx.should_stop)
+    texts = sampler(dpo_round.policy, cfg, ctx.should_stop)([p.payload for p in prompts], cfg.completions_per_prompt,
+                                                            cfg.seed + dpo_round.pk)
     answers = [distinct(t) for t in texts]
     timings["time/sample_s"] = time.perf_counter() - started
     ctx.on_step(1, {"round/prompts": len(prompts), **timings})

@@ -25,10 +25,11 @@ def _uncertainty(scorer, prompt, texts: list[str]) -> float:
     return min(b - a for a, b in zip(rewards, rewards[1:]))
 
 
-def _prompt_pool(project, cfg, reward: ModelVersion | None, resample: int = 0, seed: int = 0) -> tuple[list, set]:
-    """(prompts to sample for, the ids of those drawn again). `resample` prompts that already have completions
-    (judged or not) are drawn at random — twice as many with a reward model, which keeps the least certain —
-    and keep their places even when fresh prompts alone would fill `max_prompts`."""
+def _prompt_pool(project, cfg, reward: ModelVersion | None, resample: int = 0, seed: int = 0) -> tuple[list, list]:
+    """(fresh prompts, prompts drawn again). Fresh prompts are sampled for twice as many as will be published when
+    a reward model can keep the least certain (prompts="all"). The `resample` prompts drawn again already have
+    completions (judged or not): a plain random draw, because their head-to-head judgements estimate the
+    candidate's win rate, and keeping only the reward model's hardest prompts would bias it."""
     import random
 
     from feedback.models import Prompt
@@ -36,38 +37,37 @@ def _prompt_pool(project, cfg, reward: ModelVersion | None, resample: int = 0, s
     prompts = Prompt.objects.filter(project=project).order_by("id")
     if cfg.prompts == "without_completions":
         prompts = prompts.filter(completions__isnull=True)
-    factor = 2 if reward else 1
+    factor = 2 if reward and cfg.prompts == "all" else 1
     resample = min(resample, cfg.max_prompts) if cfg.prompts == "without_completions" else 0
-    fresh = list(prompts.distinct()[: (cfg.max_prompts - resample) * (factor if cfg.prompts == "all" else 1)])
+    fresh = list(prompts.distinct()[: (cfg.max_prompts - resample) * factor])
     if not resample:
-        return fresh, set()
+        return fresh, []
     seen = list(Prompt.objects.filter(project=project, completions__isnull=False).distinct()
                 .order_by("id").values_list("pk", flat=True))
-    drawn = random.Random(seed).sample(seen, min(len(seen), resample * factor))
-    return fresh + list(Prompt.objects.filter(pk__in=drawn).order_by("id")), set(drawn)
+    drawn = random.Random(seed).sample(seen, min(len(seen), resample))
+    return fresh, list(Prompt.objects.filter(pk__in=drawn).order_by("id"))
 
 
-def _keep(ranked: list, resampled: set, cfg, resample: int) -> list:
-    """The most uncertain prompts (`ranked` is most uncertain first): up to `resample` drawn again, the rest fresh."""
-    again = [item for item in ranked if item[0].pk in resampled][:resample]
-    fresh = [item for item in ranked if item[0].pk not in resampled][: cfg.max_prompts - len(again)]
-    kept = {id(item) for item in again + fresh}
-    return [item for item in ranked if id(item) in kept]
-
-
-def _sample(version: ModelVersion, payloads: list, cfg, k: int, seed: int, should_stop=None,
-            on_batch=None) -> list[list[str]]:
-    """Sampling stops between decode steps when the run is cancelled (RunCancelled)."""
+def sampler(version: ModelVersion, cfg, should_stop=None):
+    """A function (payloads, k, seed, on_batch) → k texts per payload from `version`, loaded once. Sampling stops
+    between decode steps when the run is cancelled (RunCancelled)."""
     from training.pipeline.callbacks import TrainingCancelled
     from training.pipeline.generate import sample_completions
     from training.pipeline.models import load_causal_lm, load_tokenizer
 
-    try:
-        return sample_completions(load_causal_lm(version.path), load_tokenizer(version.path), payloads, k=k,
-                                  max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                                  seed=seed, should_stop=should_stop, on_batch=on_batch)
-    except TrainingCancelled:
-        raise RunCancelled() from None
+    model, tokenizer = load_causal_lm(version.path), load_tokenizer(version.path)
+
+    def sample(payloads: list, k: int, seed: int, on_batch=None) -> list[list[str]]:
+        if not payloads:
+            return []
+        try:
+            return sample_completions(model, tokenizer, payloads, k=k, max_new_tokens=cfg.max_new_tokens,
+                                      temperature=cfg.temperature, top_p=cfg.top_p, seed=seed,
+                                      should_stop=should_stop, on_batch=on_batch)
+        except TrainingCancelled:
+            raise RunCancelled() from None
+
+    return sample
 
 
 def _rival(policy: ModelVersion, project) -> ModelVersion | None:
@@ -78,28 +78,28 @@ def _rival(policy: ModelVersion, project) -> ModelVersion | None:
     return policy.parent if policy.parent and policy.parent.kind == ModelVersion.Kind.POLICY else None
 
 
-def _head_to_head(policy: ModelVersion, ranked: list, cfg, should_stop=None, *, project=None,
-                  resampled: frozenset = frozenset(), on_batch=None) -> tuple[ModelVersion | None, dict]:
-    """One completion of the rival version (`_rival`) for a share of the prompts, and for every prompt drawn
-    again while a candidate awaits promotion."""
-    rival = _rival(policy, project if project is not None else policy.project)
-    if rival is None or not ranked or (cfg.head_to_head_share <= 0 and not resampled):
-        return None, {}
-    fresh = [item for item in ranked if item[0].pk not in resampled]
-    share = fresh[: max(1, int(len(fresh) * cfg.head_to_head_share))] if cfg.head_to_head_share > 0 else []
-    rival_pool = [item for item in ranked if item[0].pk in resampled] + share
-    samples = _sample(rival, [p.payload for p, _ in rival_pool], cfg, k=1, seed=cfg.seed + 1, should_stop=should_stop,
-                      on_batch=on_batch)
-    return rival, {p.pk: s[0] for (p, _), s in zip(rival_pool, samples) if s}
+class _Progress:
+    """The run's bar over every sample publishing plans to draw (the rival's count is an upper bound)."""
+
+    def __init__(self, ctx: RunContext, planned: int):
+        self.ctx, self.planned, self.done = ctx, max(1, planned), 0
+
+    def batch(self, done: int, _total: int) -> None:
+        self.ctx.on_progress(min(1.0, (self.done + done) / self.planned))
+
+    def finished(self, drawn: int) -> None:
+        self.done += drawn
 
 
 def run_publish(ctx: RunContext) -> dict:
-    """Prompts: those waiting for completions, or (prompts="all") any, sampled for twice as many as will be
-    published, and those where the newest reward model is least certain (smallest reward gap between
-    completions) go first. A share of tasks pits one completion of a rival version against the new ones
-    (head to head): the candidate policy awaiting promotion when there is one (then `resample_share` of the
-    prompts are drawn again, judged or not, so there is always something to compare), else the previous
-    best version. Publishing ends by deciding promotions (`training.promotion.decide_promotions`)."""
+    """Fresh prompts (those waiting for completions, or with prompts="all" any) get K answers from the policy;
+    with a reward model, those it is least certain about (smallest reward gap) are kept and go first. A share of
+    them pits one answer of a rival version against the policy's (head to head): the candidate policy awaiting
+    promotion when there is one, else the previous best version. While a candidate awaits, `resample_share` of
+    the prompts are drawn again at random, judged or not, so there is always something to compare: each gets
+    K−1 answers of the policy and one of the candidate, nothing more is sampled. Every task's place in the queue
+    follows the reward model's uncertainty about the answers it shows. Publishing ends by deciding promotions
+    (`training.promotion.decide_promotions`)."""
     from training.pipeline.reward import RewardScorer
     from training.promotion import decide_promotions
 
@@ -107,47 +107,75 @@ def run_publish(ctx: RunContext) -> dict:
     k = cfg.completions_per_prompt or project.completions_per_task
     policy = _policy_for(run, cfg.policy_version)
     reward = selectors.newest_reward_model(project=project)
-    waiting = _rival(policy, project)
-    resample = (max(1, round(cfg.max_prompts * cfg.resample_share)) if cfg.resample_share > 0 and waiting is not None
-                and waiting.status == ModelVersion.Status.CANDIDATE else 0)
-    pool, resampled = _prompt_pool(project, cfg, reward, resample=resample, seed=cfg.seed + run.pk)
-    if not pool:
+    rival = _rival(policy, project)
+    resample = (max(1, round(cfg.max_prompts * cfg.resample_share)) if cfg.resample_share > 0 and rival is not None
+                and rival.status == ModelVersion.Status.CANDIDATE else 0)
+    fresh, again = _prompt_pool(project, cfg, reward, resample=resample, seed=cfg.seed + run.pk)
+    if not fresh and not again:
         ctx.log("no prompts to sample for")
         return {"summary": {"published_tasks": 0, "promotions": _decide(decide_promotions, project)}}
-    ctx.log(f"sampling {k} completions for {len(pool)} prompts from {policy.name} ({len(resampled)} drawn again)")
-    # The bar: the policy's samples, then at most one rival sample per published prompt (an upper bound).
-    planned = len(pool) * k + (min(len(pool), cfg.max_prompts) if waiting is not None else 0)
-    texts = _sample(policy, [p.payload for p in pool], cfg, k=k, seed=cfg.seed, should_stop=ctx.should_stop,
-                    on_batch=lambda done, _: ctx.on_progress(done / planned))
-    ctx.on_step(1, {"publish/prompts_sampled": len(pool)})
+    ctx.log(f"sampling {k} completions for {len(fresh)} prompts and {k - 1} plus the candidate's for {len(again)} "
+            f"drawn again, from {policy.name}")
+    progress = _Progress(ctx, len(fresh) * k + len(again) * k + (min(len(fresh), cfg.max_prompts) if rival else 0))
+    sample = sampler(policy, cfg, ctx.should_stop)
+    fresh_texts = sample([p.payload for p in fresh], k, cfg.seed, progress.batch)
+    progress.finished(len(fresh) * k)
+    again_texts = sample([p.payload for p in again], k - 1, cfg.seed + 2, progress.batch)
+    progress.finished(len(again) * (k - 1))
+    ctx.on_step(1, {"publish/prompts_sampled": len(fresh) + len(again)})
 
     scorer = RewardScorer(reward.path) if reward else None
-    ranked = sorted(zip(pool, texts), key=lambda item: _uncertainty(scorer, item[0].payload, item[1]))
-    ranked = _keep([(p, t) for p, t in ranked if len(set(t)) >= 2], resampled, cfg, resample)
-    rival, rival_texts = _head_to_head(policy, ranked, cfg, should_stop=ctx.should_stop, project=project,
-                                       resampled=frozenset(resampled),
-                                       on_batch=lambda done, _: ctx.on_progress((len(pool) * k + done) / planned))
+    uncertainty = lambda item: _uncertainty(scorer, item[0].payload, [text for text, _ in item[1]])  # noqa: E731
+    kept = sorted(((p, t) for p, t in zip(fresh, fresh_texts) if len(set(t)) >= 2),
+                  key=lambda item: _uncertainty(scorer, item[0].payload, item[1]))[: cfg.max_prompts - len(again)]
+    duels = kept[: max(1, int(len(kept) * cfg.head_to_head_share))] if rival and cfg.head_to_head_share > 0 else []
+    rival_texts = _rival_texts(rival, duels + list(zip(again, again_texts)), cfg, ctx.should_stop, progress.batch)
     if ctx.should_stop():  # the last moment a cancel can land: nothing has been published yet
         raise RunCancelled()
-    published = _publish(project, policy, ranked, rival, rival_texts, cfg, k)
+    tasks = _tasks(policy, k, rival, rival_texts, kept, list(zip(again, again_texts)))
+    published = _publish(project, sorted(tasks, key=uncertainty), cfg)
     services.record_published(project=project, run=run, policy=policy, tasks=published)
     ctx.log(f"published {published} comparison tasks")
     return {"summary": {"published_tasks": published, "policy": policy.name,
-                        "reward_model": reward.name if reward else None, "head_to_head": len(rival_texts),
-                        "rival": rival.name if rival else None, "resampled": len(resampled),
+                        "reward_model": reward.name if reward else None,
+                        "head_to_head": sum(any(v == rival for _, v in rows) for _, rows in tasks) if rival else 0,
+                        "rival": rival.name if rival_texts else None, "resampled": len(again),
                         "promotions": _decide(decide_promotions, project)}}
 
 
-def _publish(project, policy, ranked, rival, rival_texts, cfg, k) -> int:
+def _rival_texts(rival, items: list, cfg, should_stop, on_batch) -> dict[int, str]:
+    """One answer of the rival version for each (prompt, texts) in `items`, by prompt id."""
+    if rival is None or not items:
+        return {}
+    samples = sampler(rival, cfg, should_stop)([p.payload for p, _ in items], 1, cfg.seed + 1, on_batch)
+    return {p.pk: s[0] for (p, _), s in zip(items, samples) if s}
+
+
+def _tasks(policy, k: int, rival, rival_texts: dict, kept: list, again: list) -> list[tuple]:
+    """(prompt, rows) per task: every kept fresh prompt, and each prompt drawn again whose rival answer differs from
+    the policy's (drawn again, a prompt is there for the head-to-head alone)."""
+    tasks = [(prompt, _rows(policy, texts, k, rival, rival_texts.get(prompt.pk))) for prompt, texts in kept]
+    for prompt, texts in again:
+        rows = _rows(policy, texts, k, rival, rival_texts.get(prompt.pk))
+        if len(rows) >= 2 and rows[-1][1] == rival:
+            tasks.append((prompt, rows))
+    return tasks
+
+
+def _rows(policy, texts: list[str], k: int, rival, rival_text: str | None) -> list[tuple]:
+    """A task's answers as (text, version): the policy's distinct answers, the last of K replaced by the rival's
+    when it has one that differs from all of them."""
+    rows = [(text, policy) for text in dict.fromkeys(texts)]
+    if rival_text is not None and rival_text not in texts:
+        rows = rows[: k - 1] + [(rival_text, rival)]
+    return rows
+
+
+def _publish(project, tasks: list, cfg) -> int:
     generation = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed}
-    published = 0
-    for priority, (prompt, samples) in enumerate(ranked):
-        rows = [(text, policy) for text in dict.fromkeys(samples)]
-        if prompt.pk in rival_texts and rival_texts[prompt.pk] not in samples:
-            rows = rows[: k - 1] + [(rival_texts[prompt.pk], rival)]
-        published += services.publish_prompt(project=project, prompt=prompt, samples=rows, generation=generation,
-                                             priority=priority)
-    return published
+    return sum(services.publish_prompt(project=project, prompt=prompt, samples=rows, generation=generation,
+                                       priority=priority)
+               for priority, (prompt, rows) in enumerate(tasks))
 
 
 def _decide(decide_promotions, project) -> dict:
