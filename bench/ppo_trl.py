@@ -12,7 +12,7 @@ the policy with a scalar head, trained in full) and a reward *model* (TRL scores
 takes a function, so the bench's rule reward costs it nothing): here SmolLM2 with a fresh scalar head, whose
 scores carry no meaning, so only the time and memory are comparable. LoRA r=16, alpha 32, dropout 0.05 on
 the same projections as ours; the reference is the policy with its adapters disabled, as ours. TRL samples at
-the temperature alone (no top-p); ours uses top-p 0.95 as well. Prints `trl_ppo_iteration ...` and
+the temperature alone (no top-p), as ours does with `--top-p 1.0` (default 0.95). Prints `trl_ppo_iteration ...` and
 `trl_ppo_peak_rss ...` lines in bench/ppo.py's format; the first iteration is warm-up, excluded.
 """
 
