@@ -13,7 +13,8 @@ Workloads (each side gets its own server process group and throw-away SQLite dat
 Server CPU is read from /proc: utime + stime of every process in the server's process group plus the reaped
 children's (cutime + cstime of the group leader), before and after each run. Rounds interleave the sides
 (ours, theirs, ours, …) so a busy machine weighs on both alike; the table shows medians over rounds. The load
-generator runs here too, on the same cores: its own CPU per request (this process) is printed beside the server's.
+generator runs here too, on the same cores: its own CPU per request (this process) is printed beside the server's;
+the annotate workloads use a light keep-alive client on `http.client` (bench/_http.py), not `requests`.
 
 Without --label-studio-venv (a virtualenv with `label-studio` installed; run with 1.23.2) Label Studio's column
 says "not measured". Both sides serve the same pair texts from gunicorn with the same --workers/--threads, on
@@ -40,9 +41,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import annotation_load as load  # noqa: E402  (Gunicorn, bench_env, prompt_rows, pct, free_port)
+from _http import KeepAliveSession  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORKLOADS = ("submit_16", "loop_1", "import_20k", "export_20k")
+CLIENT = {"name": "http"}  # the annotate workloads' client: "http" (bench/_http.py) or "requests" (--client)
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -118,9 +121,11 @@ class _Server:
         tokens = iter(self.tokens[:clients] if clients > 1 else self.tokens[16:])
         lock = threading.Lock()
 
-        def factory():
+        def factory():  # the light keep-alive client: the load generator shares the server's cores (bench/_http.py)
             with lock:
-                return self.session(next(tokens))
+                token = next(tokens)
+            return self.session(token) if CLIENT["name"] == "requests" else \
+                KeepAliveSession(self.url, {"Authorization": f"Token {token}"})
 
         return measured(self.pgid, lambda: http_loop(factory, self.annotate_step, clients, duration))
 
@@ -502,8 +507,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker, both sides")
     parser.add_argument("--label-studio-venv", type=Path, help="a virtualenv with label-studio installed")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--client", choices=("http", "requests"), default="http",
+                        help="the annotate workloads' HTTP client: the light keep-alive one (default) or requests")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (databases, server logs)")
     args = parser.parse_args(argv)
+    CLIENT["name"] = args.client
     work = Path(tempfile.mkdtemp(prefix="bench-compare-"))
     sides = []
     try:
