@@ -502,7 +502,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10, help="seconds per annotate run")
     parser.add_argument("--pairs", type=int, default=20_000, help="pairs imported and exported")
-    parser.add_argument("--tasks", type=int, default=8000, help="tasks for the annotate runs")
+    parser.add_argument("--tasks", type=int, default=30_000, help="tasks for the annotate runs (enough for every round)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, both sides")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker, both sides")
     parser.add_argument("--label-studio-venv", type=Path, help="a virtualenv with label-studio installed")

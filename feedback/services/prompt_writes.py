@@ -9,6 +9,7 @@ other without reading them back.
 from __future__ import annotations
 
 import json
+from itertools import islice
 from typing import Sequence
 
 from django.db import InternalError, OperationalError, ProgrammingError, connection, transaction
@@ -100,14 +101,8 @@ def _insert(table: str, column_names: list[str], rows, binary_types: list[str] |
                     count += 1
             return count
         sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(column_names))})"
-        batch = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= SQLITE_BATCH_ROWS:
-                cursor.executemany(sql, batch)
-                count += len(batch)
-                batch = []
-        if batch:
+        rows = iter(rows)
+        while batch := list(islice(rows, SQLITE_BATCH_ROWS)):  # islice builds each batch in C, not row by row
             cursor.executemany(sql, batch)
             count += len(batch)
     return count
