@@ -68,3 +68,12 @@ def test_a_writer_that_waits_past_the_timeout_gets_database_is_locked(project):
         assert _write_in_thread(project, text="after the holder committed") is None
     finally:
         connection.settings_dict["OPTIONS"]["timeout"] = timeout
+
+
+def test_a_destroyed_test_database_takes_its_writers_lock_file_with_it(tmp_path):
+    database = tmp_path / "throwaway.sqlite3"
+    database.write_bytes(b"")
+    lock_file = tmp_path / "throwaway.sqlite3-writers.lock"
+    lock_file.write_bytes(b"")
+    connection.creation._destroy_test_db(str(database), verbosity=0)
+    assert not database.exists() and not lock_file.exists()

@@ -25,6 +25,8 @@ import time
 from django.db.backends.sqlite3 import base
 from django.db.utils import OperationalError
 
+from .creation import DatabaseCreation
+
 POLL_SECONDS = 0.0005
 
 _thread_locks: dict[str, threading.Lock] = {}
@@ -48,6 +50,7 @@ def _flock_until(fd: int, deadline: float) -> None:
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    creation_class = DatabaseCreation
     _held_lock: threading.Lock | None = None  # this process's writer lock while this connection holds both
     _lock_fd: int | None = None
     _lock_fd_pid: int | None = None
