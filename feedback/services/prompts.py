@@ -16,7 +16,7 @@ from feedback.importing import ID_REPEATS, MAX_ERRORS_REPORTED, PromptRow
 from feedback.models import ComparisonTask, Completion, Project, Prompt
 from feedback.services.prompt_writes import (
     allocate_ids, end_seen_ids, existing_keys, is_postgres, prep_json, record_seen_ids, restore_reference_checks,
-    skip_reference_checks, start_seen_ids, write_rows,
+    skip_reference_checks, sqlite_reference_checks_off, start_seen_ids, write_rows,
 )
 
 TASK_COMPLETIONS_RANGE = "A comparison task shows 2 to 4 completions."
@@ -143,7 +143,7 @@ def import_prompts(
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     totals = [0, 0, 0, 0]  # prompts, completions, tasks, rows read
     rows = iter(rows)
-    with transaction.atomic():
+    with sqlite_reference_checks_off(), transaction.atomic():
         _serialise_imports(project)
         checks_off = skip_reference_checks(connection.ops.quote_name(Project._meta.db_table), project.pk)
         start_seen_ids()
