@@ -114,8 +114,8 @@ def run_publish(ctx: RunContext) -> dict:
     if not fresh and not again:
         ctx.log("no prompts to sample for")
         return {"summary": {"published_tasks": 0, "promotions": _decide(decide_promotions, project)}}
-    ctx.log(f"sampling {k} completions for {len(fresh)} prompts and {k - 1} plus the candidate's for {len(again)} "
-            f"drawn again, from {policy.name}")
+    ctx.log(f"sampling {k} completions for {len(fresh)} prompts from {policy.name}"
+            + (f", and {k - 1} plus one of {rival.name} for {len(again)} drawn again" if again else ""))
     progress = _Progress(ctx, len(fresh) * k + len(again) * k + (min(len(fresh), cfg.max_prompts) if rival else 0))
     sample = sampler(policy, cfg, ctx.should_stop)
     fresh_texts = sample([p.payload for p in fresh], k, cfg.seed, progress.batch)
