@@ -69,15 +69,16 @@ class _Seen:
     indexes answer "is this id or content already here?" for them as for older rows; repeated ids are
     looked up in a temporary table (`prompt_writes.record_seen_ids`). Only the batch in hand is held."""
 
-    def __init__(self, project: Project):
+    def __init__(self, project: Project, *, one_batch: bool = False):
         self.project_id = project.pk
         self.project_had_prompts = Prompt.objects.filter(project=project).exists()
         self.batches_written = 0
+        self.one_batch = one_batch  # no earlier batch to remember ids of: the temporary table is not needed
 
     def fresh(self, rows: list[PromptRow]) -> list[PromptRow]:
         """The rows whose external id and content are new to the project and to the rows before them.
         Raises ValidationError naming the lines when an id repeats one read earlier (refused, not skipped)."""
-        _refuse_repeated_ids(rows)
+        _refuse_repeated_ids(rows, across_batches=not self.one_batch)
         in_db_ids, in_db_hashes = set(), set()
         # Into a project that was empty, an id already in the table came from this import, so the temporary
         # table has refused it as a repeat above: the id look-up is needed only when the project had prompts.
@@ -101,7 +102,8 @@ class _Seen:
         return fresh
 
 
-def _refuse_repeated_ids(rows: list[PromptRow]) -> None:
+def _refuse_repeated_ids(rows: list[PromptRow], *, across_batches: bool = True) -> None:
+    """Ids repeated within `rows`, and (`across_batches`) ids of rows read in an earlier batch of this import."""
     first_line: dict[str, int] = {}
     repeats = []  # (line, id, line first seen on)
     for row in rows:
@@ -110,7 +112,8 @@ def _refuse_repeated_ids(rows: list[PromptRow]) -> None:
                 repeats.append((row.line, row.external_id, first_line[row.external_id]))
             else:
                 first_line[row.external_id] = row.line
-    for external_id, line in record_seen_ids(list(first_line.items())).items():
+    earlier = record_seen_ids(list(first_line.items())) if across_batches else {}
+    for external_id, line in earlier.items():
         repeats.append((first_line[external_id], external_id, line))
     if repeats:
         raise ValidationError({"file": [ID_REPEATS.format(line=line, id=external_id, first=first)
@@ -142,12 +145,16 @@ def import_prompts(
     """
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     totals = [0, 0, 0, 0]  # prompts, completions, tasks, rows read
+    # Rows already in a list that fits one batch (the upload page and the API) are checked for repeated ids in
+    # memory alone; a stream of batches remembers the ids it has read in a temporary table.
+    one_batch = isinstance(rows, list) and len(rows) <= IMPORT_BATCH_ROWS
     rows = iter(rows)
     with sqlite_reference_checks_off(), transaction.atomic():
         _serialise_imports(project)
         checks_off = skip_reference_checks(connection.ops.quote_name(Project._meta.db_table), project.pk)
-        start_seen_ids()
-        seen = _Seen(project)
+        if not one_batch:
+            start_seen_ids()
+        seen = _Seen(project, one_batch=one_batch)
         while batch := list(islice(rows, IMPORT_BATCH_ROWS)):
             fresh = seen.fresh(batch)
             created = _write_batch(project, fresh, now)
@@ -155,7 +162,8 @@ def import_prompts(
             if progress:
                 progress(len(batch))
             del batch, fresh  # before the next batch is read: one batch in memory at a time, not two
-        end_seen_ids()
+        if not one_batch:
+            end_seen_ids()
         if checks_off:
             restore_reference_checks()
         result = ImportResult(prompts_created=totals[0], completions_created=totals[1], tasks_created=totals[2],

@@ -309,3 +309,13 @@ def test_content_hashes_are_the_sha256_of_the_json_the_orm_path_hashes(text):
     assert text_hash(text) == _sha(text)
     assert completion_hash(text, text) == _sha({"text": text, "model": text})
     assert completion_hash("answer", text) == _sha({"text": "answer", "model": text})
+
+
+def test_a_list_of_rows_with_a_repeated_id_is_refused_by_the_service_itself(project):
+    """Rows handed over as one list (no reader that remembered ids): the service names both lines, imports nothing."""
+    rows = [importing.clean_row({"id": "same", "prompt": f"text {i}"}, i + 1) for i in range(3)]
+    with pytest.raises(ValidationError) as excinfo:
+        services.import_prompts(project=project, rows=rows)
+    assert "line 2: field 'id' 'same' repeats line 1" in str(excinfo.value)
+    assert "line 3: field 'id' 'same' repeats line 1" in str(excinfo.value)
+    assert not Prompt.objects.filter(project=project).exists()
