@@ -17,12 +17,21 @@ def _policy_for(run: TrainingRun, version_id: int | None) -> ModelVersion:
     return version
 
 
-def _uncertainty(scorer, prompt, texts: list[str]) -> float:
-    """How unsure the reward model is about a prompt's completions: the smallest reward gap (lower = less sure)."""
-    if scorer is None or len(texts) < 2:
-        return 0.0
-    rewards = sorted(scorer.score([prompt] * len(texts), texts))
-    return min(b - a for a, b in zip(rewards, rewards[1:]))
+class _Uncertainty:
+    """How unsure the reward model is about a prompt's answers: the smallest reward gap (lower = less sure).
+    Remembered per prompt and answers, because a task usually shows the very answers its prompt was ranked by."""
+
+    def __init__(self, scorer):
+        self.scorer, self.known = scorer, {}
+
+    def __call__(self, prompt, texts) -> float:
+        texts = tuple(texts)
+        if self.scorer is None or len(texts) < 2:
+            return 0.0
+        if (prompt.pk, texts) not in self.known:
+            rewards = sorted(self.scorer.score([prompt.payload] * len(texts), list(texts)))
+            self.known[prompt.pk, texts] = min(b - a for a, b in zip(rewards, rewards[1:]))
+        return self.known[prompt.pk, texts]
 
 
 def _prompt_pool(project, cfg, reward: ModelVersion | None, resample: int = 0, seed: int = 0) -> tuple[list, list]:
@@ -124,16 +133,15 @@ def run_publish(ctx: RunContext) -> dict:
     progress.finished(len(again) * (k - 1))
     ctx.on_step(1, {"publish/prompts_sampled": len(fresh) + len(again)})
 
-    scorer = RewardScorer(reward.path) if reward else None
-    uncertainty = lambda item: _uncertainty(scorer, item[0].payload, [text for text, _ in item[1]])  # noqa: E731
+    uncertainty = _Uncertainty(RewardScorer(reward.path) if reward else None)
     kept = sorted(((p, t) for p, t in zip(fresh, fresh_texts) if len(set(t)) >= 2),
-                  key=lambda item: _uncertainty(scorer, item[0].payload, item[1]))[: cfg.max_prompts - len(again)]
+                  key=lambda item: uncertainty(*item))[: cfg.max_prompts - len(again)]
     duels = kept[: max(1, int(len(kept) * cfg.head_to_head_share))] if rival and cfg.head_to_head_share > 0 else []
     rival_texts = _rival_texts(rival, duels + list(zip(again, again_texts)), cfg, ctx.should_stop, progress.batch)
     if ctx.should_stop():  # the last moment a cancel can land: nothing has been published yet
         raise RunCancelled()
     tasks = _tasks(policy, k, rival, rival_texts, kept, list(zip(again, again_texts)))
-    published = _publish(project, sorted(tasks, key=uncertainty), cfg)
+    published = _publish(project, sorted(tasks, key=lambda task: uncertainty(task[0], [t for t, _ in task[1]])), cfg)
     services.record_published(project=project, run=run, policy=policy, tasks=published)
     ctx.log(f"published {published} comparison tasks")
     return {"summary": {"published_tasks": published, "policy": policy.name,
