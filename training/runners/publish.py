@@ -129,7 +129,7 @@ def run_publish(ctx: RunContext) -> dict:
     sample = sampler(policy, cfg, ctx.should_stop)
     fresh_texts = sample([p.payload for p in fresh], k, cfg.seed, progress.batch)
     progress.finished(len(fresh) * k)
-    again_texts = sample([p.payload for p in again], k - 1, cfg.seed + 2, progress.batch)
+    again_items = list(zip(again, sample([p.payload for p in again], k - 1, cfg.seed + 2, progress.batch)))
     progress.finished(len(again) * (k - 1))
     ctx.on_step(1, {"publish/prompts_sampled": len(fresh) + len(again)})
 
@@ -137,10 +137,10 @@ def run_publish(ctx: RunContext) -> dict:
     kept = sorted(((p, t) for p, t in zip(fresh, fresh_texts) if len(set(t)) >= 2),
                   key=lambda item: uncertainty(*item))[: cfg.max_prompts - len(again)]
     duels = kept[: max(1, int(len(kept) * cfg.head_to_head_share))] if rival and cfg.head_to_head_share > 0 else []
-    rival_texts = _rival_texts(rival, duels + list(zip(again, again_texts)), cfg, ctx.should_stop, progress.batch)
+    rival_texts = _rival_texts(rival, duels + again_items, cfg, ctx.should_stop, progress.batch)
     if ctx.should_stop():  # the last moment a cancel can land: nothing has been published yet
         raise RunCancelled()
-    tasks = _tasks(policy, k, rival, rival_texts, kept, list(zip(again, again_texts)))
+    tasks = _tasks(policy, k, rival, rival_texts, kept, again_items)
     published = _publish(project, sorted(tasks, key=lambda task: uncertainty(task[0], [t for t, _ in task[1]])), cfg)
     services.record_published(project=project, run=run, policy=policy, tasks=published)
     ctx.log(f"published {published} comparison tasks")
