@@ -9,9 +9,9 @@ other without reading them back.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
-from typing import Iterator, Sequence
 
 from django.db import InternalError, OperationalError, ProgrammingError, connection, transaction
 

@@ -2,8 +2,6 @@
 it reserved itself, and it holds the write lock throughout). The rows must link exactly as the checks would demand,
 and the checks must be back on afterwards, whether the import succeeded or was refused."""
 
-import io
-
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction

@@ -1,6 +1,8 @@
 """Humans decide promotion: a policy that passed its automatic gate is a candidate until annotators' head-to-head
 judgements against the active policy promote or reject it (training.promotion)."""
 
+from itertools import pairwise
+
 import pytest
 from django.core.management import call_command
 
@@ -205,5 +207,5 @@ def test_prompts_drawn_again_cost_one_candidate_and_k_minus_one_policy_answers_q
         assert versions == sorted([active.pk, active.pk, candidate.pk]) or versions == sorted([active.pk, candidate.pk])
         rewards = sorted(scorer.score([task.prompt.payload] * task.completions.count(),
                                       [c.text for c in task.completions.all()]))
-        gaps.append(min(b - a for a, b in zip(rewards, rewards[1:])))
+        gaps.append(min(b - a for a, b in pairwise(rewards)))
     assert gaps == sorted(gaps) and len(set(gaps)) > 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from training import selectors, services
 from training.models import ModelVersion, TrainingRun
 from training.runners.base import RunCancelled, RunContext
@@ -30,7 +32,7 @@ class _Uncertainty:
             return 0.0
         if (prompt.pk, texts) not in self.known:
             rewards = sorted(self.scorer.score([prompt.payload] * len(texts), list(texts)))
-            self.known[prompt.pk, texts] = min(b - a for a, b in zip(rewards, rewards[1:]))
+            self.known[prompt.pk, texts] = min(b - a for a, b in pairwise(rewards))
         return self.known[prompt.pk, texts]
 
 
