@@ -17,7 +17,7 @@ from typing import Sequence
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import F
 from django.utils import timezone
 
 from core.db import lock_rows, retry_transient
@@ -124,11 +124,7 @@ def next_task(*, project: Project, annotator, now: datetime | None = None) -> As
 def _lease_gold(*, project: Project, annotator, now: datetime) -> Assignment | None:
     """Gold tasks are served to every annotator once, mixed in at the project's rate and indistinguishable
     from the others; they have no overlap limit."""
-    seen_by_me = Assignment.objects.filter(task=OuterRef("pk"), annotator=annotator)
-    gold = (
-        ComparisonTask.objects.filter(project=project, is_gold=True, status=ComparisonTask.Status.OPEN)
-        .filter(~Exists(seen_by_me)).select_related("prompt").order_by("id").first()
-    )
+    gold = queue_sql.first_unseen_gold(project_id=project.pk, annotator_id=annotator.pk)
     if gold is None:
         return None
     ComparisonTask.objects.filter(pk=gold.pk).update(slots_taken=F("slots_taken") + 1)
