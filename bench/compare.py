@@ -322,7 +322,7 @@ class LabelStudio(_Server):
         self.proc = subprocess.Popen(
             [str(venv / "bin" / "gunicorn"), "label_studio.core.wsgi:application", "--bind", f"127.0.0.1:{port}",
              "--workers", str(workers), "--threads", str(threads), "--timeout", "600", "--max-requests", "2000",
-             "--max-requests-jitter", "200", "--access-logfile", "/dev/null"],
+             "--max-requests-jitter", "200", "--no-control-socket"],  # no access log, as ours
             cwd=package, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.pgid = self.proc.pid
         try:

@@ -57,7 +57,7 @@ ANNOTATORS = 5
 SIZES = {  # the settings each stage gets through --set (quick: just enough to see every stage run)
     "full": {"reward": ["num_train_epochs=3", "max_length=128"],
              # top-p 1.0 for PPO's rollouts and publishing alike (the product's default is 0.95): after temperature
-             # 0.8 the 0.95 nucleus kept so few tokens that PPO explored too little (README, the loop's seeds)
+             # 0.8 the 0.95 nucleus kept so few tokens that PPO explored too little (bench/RESULTS.md, the loop's seeds)
              "ppo": ["num_iterations=8", "batch_size=16", "mini_batch_size=8", "max_new_tokens=32",
                      "learning_rate=1e-3", "top_p=1.0"],
              "publish": ["max_prompts=80", "resample_share=1.0", "max_new_tokens=32", "top_p=1.0"],

@@ -1,5 +1,6 @@
 """`bin/run-server` (what `make run` and `make serve` end in): a busy port stops it before any process
-starts, and Ctrl-C stops the web server and the worker without a traceback."""
+starts, Ctrl-C stops the web server and the worker without a traceback, and gunicorn opens no control socket
+in the user's home (one path per user: a second server, a test or a benchmark would take it over)."""
 
 import signal
 import socket
@@ -36,7 +37,7 @@ def test_ctrl_c_stops_the_worker_and_the_server_quietly(tmp_path):
         port = free.getsockname()[1]
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "PATH": "/usr/bin:/bin",
            "DJANGO_SETTINGS_MODULE": "config.settings.base", "STATIC_ROOT": str(tmp_path / "static"),
-           "HF_HUB_OFFLINE": "1"}
+           "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
     # As from a terminal: SIGINT at its default. A shell started with SIGINT ignored (any job launched with `&`
     # by a non-interactive shell, as CI runners may) inherits that, and bash cannot trap an ignored signal.
@@ -49,6 +50,7 @@ def test_ctrl_c_stops_the_worker_and_the_server_quietly(tmp_path):
     children = _children_of(server.pid)
     assert len(children) >= 2, "the worker and gunicorn did not both start"
     time.sleep(3)
+    assert not (tmp_path / ".gunicorn").exists(), "gunicorn opened its control socket in $HOME"
     server.send_signal(signal.SIGINT)
     out, err = server.communicate(timeout=60)
     assert server.returncode == 0, err[-2000:]

@@ -11,7 +11,7 @@ Two locks now come first, both held from BEGIN to COMMIT or ROLLBACK:
   commands). It is polled every half millisecond rather than waited on, because a blocked `flock` cannot give up:
   after the database's `timeout` a writer gets the "database is locked" error SQLite itself would give.
 
-bench/compare.py, 16 clients, gunicorn 2×4 (README, "The annotate path"): p99 323–451 ms with SQLite's handler
+bench/compare.py, 16 clients, gunicorn 2×4 (bench/RESULTS.md, "The annotate path"): p99 323–451 ms with SQLite's handler
 alone, 132–157 ms with both locks. Reads never take either lock (WAL lets them run beside the writer).
 """
 
