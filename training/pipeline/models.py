@@ -130,23 +130,21 @@ def merge_lora(model):
 # --- tiny random models for tests -------------------------------------------------------------------------
 
 
+def _tiny_llama_config(tokenizer, hidden_size: int, num_layers: int, num_heads: int, **extra):
+    """The SmolLM2 architecture (Llama) at test size over `tokenizer`'s vocabulary and special tokens."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+                       num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
+                       max_position_embeddings=1024, bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **extra)
+
+
 def tiny_causal_lm(tokenizer, *, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4, seed: int = 0):
     """A randomly initialised Llama (the SmolLM2 architecture) sized for tests, over `tokenizer`'s vocabulary."""
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import GenerationConfig, LlamaForCausalLM
 
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = _tiny_llama_config(tokenizer, hidden_size, num_layers, num_heads, tie_word_embeddings=True)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(
@@ -165,7 +163,7 @@ def tiny_reward_model(
     seed: int = 0,
 ):
     """A randomly initialised reward model (one output) sized for tests: "bert" (MiniLM's) or "llama" (SmolLM2's)."""
-    from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForSequenceClassification
+    from transformers import BertConfig, BertForSequenceClassification, LlamaForSequenceClassification
 
     torch.manual_seed(seed)
     if architecture == "bert":
@@ -181,18 +179,5 @@ def tiny_reward_model(
         )
         return BertForSequenceClassification(config)
     if architecture == "llama":
-        config = LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden_size,
-            intermediate_size=hidden_size * 2,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
-            num_key_value_heads=num_heads,
-            max_position_embeddings=1024,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            num_labels=1,
-        )
-        return LlamaForSequenceClassification(config)
+        return LlamaForSequenceClassification(_tiny_llama_config(tokenizer, hidden_size, num_layers, num_heads, num_labels=1))
     raise ValueError(f"architecture must be 'bert' or 'llama', got {architecture!r}")
