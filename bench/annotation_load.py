@@ -130,8 +130,8 @@ class Gunicorn:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         env = dict(env, GUNICORN_WORKERS=str(workers), GUNICORN_THREADS=str(threads),
-                   # No access log, gunicorn's own default: even to /dev/null each line is formatted (~7% of a
-                   # request's CPU here). config/gunicorn.py reads an empty value as none.
+                   # No access log, gunicorn's own default: even into /dev/null each line is formatted (~7% of
+                   # a worker's py-spy samples here). config/gunicorn.py reads an empty value as none.
                    GUNICORN_ACCESSLOG="")
         self.log = open(log_path, "ab")
         self.proc = subprocess.Popen(
