@@ -88,14 +88,20 @@ def expired_leases(*, project_id: int, now: datetime, limit: int) -> list[tuple[
     )
 
 
+def _first_unseen_sql(conditions: str, order_by: str, indexed_by: str = "") -> str:
+    """The first open task of a project (%s) meeting `conditions`, with its prompt, that the annotator (%s) has
+    never seen, in `order_by` order."""
+    indexed = f' INDEXED BY "{indexed_by}"' if indexed_by else ""
+    return (f'SELECT {TASK.select_list("t")}, {PROMPT.select_list("p")} '
+            f'FROM "{T}" t{indexed} INNER JOIN "{P}" p ON p."id" = t."prompt_id" '
+            f'WHERE t."project_id" = %s AND t."status" = \'{OPEN}\' AND {conditions} '
+            f'AND NOT EXISTS (SELECT 1 FROM "{A}" seen WHERE seen."task_id" = t."id" AND seen."annotator_id" = %s) '
+            f'ORDER BY {order_by} LIMIT 1')
+
+
 @functools.cache
 def _candidate_sql() -> str:
-    return (f'SELECT {TASK.select_list("t")}, {PROMPT.select_list("p")} '
-            f'FROM "{T}" t INNER JOIN "{P}" p ON p."id" = t."prompt_id" '
-            f'WHERE t."project_id" = %s AND NOT t."is_gold" AND t."status" = \'{OPEN}\' '
-            f'AND t."slots_taken" < t."judgements_needed" '
-            f'AND NOT EXISTS (SELECT 1 FROM "{A}" seen WHERE seen."task_id" = t."id" AND seen."annotator_id" = %s) '
-            f'ORDER BY t."priority", t."id" LIMIT 1')
+    return _first_unseen_sql('NOT t."is_gold" AND t."slots_taken" < t."judgements_needed"', 't."priority", t."id"')
 
 
 def first_candidate(*, project_id: int, annotator_id: int, skip_locked: bool, lock: bool) -> ComparisonTask | None:
@@ -112,12 +118,7 @@ def _gold_sql(vendor: str) -> str:
     # and then walks every open task of the project to find the few gold ones: 90 ms at 1M tasks against 3 ms at
     # 10k (bench/annotation_load.py --part scale). INDEXED BY names the partial index of open gold tasks instead.
     # PostgreSQL's planner has statistics and picks it by itself.
-    indexed = ' INDEXED BY "task_gold_open"' if vendor == "sqlite" else ""
-    return (f'SELECT {TASK.select_list("t")}, {PROMPT.select_list("p")} '
-            f'FROM "{T}" t{indexed} INNER JOIN "{P}" p ON p."id" = t."prompt_id" '
-            f'WHERE t."project_id" = %s AND t."is_gold" AND t."status" = \'{OPEN}\' '
-            f'AND NOT EXISTS (SELECT 1 FROM "{A}" seen WHERE seen."task_id" = t."id" AND seen."annotator_id" = %s) '
-            f'ORDER BY t."id" LIMIT 1')
+    return _first_unseen_sql('t."is_gold"', 't."id"', indexed_by="task_gold_open" if vendor == "sqlite" else "")
 
 
 def first_unseen_gold(*, project_id: int, annotator_id: int) -> ComparisonTask | None:
