@@ -17,11 +17,17 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 
 class ApplicationError(Exception):
-    """A rule of the application was broken; `status_code` says how (400 unless set)."""
+    """A rule of the application was broken; `status_code` says how (400 unless set), `code` says which rule.
+
+    Subclasses name one refusal each (a `code` and a `default_message`), so callers tell them apart by class and
+    clients by `code`, never by the sentence."""
 
     status_code = status.HTTP_400_BAD_REQUEST
+    code = "invalid"
+    default_message = "The request breaks a rule of the application."
 
-    def __init__(self, message: str, *, extra: dict | None = None, status_code: int | None = None):
+    def __init__(self, message: str | None = None, *, extra: dict | None = None, status_code: int | None = None):
+        message = message if message is not None else self.default_message
         super().__init__(message)
         self.message = message
         self.extra = extra or {}
@@ -31,6 +37,7 @@ class ApplicationError(Exception):
 
 class Conflict(ApplicationError):
     status_code = status.HTTP_409_CONFLICT
+    code = "conflict"
 
 
 def exception_handler(exc, context):
@@ -43,7 +50,7 @@ def exception_handler(exc, context):
     elif isinstance(exc, RequestDataTooBig):
         return Response({"detail": "Request body too large."}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     elif isinstance(exc, ApplicationError):
-        return Response({"detail": exc.message, **exc.extra}, status=exc.status_code)
+        return Response({"detail": exc.message, "code": exc.code, **exc.extra}, status=exc.status_code)
 
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -57,6 +64,7 @@ def exception_handler(exc, context):
 
 class ApiErrorSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="What went wrong, in words.")
+    code = serializers.CharField(required=False, help_text="Which rule refused it (e.g. lease_expired), for scripts.")
 
 
 def error_responses(*codes: int) -> dict:

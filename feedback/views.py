@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from core.exceptions import ApplicationError
+from feedback.errors import AlreadyJudged
 from core.permissions import REVIEWER, has_project_role
 from feedback import dashboard as dashboard_data
 from feedback import selectors, services
@@ -71,7 +72,7 @@ def submit(request, slug, task_id):
         messages.error(request, exc.message if isinstance(exc, ApplicationError) else " ".join(exc.messages))
         shown = annotating.shown_assignment(task=task, annotator=request.user,
                                             token=request.POST.get("lease_token", ""))
-        if shown is None or status == 409 and exc.message == services.ALREADY_JUDGED:
+        if shown is None or isinstance(exc, AlreadyJudged):
             return redirect("feedback:annotate", slug=project.slug)
         context = annotating.annotate_context(request, project=project, assignment=shown,
                                               kept=annotating.kept_from_form(request.POST))

@@ -5,12 +5,14 @@ from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from core.fields import AsciiFloatField, AsciiIntegerField
 from feedback.models import Judgement, Project
+from feedback.services.leases import lease_token
 
 MAX_RANKING_GROUPS = 16  # more than any task's completions; the service checks the labels themselves
 MAX_LABEL_CHARS = 16
 RANKING_SHAPE = ('must be a list of at most {groups} groups, best first, each a label or a list of labels '
                  '(strings of at most {chars} characters): [["a"], ["b", "c"]].')
 MAX_EXPORT_MODELS = 32
+LEASE_TOKEN_LIMIT = 2000  # a signed, compressed note of a lease is ~150 characters
 MAX_DB_ID = 10**18 - 1  # fits every database's 64-bit integer (see core.converters)
 
 
@@ -59,6 +61,8 @@ class NextTaskOutputSerializer(serializers.Serializer):
     prompt = serializers.JSONField(source="task.prompt.payload")
     completions = CompletionOutputSerializer(many=True)
     lease_expires_at = serializers.DateTimeField(source="leased_until")
+    lease_token = serializers.CharField(help_text="Send it back with the judgement: a ranking that arrives after the "
+                                        "lease ran out is then stored when the task still has a free place.")
 
 
 _DATETIME = serializers.DateTimeField()  # DRF's rendering of datetimes (ISO 8601, "Z"), shared by the fast paths
@@ -67,7 +71,8 @@ _DATETIME = serializers.DateTimeField()  # DRF's rendering of datetimes (ISO 860
 def next_task_output(assignment, completions: list[dict]) -> dict:
     """What NextTaskOutputSerializer gives, built directly: the hottest response skips DRF's field machinery."""
     return {"task": assignment.task_id, "project": assignment.project_id, "prompt": assignment.task.prompt.payload,
-            "completions": completions, "lease_expires_at": _DATETIME.to_representation(assignment.leased_until)}
+            "completions": completions, "lease_expires_at": _DATETIME.to_representation(assignment.leased_until),
+            "lease_token": lease_token(assignment)}
 
 
 def judgement_output(judgement) -> dict:
@@ -83,6 +88,8 @@ class JudgementInputSerializer(serializers.Serializer):
     flags = serializers.ListField(child=serializers.CharField(max_length=32), required=False, default=list, max_length=4)
     confidence = AsciiIntegerField(required=False, allow_null=True, min_value=1, max_value=5)
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000, trim_whitespace=False)
+    lease_token = serializers.CharField(required=False, allow_blank=True, default="", max_length=LEASE_TOKEN_LIMIT,
+                                        help_text="The lease_token next-task gave with this task.")
 
 
 def _is_plain_flag(flag) -> bool:
@@ -96,15 +103,16 @@ def judgement_input(data) -> dict:
     if type(data) is dict:
         ranking, flags = data.get("ranking"), data.get("flags", [])
         confidence, comment = data.get("confidence"), data.get("comment", "")
+        token = data.get("lease_token", "")
         try:
             validate_ranking_shape(ranking)
             plain = (type(flags) is list and len(flags) <= 4 and all(_is_plain_flag(f) for f in flags)
                      and (confidence is None or (type(confidence) is int and 1 <= confidence <= 5))
-                     and comment == "")
+                     and comment == "" and type(token) is str and len(token) <= LEASE_TOKEN_LIMIT)
         except serializers.ValidationError:
             plain = False
         if plain:
-            validated = {"ranking": ranking, "flags": flags, "comment": ""}
+            validated = {"ranking": ranking, "flags": flags, "comment": "", "lease_token": token}
             if "confidence" in data:
                 validated["confidence"] = confidence
             return validated

@@ -11,7 +11,7 @@ from django.http import Http404, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from core.exceptions import ApplicationError, Conflict
+from core.exceptions import ApplicationError
 from feedback import selectors, services
 from feedback.models import Assignment, Judgement
 from feedback.pages.common import nav
@@ -42,27 +42,16 @@ def shown_assignment(*, task, annotator, token: str) -> Assignment | None:
 
 
 def submit_from_form(*, task, annotator, post) -> Judgement:
-    """Store the ranking in the form. When the lease ran out meanwhile, take the task again if it still has a
-    place (`renew_lease`) and store it; otherwise the service's error goes up (LEASE_TAKEN, NOT_LEASEHOLDER…)."""
+    """Store the ranking in the form; the form's signed lease token lets the service take the task back when the
+    lease ran out meanwhile (the same rule as the API's), otherwise its refusal goes up (LeaseTaken, …)."""
     token = post.get("lease_token", "")
     assignment = shown_assignment(task=task, annotator=annotator, token=token)
     confidence = post.get("confidence", "")
-    fields = {
-        "ranking": ranking_from_form(post, list(assignment.label_map()) if assignment else []),
-        "flags": post.getlist("flags"), "comment": post.get("comment", ""),
-        "confidence": int(confidence) if confidence.isascii() and confidence.isdigit() else None,
-        "idempotency_key": post.get("idempotency_key", "")[:128],
-    }
-    try:
-        return services.submit_judgement(task=task, annotator=annotator, **fields)[0]
-    except Conflict as exc:
-        if exc.message != services.LEASE_EXPIRED:
-            raise
-    except ApplicationError as exc:
-        if exc.message != services.NOT_LEASEHOLDER or assignment is None or assignment.pk is not None:
-            raise
-    renew_lease(task=task, annotator=annotator, token=token)
-    return services.submit_judgement(task=task, annotator=annotator, **fields)[0]
+    return services.submit_judgement(
+        task=task, annotator=annotator, ranking=ranking_from_form(post, list(assignment.label_map()) if assignment else []),
+        flags=post.getlist("flags"), comment=post.get("comment", ""),
+        confidence=int(confidence) if confidence.isascii() and confidence.isdigit() else None,
+        idempotency_key=post.get("idempotency_key", "")[:128], lease_token=token)[0]
 
 
 def kept_from_form(post) -> dict:

@@ -20,14 +20,11 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from core.db import lock_rows, retry_transient
-from core.exceptions import ApplicationError, Conflict
+from feedback.errors import LEASE_TAKEN, AlreadyJudged, LeaseTaken, NotLeaseholder  # noqa: F401
 from feedback.models import Assignment, ComparisonTask
-from feedback.services.queue import ALREADY_JUDGED, NOT_LEASEHOLDER
 
 User = get_user_model()
 
-LEASE_TAKEN = ("Your lease on this task ran out and other annotators have taken all of its places, so your ranking "
-               "could not be saved. It is still shown below; take the next task when you are ready.")
 TOKEN_SALT = "feedback.lease"
 TOKEN_MAX_AGE_SECONDS = 7 * 24 * 3600
 
@@ -59,7 +56,7 @@ def renew_lease(*, task: ComparisonTask, annotator, token: str = "", now: dateti
 
     A live or expired-but-unreleased lease is simply extended (its place in the task was never given away).
     A lease already released is taken again from the signed `token` when the task still has a free place;
-    otherwise `Conflict(LEASE_TAKEN)`. No lease and no valid token: 403 `NOT_LEASEHOLDER` (another annotator's
+    otherwise `LeaseTaken`. No lease and no valid token: `NotLeaseholder` (403) (another annotator's
     lease is never touched: assignments are per annotator).
     """
     now = now or timezone.now()
@@ -71,20 +68,20 @@ def renew_lease(*, task: ComparisonTask, annotator, token: str = "", now: dateti
         assignment = lock_rows(Assignment.objects.filter(task=task, annotator=annotator)).first()
         if assignment is not None:
             if assignment.state == Assignment.State.SUBMITTED:
-                raise Conflict(ALREADY_JUDGED)
+                raise AlreadyJudged()
             if assignment.state != Assignment.State.LEASED:
-                raise ApplicationError(NOT_LEASEHOLDER, status_code=403)
+                raise NotLeaseholder()
             assignment.leased_until = until
             assignment.save(update_fields=["leased_until"])
             return assignment
         note = read_lease_token(token, task=task, annotator=annotator)
         if note is None:
-            raise ApplicationError(NOT_LEASEHOLDER, status_code=403)
+            raise NotLeaseholder()
         order, leased_at = note
         places = ComparisonTask.objects.filter(pk=task.pk, status=ComparisonTask.Status.OPEN)
         if not task.is_gold:  # gold tasks are served to everyone: no overlap limit
             places = places.filter(slots_taken__lt=F("judgements_needed"))
         if not places.update(slots_taken=F("slots_taken") + 1):
-            raise Conflict(LEASE_TAKEN)
+            raise LeaseTaken()
         return Assignment.objects.create(task=task, annotator=annotator, project=task.project, label_order=order,
                                          leased_at=min(leased_at, now), leased_until=until)

@@ -21,10 +21,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.db import lock_rows, retry_transient
-from core.exceptions import ApplicationError, Conflict
 from feedback import quality
+from feedback.errors import (  # noqa: F401  (the sentences stay importable from here)
+    ALREADY_JUDGED, IDEMPOTENCY_KEY_REUSED, LEASE_EXPIRED, NOT_LEASEHOLDER, AlreadyJudged, IdempotencyKeyReused,
+    LeaseExpired, NotLeaseholder,
+)
 from feedback.models import Assignment, ComparisonTask, Judgement, Project
 import feedback.services.queue_sql as queue_sql
+from feedback.services.leases import renew_lease
 from feedback.services.review import update_trust_from_gold
 
 User = get_user_model()
@@ -36,10 +40,6 @@ RANKING_DUPLICATE_LABEL = "Label {label!r} appears more than once in the ranking
 RANKING_MISSING_LABEL = "Ranking must name every completion exactly once; missing: {labels}."
 FLAG_UNKNOWN = "Unknown flag {flag!r}; allowed: {allowed}."
 CONFIDENCE_RANGE = "Confidence must be an integer from 1 to 5."
-NOT_LEASEHOLDER = "You do not hold a lease on this task. Ask for the next task first."
-LEASE_EXPIRED = "Your lease on this task expired and it went back to the pool. Ask for the next task."
-ALREADY_JUDGED = "You have already judged this task."
-IDEMPOTENCY_KEY_REUSED = "This Idempotency-Key was already used for another task."
 COMMENT_TOO_LONG = "Comment is limited to {limit} characters."
 NUL_NOT_ALLOWED = "Text must not contain NUL characters."
 
@@ -184,11 +184,14 @@ def _clean_flags(flags) -> list[str]:
 @retry_transient
 def submit_judgement(
     *, task: ComparisonTask, annotator, ranking, flags: Sequence[str] = (), confidence: int | None = None,
-    comment: str = "", idempotency_key: str = "", now: datetime | None = None,
+    comment: str = "", idempotency_key: str = "", lease_token: str = "", now: datetime | None = None,
 ) -> tuple[Judgement, bool]:
     """Store the leaseholder's ranking once. Returns (judgement, created).
 
-    A retry with the same Idempotency-Key returns the first judgement and stores nothing.
+    A retry with the same Idempotency-Key returns the first judgement and stores nothing. A ranking that arrives
+    after the lease ran out is not thrown away, whichever door it came through: the annotator takes the task
+    again (`renew_lease`) when its place was never given away, or — with the signed `lease_token` next-task
+    handed out — when the released task still has a free place; otherwise `LeaseTaken` / `NotLeaseholder`.
     """
     now = now or timezone.now()
     idempotency_key = (idempotency_key or "").strip()
@@ -200,15 +203,28 @@ def submit_judgement(
     if "\x00" in comment:
         raise ValidationError({"comment": NUL_NOT_ALLOWED})
     flags = _clean_flags(flags)
+    fields = dict(task=task, annotator=annotator, ranking=ranking, flags=flags, confidence=confidence, comment=comment,
+                  idempotency_key=idempotency_key, now=now)
     try:
-        return _store_judgement(task=task, annotator=annotator, ranking=ranking, flags=flags, confidence=confidence,
-                                comment=comment, idempotency_key=idempotency_key, now=now)
+        return _store_once(**fields)
+    except LeaseExpired:
+        pass  # its place in the task was never given away
+    except NotLeaseholder:
+        if not lease_token:
+            raise
+    renew_lease(task=task, annotator=annotator, token=lease_token, now=now)
+    return _store_once(**fields)
+
+
+def _store_once(*, task, annotator, idempotency_key, **fields) -> tuple[Judgement, bool]:
+    try:
+        return _store_judgement(task=task, annotator=annotator, idempotency_key=idempotency_key, **fields)
     except IntegrityError:
         # The key's unique constraint refused the insert: the key names a judgement of another task (the lease
         # path skips a lookup of its own; one stored judgement per task and annotator is guarded by the lock).
         if idempotency_key and Judgement.objects.filter(
                 annotator=annotator, idempotency_key=idempotency_key).exclude(task=task).exists():
-            raise Conflict(IDEMPOTENCY_KEY_REUSED) from None
+            raise IdempotencyKeyReused() from None
         raise
 
 
@@ -218,7 +234,7 @@ def _prior_judgement(*, task: ComparisonTask, annotator, idempotency_key: str) -
         return None
     prior = Judgement.objects.filter(annotator=annotator, idempotency_key=idempotency_key).first()
     if prior is not None and prior.task_id != task.pk:
-        raise Conflict(IDEMPOTENCY_KEY_REUSED)
+        raise IdempotencyKeyReused()
     return prior
 
 
@@ -233,10 +249,10 @@ def _store_judgement(*, task, annotator, ranking, flags, confidence, comment, id
             if prior is not None:
                 return prior, False
             if assignment is None or assignment.state == Assignment.State.SKIPPED:
-                raise ApplicationError(NOT_LEASEHOLDER, status_code=403)
+                raise NotLeaseholder()
             if assignment.state == Assignment.State.SUBMITTED:
-                raise Conflict(ALREADY_JUDGED)
-            raise Conflict(LEASE_EXPIRED)
+                raise AlreadyJudged()
+            raise LeaseExpired()
 
         ranking_ids = ranking_to_completion_ids(ranking, assignment.label_map())
         # Without adaptive overlap the task's count is one UPDATE written with the judgement (queue_sql); gold tasks
@@ -293,7 +309,7 @@ def skip_task(*, task: ComparisonTask, annotator, now: datetime | None = None) -
     with transaction.atomic():
         assignment = lock_rows(Assignment.objects.filter(task=task, annotator=annotator)).first()
         if assignment is None or assignment.state != Assignment.State.LEASED or assignment.leased_until <= now:
-            raise ApplicationError(NOT_LEASEHOLDER, status_code=403)
+            raise NotLeaseholder()
         assignment.state = Assignment.State.SKIPPED
         assignment.finished_at = now
         assignment.save(update_fields=["state", "finished_at"])
