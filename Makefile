@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv run serve migrate bootstrap demo test test-sqlite test-postgres bench check clean
+.PHONY: venv run serve migrate bootstrap demo test test-sqlite test-postgres bench check docs clean
 
 $(BIN)/.installed: requirements.txt requirements-models.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -65,9 +65,19 @@ bench: venv
 	$(BIN)/python bench/scaling.py --tiny
 	$(BIN)/python bench/dpo_round.py --tiny
 
+# The documentation site (docs/ → var/site/), in a venv of its own so the product's lock stays as it is.
+.venv-docs/.installed: requirements-docs.txt
+	test -x .venv-docs/bin/python || $(PYTHON) -m venv .venv-docs
+	.venv-docs/bin/pip install --quiet --disable-pip-version-check -r requirements-docs.txt
+	touch $@
+
+docs: .venv-docs/.installed
+	NO_MKDOCS_2_WARNING=1 .venv-docs/bin/mkdocs build --quiet
+	@echo "docs: var/site/index.html"
+
 check: venv
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 clean:
-	rm -rf $(VENV) var staticfiles
+	rm -rf $(VENV) .venv-docs var staticfiles
