@@ -61,12 +61,12 @@ SIZES = {  # the settings each stage gets through --set (quick: just enough to s
              "ppo": ["num_iterations=8", "batch_size=16", "mini_batch_size=8", "max_new_tokens=32",
                      "learning_rate=1e-3", "top_p=1.0"],
              "publish": ["max_prompts=80", "resample_share=1.0", "max_new_tokens=32", "top_p=1.0"],
-             "dpo": ["max_steps=30", "max_length=192"], "min_judgements": None, "probe": 400},
+             "dpo": ["max_steps=30", "max_length=192"], "max_tasks": None, "probe": 400},
     "quick": {"reward": ["num_train_epochs=3", "max_length=128"],
               "ppo": ["num_iterations=2", "batch_size=4", "mini_batch_size=2", "max_new_tokens=16",
                       "learning_rate=2e-4", "gate_samples_per_prompt=2", "gate_min_prompts=2"],
               "publish": ["max_prompts=8", "resample_share=1.0", "max_new_tokens=16"],
-              "dpo": ["max_steps=2", "max_length=192"], "min_judgements": 10, "probe": 100},
+              "dpo": ["max_steps=2", "max_length=192"], "max_tasks": 10, "probe": 100},
 }
 
 
@@ -297,7 +297,7 @@ def head_to_head_stage(table: Table, size: dict, users: list, annotators: list, 
     False when there is no candidate."""
     from feedback.models import Project
     from training import selectors
-    from training.promotion import head_to_head, min_judgements_default, verdict_of
+    from training.promotion import head_to_head, verdict_of
 
     project = Project.objects.get(slug=SLUG)
     candidate = selectors.newest_candidate(project=project)
@@ -315,12 +315,9 @@ def head_to_head_stage(table: Table, size: dict, users: list, annotators: list, 
         labels = judge_all(SLUG, users, annotators)
         stage.add(f"judgements={sum(map(len, labels.values()))}")
     with table.stage(f"decide_promotions {method}") as stage:
-        needed = size["min_judgements"] or min_judgements_default()
-        wins, n = head_to_head(project=project, candidate=candidate, rival=rival)
-        verdict, m = verdict_of(wins, n, needed)
-        stage.add(f"candidate {candidate.name} vs {rival.name}: win_rate={m['human/win_rate'] or float('nan'):.3f} "
-                  f"wilson95=[{m['human/win_low']:.2f}, {m['human/win_high']:.2f}] n={n} min_judgements={needed}")
-        extra = ["--min-judgements", str(size["min_judgements"])] if size["min_judgements"] else []
+        verdict, m = verdict_of(head_to_head(project=project, candidate=candidate, rival=rival))
+        stage.add(f"candidate {candidate.name} vs {rival.name}: {m['human/verdict_words']}")
+        extra = ["--max-tasks", str(size["max_tasks"])] if size["max_tasks"] else []
         command("decide_promotions", "--project", SLUG, *extra)
         candidate.refresh_from_db()
         stage.add(f"verdict={verdict}; candidate is now {candidate.status}")

@@ -1,37 +1,49 @@
 """Humans decide promotion: a candidate policy becomes active only when annotators prefer it to the active one.
 
 A policy that passes its automatic gate (PPO's bootstrap test, DPO's held-out accuracy) is registered as a
-CANDIDATE unless its project has `auto_promote`. Publishing then pits the candidate against the project's
-active policy in ordinary, blind comparison tasks (`training.runners.publish`). `decide_promotions` reads
-the judgements of those head-to-head tasks:
+CANDIDATE unless its project has `auto_promote`. Publishing then pits every candidate against the project's
+active policy in ordinary, blind comparison tasks on held-out prompts drawn at random (`training.runners.publish`).
+`decide_promotions` reads those head-to-head tasks:
 
-- a judgement scores the candidate 1 when annotators ranked its completion above the active policy's, 0
-  below, 0.5 on a tie (with several completions of each version in one task: the mean over the pairs);
-- the win rate's 95% Wilson interval (`feedback.quality.wilson_interval`) decides, once at least
-  `min_judgements` (setting `PROMOTION_MIN_JUDGEMENTS`, default 30) are in:
-  promote when the lower end is above 0.5; reject when the upper end is at or below 0.5 (the interval
-  lies at or below a coin flip); otherwise wait for more judgements;
-- `human/win_rate`, `human/win_low`, `human/win_high`, `human/judgements` (and `human/verdict`) are stored
-  in the candidate's metrics every time, so the registry shows how the vote stands.
+- a judgement scores the candidate 1 when annotators ranked its completion above the active policy's, 0 below,
+  0.5 on a tie (with several completions of each version in one task: the mean over the pairs);
+- a task's score is the mean over its judgements: the judges of one task saw the same answers, so the task is the
+  independent unit and the test counts tasks, not judgements; only closed (complete) tasks count, in the order
+  they closed (their last judgement);
+- `training.pipeline.promotion_test` decides, an always-valid sequential test (a betting e-process): promote when
+  the evidence that the candidate is better reaches 1/alpha (alpha 0.025), reject when a gain of `min_gain`
+  (0.075) is ruled out or after `max_tasks` (1000) tasks without a verdict; wait otherwise. It is valid when looked
+  at after every task, so the ticks (each publish run, `manage.py decide_promotions`, the worker's maintenance)
+  never inflate the false-promotion rate (2.5%; docs/statistics/promotion.md has the simulation);
+- the evidence is stored in the candidate's metrics every time (`human/verdict`, `human/verdict_words`,
+  `human/tasks`, `human/judgements`, `human/win_rate`, `human/win_low`/`human/win_high` (the confidence sequence),
+  `human/e_value`, `human/by_annotator`, …), so the registry shows how the vote stands.
 
-Idempotent like `retrain_if_due`: only CANDIDATE rows are decided, each under a row lock, so two ticks (the
-end of a publish run, `manage.py decide_promotions`, the worker's maintenance) decide a candidate once.
+Idempotent like `retrain_if_due`: only CANDIDATE rows are decided, each under a row lock, so two ticks decide a
+candidate once.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from training import selectors
 from training.models import ModelVersion
+from training.pipeline.promotion_test import PromotionRule, promotion_evidence
 
-DEFAULT_MIN_JUDGEMENTS = 30
 PROMOTE, REJECT, WAIT = "promote", "reject", "wait"
+BY_ANNOTATOR_LIMIT = 50  # annotators listed in the stored head-to-head (most judgements first)
 
 
-def min_judgements_default() -> int:
-    return int(getattr(settings, "PROMOTION_MIN_JUDGEMENTS", DEFAULT_MIN_JUDGEMENTS))
+def promotion_rule(*, max_tasks: int | None = None) -> PromotionRule:
+    """The rule with the deployment's settings: PROMOTION_MAX_TASKS (horizon, default 1000) and PROMOTION_MIN_GAIN
+    (futility, default 0.075); alpha is the contract's 0.025."""
+    defaults = PromotionRule()
+    horizon = max_tasks if max_tasks is not None else getattr(settings, "PROMOTION_MAX_TASKS", defaults.max_tasks)
+    return PromotionRule(max_tasks=horizon, min_gain=getattr(settings, "PROMOTION_MIN_GAIN", defaults.min_gain))
 
 
 def _positions(ranking: list) -> dict[int, int]:
@@ -49,58 +61,64 @@ def judgement_score(ranking: list, candidate_ids: set[int], rival_ids: set[int])
     return sum(1.0 if c < r else 0.5 if c == r else 0.0 for c, r in pairs) / len(pairs)
 
 
-def head_to_head(*, project, candidate: ModelVersion, rival: ModelVersion) -> tuple[float, int]:
-    """(the candidate's summed score, the number of judgements) over the project's non-gold tasks that hold
-    completions of both versions."""
-    from feedback.models import ComparisonTask, Judgement
+@dataclass(frozen=True)
+class HeadToHead:
+    """The candidate's task scores in the order the tasks closed, and how each annotator voted."""
 
-    tasks = (ComparisonTask.objects.filter(project=project, is_gold=False, completions__model_version=candidate)
-             .filter(completions__model_version=rival))  # two joins: tasks holding both versions
-    task_ids = set(tasks.values_list("pk", flat=True))
-    owner: dict[int, dict[int, int]] = {}
-    links = ComparisonTask.completions.through.objects.filter(
-        comparisontask_id__in=task_ids, completion__model_version__in=(candidate.pk, rival.pk))
-    for task_id, cid, version_id in links.values_list("comparisontask_id", "completion_id", "completion__model_version"):
-        owner.setdefault(task_id, {})[cid] = version_id
-    wins, n = 0.0, 0
-    for task_id, ranking in Judgement.objects.filter(task__in=task_ids).values_list("task", "ranking").iterator():
-        completions = owner.get(task_id, {})
-        score = judgement_score(ranking, {c for c, v in completions.items() if v == candidate.pk},
-                                {c for c, v in completions.items() if v == rival.pk})
-        if score is not None:
-            wins, n = wins + score, n + 1
-    return wins, n
+    scores: list[float]
+    judgements: int
+    by_annotator: list[dict]  # [{"annotator", "judgements", "win_rate"}], most judgements first
 
 
-def verdict_of(wins: float, n: int, min_judgements: int) -> tuple[str, dict]:
-    """The decision and the metrics to store: promote when the Wilson interval's lower end is above 0.5, reject
-    when its upper end is at or below 0.5, wait before `min_judgements` or while the interval holds 0.5."""
-    from feedback.quality import wilson_interval
+def head_to_head(*, project, candidate: ModelVersion, rival: ModelVersion) -> HeadToHead:
+    """The candidate's score on every closed, non-gold task holding completions of both versions."""
+    scores, judgements, votes = [], 0, {}
+    for task in selectors.head_to_head_tasks(project=project, candidate=candidate, rival=rival):
+        task_votes = [(who, judgement_score(ranking, task.candidate_ids, task.rival_ids))
+                      for who, ranking in task.judgements]
+        task_votes = [(who, score) for who, score in task_votes if score is not None]
+        if not task_votes:
+            continue
+        scores.append(sum(score for _, score in task_votes) / len(task_votes))
+        judgements += len(task_votes)
+        for who, score in task_votes:
+            total, n = votes.get(who, (0.0, 0))
+            votes[who] = (total + score, n + 1)
+    by_annotator = [{"annotator": who, "judgements": n, "win_rate": total / n}
+                    for who, (total, n) in sorted(votes.items(), key=lambda item: (-item[1][1], item[0]))]
+    return HeadToHead(scores=scores, judgements=judgements, by_annotator=by_annotator[:BY_ANNOTATOR_LIMIT])
 
-    low, high = wilson_interval(wins, n)
-    verdict = WAIT
-    if n >= min_judgements and low > 0.5:
-        verdict = PROMOTE
-    elif n >= min_judgements and high <= 0.5:
-        verdict = REJECT
-    metrics = {"human/win_rate": (wins / n) if n else None, "human/win_low": low, "human/win_high": high,
-               "human/judgements": n, "human/min_judgements": min_judgements, "human/verdict": verdict}
-    return verdict, metrics
+
+def verdict_of(duel: HeadToHead, rule: PromotionRule | None = None) -> tuple[str, dict]:
+    """The sequential test's decision on the task scores, and the metrics to store (the evidence in numbers and
+    in words)."""
+    rule = rule or promotion_rule()
+    evidence = promotion_evidence(duel.scores, alpha=rule.alpha, design_gain=rule.design_gain,
+                                  min_gain=rule.min_gain, futility_alpha=rule.futility_alpha, max_tasks=rule.max_tasks)
+    metrics = {"human/verdict": evidence.verdict, "human/verdict_words": evidence.words,
+               "human/tasks": evidence.tasks, "human/tasks_closed": len(duel.scores),
+               "human/judgements": duel.judgements, "human/win_rate": evidence.win_rate,
+               "human/win_low": evidence.low, "human/win_high": evidence.high, "human/e_value": evidence.e_value,
+               "human/futility_e_value": evidence.futility_e_value, "human/e_threshold": evidence.threshold,
+               "human/decided_at_task": evidence.decided_at, "human/alpha": rule.alpha,
+               "human/min_gain": rule.min_gain, "human/max_tasks": rule.max_tasks,
+               "human/test": "betting e-process on task scores (always valid)",
+               "human/by_annotator": duel.by_annotator}
+    return evidence.verdict, metrics
 
 
-def decide_promotions(*, project, min_judgements: int | None = None, actor=None) -> list[tuple[ModelVersion, str]]:
+def decide_promotions(*, project, max_tasks: int | None = None, actor=None) -> list[tuple[ModelVersion, str]]:
     """Decide every candidate policy of `project` against its active policy, oldest candidate first (after a
-    promotion the next one is measured against the new active policy). Returns [(version, verdict), …]."""
+    promotion the next one is measured against the new active policy, on new duels). Returns [(version, verdict)]."""
     from training.services.registry import decide_candidate
 
-    needed = min_judgements if min_judgements is not None else min_judgements_default()
+    rule = promotion_rule(max_tasks=max_tasks)
     decided = []
     for candidate in selectors.promotion_candidates(project=project):
         rival = selectors.active_policy(project=project)
         if rival is None or rival.pk == candidate.pk:
             continue
-        wins, n = head_to_head(project=project, candidate=candidate, rival=rival)
-        verdict, metrics = verdict_of(wins, n, needed)
+        verdict, metrics = verdict_of(head_to_head(project=project, candidate=candidate, rival=rival), rule)
         metrics["human/rival"] = rival.name
         try:
             decided.append((decide_candidate(version=candidate, verdict=verdict, metrics=metrics, actor=actor), verdict))
@@ -109,10 +127,10 @@ def decide_promotions(*, project, min_judgements: int | None = None, actor=None)
     return decided
 
 
-def decide_all_promotions(*, min_judgements: int | None = None) -> list[tuple[ModelVersion, str]]:
+def decide_all_promotions(*, max_tasks: int | None = None) -> list[tuple[ModelVersion, str]]:
     """`decide_promotions` for every project with a candidate policy (the maintenance tick's entry point)."""
     from feedback.models import Project
 
     projects = Project.objects.filter(model_versions__kind=ModelVersion.Kind.POLICY,
                                       model_versions__status=ModelVersion.Status.CANDIDATE).distinct()
-    return [item for project in projects for item in decide_promotions(project=project, min_judgements=min_judgements)]
+    return [item for project in projects for item in decide_promotions(project=project, max_tasks=max_tasks)]

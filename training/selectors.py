@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import QuerySet
@@ -78,8 +80,48 @@ def promotion_candidates(*, project) -> QuerySet[ModelVersion]:
 
 
 def newest_candidate(*, project) -> ModelVersion | None:
-    """The candidate policy publishing pits against the active one: the newest."""
+    """The newest candidate policy (publishing gives every candidate duels; see `promotion_candidates`)."""
     return promotion_candidates(project=project).order_by("-created_at", "-pk").first()
+
+
+@dataclass(frozen=True)
+class HeadToHeadTask:
+    """One closed head-to-head task: which of its completions are whose, and its judgements in the order given."""
+
+    task_id: int
+    closed_at: object  # the last judgement's time: when the task closed
+    candidate_ids: frozenset
+    rival_ids: frozenset
+    judgements: tuple  # ((annotator username, ranking), …)
+
+
+def head_to_head_tasks(*, project, candidate: ModelVersion, rival: ModelVersion) -> list[HeadToHeadTask]:
+    """The project's closed (complete), non-gold tasks holding completions of both versions, in the order they
+    closed (their last judgement; task id breaks a tie). Open tasks wait: a task's score must not change after it
+    is counted, or the sequential test would see a past observation move."""
+    from feedback.models import ComparisonTask, Judgement
+
+    tasks = (ComparisonTask.objects.filter(project=project, is_gold=False, status=ComparisonTask.Status.COMPLETE,
+                                           completions__model_version=candidate)
+             .filter(completions__model_version=rival))  # two joins: tasks holding both versions
+    task_ids = set(tasks.values_list("pk", flat=True))
+    owner: dict[int, dict[int, int]] = {}
+    links = ComparisonTask.completions.through.objects.filter(
+        comparisontask_id__in=task_ids, completion__model_version__in=(candidate.pk, rival.pk))
+    for task_id, cid, version_id in links.values_list("comparisontask_id", "completion_id", "completion__model_version"):
+        owner.setdefault(task_id, {})[cid] = version_id
+    judged: dict[int, list] = {}
+    closed: dict[int, object] = {}
+    rows = (Judgement.objects.filter(task__in=task_ids).order_by("created_at", "pk")
+            .values_list("task", "annotator__username", "ranking", "created_at"))
+    for task_id, username, ranking, created_at in rows.iterator():
+        judged.setdefault(task_id, []).append((username, ranking))
+        closed[task_id] = created_at
+    order = sorted(judged, key=lambda t: (closed[t], t))
+    return [HeadToHeadTask(task_id=t, closed_at=closed[t],
+                           candidate_ids=frozenset(c for c, v in owner.get(t, {}).items() if v == candidate.pk),
+                           rival_ids=frozenset(c for c, v in owner.get(t, {}).items() if v == rival.pk),
+                           judgements=tuple(judged[t])) for t in order]
 
 
 def newest_reward_model(*, project, exclude: ModelVersion | None = None) -> ModelVersion | None:

@@ -85,10 +85,18 @@ class TestRunKinds:
         assert ppo_gate(ok) == (True, "")
         passed, message = ppo_gate(nan)
         assert not passed and "'nan'" in message and "NaN loss" in message
-        dpo = lambda accuracy: type("R", (), {"metrics": {"eval/accuracy": accuracy}})()  # noqa: E731
-        assert dpo_gate(dpo(0.75))[0] and dpo_gate(dpo(None))[0]
-        passed, message = dpo_gate(dpo(0.5))
-        assert not passed and "0.50 is not above chance" in message
+        def dpo(accuracy, low, pairs=30, tasks=10):
+            return type("R", (), {"metrics": {"eval/accuracy": accuracy, "eval/human_accuracy": accuracy,
+                                              "eval/human_accuracy_low": low, "eval/human_n_pairs": pairs,
+                                              "eval/human_n_tasks": tasks}})()
+        assert dpo_gate(dpo(0.75, 0.56))[0]
+        passed, message = dpo_gate(dpo(0.75, 0.45))  # a good point accuracy whose task-clustered bound is not
+        assert not passed and "0.75" in message and "not above chance" in message
+        # no evaluation, or none on people's pairs (a round's held-out pairs all from the reward model): refused
+        for refused in ({"eval/accuracy": None}, {"eval/accuracy": 0.9, "eval/accuracy_low": 0.8},
+                        {"eval/accuracy": 0.9, "eval/human_n_pairs": 0.0, "eval/human_accuracy_low": None}):
+            passed, message = dpo_gate(type("R", (), {"metrics": refused})())
+            assert not passed and "no held-out pair labelled by people" in message
 
     @pytest.mark.parametrize("kind", [TrainingRun.Kind.PUBLISH, TrainingRun.Kind.DPO_ROUND])
     @pytest.mark.parametrize("setting", [{"temperature": 0.0}, {"temperature": -1.0}, {"top_p": 0.0},
@@ -148,12 +156,26 @@ class TestRewardModelAcceptance:
 
     def test_an_interval_above_chance_passes(self):
         assert self.verdict(**{"eval/accuracy": 0.8, "eval/accuracy_low": 0.62, "eval/accuracy_high": 0.91,
-                               "eval/n_pairs": 40}) == (True, "")
+                               "eval/n_pairs": 40, "eval/vs_length_low": 0.05}) == (True, "")
+
+    def test_a_model_no_better_than_length_or_the_active_model_is_rejected(self):
+        good = {"eval/accuracy": 0.8, "eval/accuracy_low": 0.62, "eval/accuracy_high": 0.91, "eval/n_pairs": 40}
+        passed, message = self.verdict(**good, **{"eval/vs_length_low": -0.02, "eval/length_baseline_accuracy": 0.78})
+        assert not passed and "length-only baseline" in message and "0.78" in message
+        assert not self.verdict(**good)[0]  # no length comparison at all: nothing shows it learned more than length
+        beaten = {**good, "eval/vs_length_low": 0.1, "eval/vs_previous": 0.01, "eval/vs_previous_low": -0.03,
+                  "eval/previous_accuracy": 0.79}
+        passed, message = self.verdict(**beaten)
+        assert not passed and "active reward model" in message and "0.79" in message
+        assert self.verdict(**{**beaten, "eval/vs_previous_low": 0.01})[0]
 
     def test_a_good_looking_accuracy_on_too_few_pairs_is_rejected(self):
         passed, message = self.verdict(**{"eval/accuracy": 1.0, "eval/accuracy_low": 0.21, "eval/accuracy_high": 1.0,
-                                          "eval/n_pairs": 1})
+                                          "eval/n_pairs": 1, "eval/n_tasks": 1})
         assert not passed and "not above chance" in message and "1 pairs" in message
+        passed, message = self.verdict(**{"eval/accuracy": 1.0, "eval/accuracy_low": None, "eval/n_pairs": 6,
+                                          "eval/n_tasks": 1})  # one task's 6 pairs: no bound at all
+        assert not passed and "1 task(s)" in message
 
     def test_below_chance_or_no_held_out_pairs_is_rejected(self):
         assert not self.verdict(**{"eval/accuracy": 0.44, "eval/accuracy_low": 0.35, "eval/accuracy_high": 0.53,

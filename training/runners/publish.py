@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from itertools import pairwise
 
 from training import selectors, services
@@ -36,13 +37,24 @@ class _Uncertainty:
         return self.known[prompt.pk, texts]
 
 
-def _prompt_pool(project, cfg, reward: ModelVersion | None, resample: int = 0, seed: int = 0) -> tuple[list, list]:
+def held_out_test(project, reward: ModelVersion | None):
+    """A function prompt → True when the prompt is held out: the reward model's snapshot split (its fraction and
+    seed; 0.1 and 0 without one), keyed like every split (`external_id or f"prompt-{pk}"`, `feedback.quality.split_of`),
+    so duels are on prompts no reward model or policy trained on."""
+    from feedback.quality import split_of
+
+    filters = ((reward.snapshot.filters if reward is not None and reward.snapshot is not None else {}) or {})
+    fraction, seed = filters.get("test_fraction", 0.1), filters.get("split_seed", 0)
+    return lambda prompt: split_of(prompt.external_id or f"prompt-{prompt.pk}", test_fraction=fraction, seed=seed) == "test"
+
+
+def _prompt_pool(project, cfg, reward: ModelVersion | None, resample: int = 0, seed: int = 0,
+                 held_out=None) -> tuple[list, list]:
     """(fresh prompts, prompts drawn again). Fresh prompts are sampled for twice as many as will be published when
     a reward model can keep the least certain (prompts="all"). The `resample` prompts drawn again already have
-    completions (judged or not): a plain random draw, because their head-to-head judgements estimate the
-    candidate's win rate, and keeping only the reward model's hardest prompts would bias it."""
-    import random
-
+    completions (judged or not): a plain random draw from the held-out ones (all of them when none is held out),
+    because their head-to-head judgements estimate the candidate's win rate, and keeping only the reward model's
+    hardest prompts would bias it."""
     from feedback.models import Prompt
 
     prompts = Prompt.objects.filter(project=project).order_by("id")
@@ -53,9 +65,10 @@ def _prompt_pool(project, cfg, reward: ModelVersion | None, resample: int = 0, s
     fresh = list(prompts.distinct()[: (cfg.max_prompts - resample) * factor])
     if not resample:
         return fresh, []
-    seen = list(Prompt.objects.filter(project=project, completions__isnull=False).distinct()
-                .order_by("id").values_list("pk", flat=True))
-    drawn = random.Random(seed).sample(seen, min(len(seen), resample))
+    seen = list(Prompt.objects.filter(project=project, completions__isnull=False).distinct().order_by("id")
+                .only("id", "external_id"))
+    held = [p.pk for p in seen if held_out is not None and held_out(p)] or [p.pk for p in seen]
+    drawn = random.Random(seed).sample(held, min(len(held), resample))
     return fresh, list(Prompt.objects.filter(pk__in=drawn).order_by("id"))
 
 
@@ -81,12 +94,13 @@ def sampler(version: ModelVersion, cfg, should_stop=None):
     return sample
 
 
-def _rival(policy: ModelVersion, project) -> ModelVersion | None:
-    """Who the policy meets head to head: the newest candidate awaiting promotion, else the policy's parent."""
-    candidate = selectors.newest_candidate(project=project)
-    if candidate is not None and candidate.pk != policy.pk:
-        return candidate
-    return policy.parent if policy.parent and policy.parent.kind == ModelVersion.Kind.POLICY else None
+def _rivals(policy: ModelVersion, project) -> list[ModelVersion]:
+    """Who the policy meets head to head: every candidate awaiting promotion (oldest first, each gets duels), else
+    the policy's parent."""
+    candidates = [c for c in selectors.promotion_candidates(project=project) if c.pk != policy.pk]
+    if candidates:
+        return candidates
+    return [policy.parent] if policy.parent and policy.parent.kind == ModelVersion.Kind.POLICY else []
 
 
 class _Progress:
@@ -105,12 +119,14 @@ class _Progress:
 def run_publish(ctx: RunContext) -> dict:
     """Fresh prompts (those waiting for completions, or with prompts="all" any) get K answers from the policy;
     with a reward model, those it is least certain about (smallest reward gap) are kept and go first. A share of
-    them pits one answer of a rival version against the policy's (head to head): the candidate policy awaiting
-    promotion when there is one, else the previous best version. While a candidate awaits, `resample_share` of
-    the prompts are drawn again at random, judged or not, so there is always something to compare: each gets
-    K−1 answers of the policy and one of the candidate, nothing more is sampled. Every task's place in the queue
-    follows the reward model's uncertainty about the answers it shows. Publishing ends by deciding promotions
-    (`training.promotion.decide_promotions`)."""
+    them pits one answer of a rival version against the policy's (head to head): every candidate policy awaiting
+    promotion (in turn), else the previous best version. Duel prompts are a seeded random draw of the held-out
+    prompts (all prompts when none is held out), never the reward model's least certain: their judgements estimate
+    the candidate's win rate, which a selected sample would bias. While candidates await, `resample_share` of the
+    prompts (at least one per candidate) are drawn again at random from the held-out prompts, judged or not, so
+    there is always something to compare: each gets K−1 answers of the policy and one of a candidate, nothing more
+    is sampled. Plain tasks are queued by the reward model's uncertainty; duel tasks take random places among them.
+    Publishing ends by deciding promotions (`training.promotion.decide_promotions`)."""
     from training.pipeline.reward import RewardScorer
     from training.promotion import decide_promotions
 
@@ -118,16 +134,20 @@ def run_publish(ctx: RunContext) -> dict:
     k = cfg.completions_per_prompt or project.completions_per_task
     policy = _policy_for(run, cfg.policy_version)
     reward = selectors.newest_reward_model(project=project)
-    rival = _rival(policy, project)
-    resample = (max(1, round(cfg.max_prompts * cfg.resample_share)) if cfg.resample_share > 0 and rival is not None
-                and rival.status == ModelVersion.Status.CANDIDATE else 0)
-    fresh, again = _prompt_pool(project, cfg, reward, resample=resample, seed=cfg.seed + run.pk)
+    rivals = _rivals(policy, project)
+    candidates = [r for r in rivals if r.status == ModelVersion.Status.CANDIDATE]
+    resample = (max(len(candidates), round(cfg.max_prompts * cfg.resample_share))
+                if cfg.resample_share > 0 and candidates else 0)
+    held_out = held_out_test(project, reward)
+    draw = random.Random(cfg.seed + run.pk)
+    fresh, again = _prompt_pool(project, cfg, reward, resample=resample, seed=cfg.seed + run.pk, held_out=held_out)
     if not fresh and not again:
         ctx.log("no prompts to sample for")
         return {"summary": {"published_tasks": 0, "promotions": _decide(decide_promotions, project)}}
     ctx.log(f"sampling {k} completions for {len(fresh)} prompts from {policy.name}"
-            + (f", and {k - 1} plus one of {rival.name} for {len(again)} drawn again" if again else ""))
-    progress = _Progress(ctx, len(fresh) * k + len(again) * k + (min(len(fresh), cfg.max_prompts) if rival else 0))
+            + (f", and {k - 1} plus one of a candidate ({', '.join(c.name for c in candidates)}) for {len(again)} "
+               "held-out prompts drawn again" if again else ""))
+    progress = _Progress(ctx, len(fresh) * k + len(again) * k + (min(len(fresh), cfg.max_prompts) if rivals else 0))
     sample = sampler(policy, cfg, ctx.should_stop)
     fresh_texts = sample([p.payload for p in fresh], k, cfg.seed, progress.batch)
     progress.finished(len(fresh) * k)
@@ -136,36 +156,79 @@ def run_publish(ctx: RunContext) -> dict:
     ctx.on_step(1, {"publish/prompts_sampled": len(fresh) + len(again)})
 
     uncertainty = _Uncertainty(RewardScorer(reward.path) if reward else None)
-    kept = sorted(((p, t) for p, t in zip(fresh, fresh_texts) if len(set(t)) >= 2),
-                  key=lambda item: uncertainty(*item))[: cfg.max_prompts - len(again)]
-    duels = kept[: max(1, int(len(kept) * cfg.head_to_head_share))] if rival and cfg.head_to_head_share > 0 else []
-    rival_texts = _rival_texts(rival, duels + again_items, cfg, ctx.should_stop, progress.batch)
+    eligible = [(p, t) for p, t in zip(fresh, fresh_texts) if len(set(t)) >= 2]
+    room = cfg.max_prompts - len(again)
+    duels = []
+    if rivals and cfg.head_to_head_share > 0 and eligible:
+        pool = [item for item in eligible if held_out(item[0])] or eligible
+        duels = draw.sample(pool, min(len(pool), max(1, int(min(len(eligible), room) * cfg.head_to_head_share))))
+    chosen = {p.pk for p, _ in duels}
+    kept = duels + sorted((item for item in eligible if item[0].pk not in chosen),
+                          key=lambda item: uncertainty(*item))[: max(0, room - len(duels))]
+    rival_of = _assign_rivals(duels, rivals, again_items, candidates, draw)
+    rival_texts = _rival_texts(rival_of, duels + again_items, cfg, ctx.should_stop, progress.batch)
     if ctx.should_stop():  # the last moment a cancel can land: nothing has been published yet
         raise RunCancelled()
-    tasks = _tasks(policy, k, rival, rival_texts, kept, again_items)
-    published = _publish(project, sorted(tasks, key=lambda task: uncertainty(task[0], [t for t, _ in task[1]])), cfg)
+    tasks = _tasks(policy, k, rival_of, rival_texts, kept, again_items)
+    published = _publish(project, _queue_order(tasks, uncertainty, draw), cfg)
     services.record_published(project=project, run=run, policy=policy, tasks=published)
     ctx.log(f"published {published} comparison tasks")
     return {"summary": {"published_tasks": published, "policy": policy.name,
                         "reward_model": reward.name if reward else None,
-                        "head_to_head": sum(any(v == rival for _, v in rows) for _, rows in tasks) if rival else 0,
-                        "rival": rival.name if rival_texts else None, "resampled": len(again),
+                        "head_to_head": sum(_is_duel(rows) for _, rows in tasks),
+                        "duels": {r.name: sum(any(v == r for _, v in rows) for _, rows in tasks) for r in rivals},
+                        "rival": ", ".join(r.name for r in rivals if any(v == r for _, rows in tasks for _, v in rows))
+                        or None, "resampled": len(again),
                         "promotions": _decide(decide_promotions, project)}}
 
 
-def _rival_texts(rival, items: list, cfg, should_stop, on_batch) -> dict[int, str]:
-    """One answer of the rival version for each (prompt, texts) in `items`, by prompt id."""
-    if rival is None or not items:
-        return {}
-    samples = sampler(rival, cfg, should_stop)([p.payload for p, _ in items], 1, cfg.seed + 1, on_batch)
-    return {p.pk: s[0] for (p, _), s in zip(items, samples) if s}
+def _assign_rivals(duels: list, rivals: list, again: list, candidates: list, draw) -> dict[int, ModelVersion]:
+    """Prompt id → the rival version its task shows: the fresh duels and the prompts drawn again are dealt in turn
+    (a seeded shuffle) to every rival, so each waiting candidate gets duels; prompts drawn again go to candidates."""
+    rival_of: dict[int, ModelVersion] = {}
+    for items, versions in ((duels, rivals), (again, candidates)):
+        order = list(items)
+        draw.shuffle(order)
+        for i, (prompt, _) in enumerate(order):
+            if versions:
+                rival_of[prompt.pk] = versions[i % len(versions)]
+    return rival_of
 
 
-def _tasks(policy, k: int, rival, rival_texts: dict, kept: list, again: list) -> list[tuple]:
+def _rival_texts(rival_of: dict, items: list, cfg, should_stop, on_batch) -> dict[int, str]:
+    """One answer of its rival version for each (prompt, texts) in `items`, by prompt id (each rival loaded once)."""
+    texts: dict[int, str] = {}
+    by_rival: dict[int, list] = {}
+    for prompt, _ in items:
+        if prompt.pk in rival_of:
+            by_rival.setdefault(rival_of[prompt.pk].pk, []).append(prompt)
+    for prompts in by_rival.values():
+        rival = rival_of[prompts[0].pk]
+        samples = sampler(rival, cfg, should_stop)([p.payload for p in prompts], 1, cfg.seed + 1, on_batch)
+        texts.update({p.pk: s[0] for p, s in zip(prompts, samples) if s})
+    return texts
+
+
+def _is_duel(rows: list) -> bool:
+    return len({version.pk for _, version in rows}) > 1
+
+
+def _queue_order(tasks: list, uncertainty, draw) -> list:
+    """Plain tasks by the reward model's uncertainty about the answers they show; duel tasks at random places among
+    them, so the order duels close in (the order the promotion test reads them) owes nothing to the reward model."""
+    ordered = sorted((t for t in tasks if not _is_duel(t[1])), key=lambda task: uncertainty(task[0], [x for x, _ in task[1]]))
+    for task in (t for t in tasks if _is_duel(t[1])):
+        ordered.insert(draw.randrange(len(ordered) + 1), task)
+    return ordered
+
+
+def _tasks(policy, k: int, rival_of: dict, rival_texts: dict, kept: list, again: list) -> list[tuple]:
     """(prompt, rows) per task: every kept fresh prompt, and each prompt drawn again whose rival answer differs from
     the policy's (drawn again, a prompt is there for the head-to-head alone)."""
-    tasks = [(prompt, _rows(policy, texts, k, rival, rival_texts.get(prompt.pk))) for prompt, texts in kept]
+    tasks = [(prompt, _rows(policy, texts, k, rival_of.get(prompt.pk), rival_texts.get(prompt.pk)))
+             for prompt, texts in kept]
     for prompt, texts in again:
+        rival = rival_of.get(prompt.pk)
         rows = _rows(policy, texts, k, rival, rival_texts.get(prompt.pk))
         if len(rows) >= 2 and rows[-1][1] == rival:
             tasks.append((prompt, rows))
@@ -176,7 +239,7 @@ def _rows(policy, texts: list[str], k: int, rival, rival_text: str | None) -> li
     """A task's answers as (text, version): the policy's distinct answers, the last of K replaced by the rival's
     when it has one that differs from all of them."""
     rows = [(text, policy) for text in dict.fromkeys(texts)]
-    if rival_text is not None and rival_text not in texts:
+    if rival is not None and rival_text is not None and rival_text not in texts:
         rows = rows[: k - 1] + [(rival_text, rival)]
     return rows
 

@@ -1,6 +1,7 @@
 """How a run reads on its page: settings as a table, figures to 4 significant digits, server paths relative to
-MODEL_DIR (never absolute), one log line per logged step, the gate's verdict in words and the progress of step-
-and epoch-based runs alike."""
+MODEL_DIR (never absolute), one log line per logged step, the gate's verdict in words, the human head-to-head verdict
+(with its evidence and each annotator's vote) of the policy a run produced or the candidates a publish run duelled,
+and the progress of step- and epoch-based runs alike."""
 
 from __future__ import annotations
 
@@ -84,6 +85,22 @@ def gate(run: TrainingRun) -> dict | None:
             "n": figure(summary["gate/n"]) if summary.get("gate/n") is not None else None}
 
 
+def head_to_head(run: TrainingRun) -> list[dict]:
+    """[{"name", "win"}]: the promotion standing (as last stored by `decide_promotions`) of the policy the run produced
+    and of the candidates a publish run decided on."""
+    from training.models import ModelVersion
+    from training.views.registry_rows import stored_standing
+
+    versions = [run.produced_version] if run.produced_version is not None else []
+    named = list((run.summary or {}).get("promotions") or {})
+    if named:
+        versions += list(ModelVersion.objects.filter(project=run.project, kind=ModelVersion.Kind.POLICY, name__in=named)
+                         .exclude(pk__in=[v.pk for v in versions]).order_by("created_at", "pk"))
+    rows = [{"name": v.name, "status": v.status, "win": stored_standing(v)} for v in versions
+            if v.kind == ModelVersion.Kind.POLICY]
+    return [row for row in rows if row["win"] is not None]
+
+
 def step_lines(rows: list[dict]) -> list[str]:
     """One line per logged step (iteration): "step 3 · loss 0.6931 · accuracy 0.5"."""
     lines = []
@@ -111,5 +128,5 @@ def live_context(run: TrainingRun) -> dict:
     rows = selectors.run_metrics(run=run)
     return {"run": run, "series": selectors.metric_series(run=run), "log_tail": relative_paths(selectors.log_tail(run=run)),
             "error": relative_paths(run.error), "summary_rows": summary_rows(run), "gate": gate(run),
-            "step_lines": step_lines(rows), "progress": progress(run, rows), "state_label": state_label(run),
+            "step_lines": step_lines(rows), "head_to_head": head_to_head(run), "progress": progress(run, rows), "state_label": state_label(run),
             "lineage": selectors.lineage(version=run.produced_version) if run.produced_version else []}
