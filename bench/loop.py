@@ -213,8 +213,8 @@ def agreement_figures(stage, labels: dict[int, list[int]]) -> None:
 
 def reward_figures(stage, slug: str, probe_n: int, seed: int) -> dict:
     """The reward run's held-out accuracy beside the agreement ceiling, and accuracies on fresh probe pairs."""
-    from feedback import exports
     from feedback.quality import wilson_interval
+    from feedback.services import snapshots
     from training.models import TrainingRun
     from training.pipeline.reward_scoring import RewardScorer
 
@@ -224,7 +224,7 @@ def reward_figures(stage, slug: str, probe_n: int, seed: int) -> dict:
         stage.add(f"no reward model registered: {run.error.strip()[-200:]}")
         return {}
     m = version.metrics
-    _, test_rows = exports.snapshot_split_rows(version.snapshot)
+    _, test_rows = snapshots.split_rows(version.snapshot)
     ceiling = sim.oracle_accuracy([(r["chosen"], r["rejected"]) for r in test_rows])
     stage.add(f"status={version.status} held_out_accuracy={m.get('eval/accuracy', float('nan')):.3f} "
               f"[{m.get('eval/accuracy_low', float('nan')):.2f}, {m.get('eval/accuracy_high', float('nan')):.2f}] "

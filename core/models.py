@@ -18,6 +18,7 @@ class AuditEvent(models.Model):
         PROJECT_CHANGED = "project_changed", "Project settings changed"
         MEMBER_ADDED = "member_added", "Member added"
         MEMBER_REMOVED = "member_removed", "Member removed"
+        MEMBER_ROLE_CHANGED = "member_role_changed", "Member's role changed"
         PROMPTS_IMPORTED = "prompts_imported", "Prompts imported"
         PREFERENCES_EXPORTED = "preferences_exported", "Preferences exported"
         GOLD_MARKED = "gold_marked", "Gold task marked"
@@ -59,3 +60,25 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Audit events are append-only.")
+
+
+class TokenScope(models.Model):
+    """Where an API token works, when someone other than its owner minted it.
+
+    DRF's token is the user's and would open every project the user belongs to, also projects they join later.
+    A key a project admin minted for someone else (the admin saw it, so a copy may stay with them) opens only the
+    projects that admin administered at that moment: `projects`, fixed at minting and checked on every request
+    (core.authentication puts it on the request's user, core.permissions answers "not a member" outside it).
+    A token without a row is its owner's own (asked for with their password, made by a superuser or by the
+    operator's `add_member` command) and works wherever the owner is a member. Replacing or revoking the token
+    deletes its row (cascade), so a scope never outlives its key."""
+
+    token = models.OneToOneField("authtoken.Token", primary_key=True, on_delete=models.CASCADE, related_name="scope")
+    projects = models.ManyToManyField("feedback.Project", blank=True, related_name="+",
+                                      help_text="The only projects this token opens.")
+    minted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+",
+                                  help_text="Who created the key (and saw it); not its owner.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"scope of {self.token.user_id}'s token (minted by {self.minted_by_id})"

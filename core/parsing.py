@@ -127,3 +127,15 @@ class BoundedJSONParser(JSONParser):
             raise ParseError(str(exc)) from None
         except ValueError as exc:
             raise ParseError(JSON_INVALID.format(error=exc)) from None
+
+
+NOT_FINITE = "must be a finite number (not inf or nan)."
+
+
+def validate_finite(value) -> None:
+    """A model field's validator: NaN passes every Min/MaxValueValidator (each comparison is False), so a float
+    setting also states that it is finite. Django's ValidationError, for model.full_clean and the forms."""
+    from django.core.exceptions import ValidationError as ModelValidationError
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ModelValidationError(NOT_FINITE, code="not_finite")

@@ -46,7 +46,32 @@ def remember_role(*, project, user, role: str | None) -> None:
     setattr(project, ROLE_MEMO, (user.pk, role, _generation_now[0]))
 
 
+# --- where the request's credentials reach (API tokens minted by someone else: core.models.TokenScope) ----------
+
+TOKEN_SCOPE = "token_scope"  # frozenset of project ids on the request's user, set by core.authentication
+
+
+def token_scope(user) -> frozenset[int] | None:
+    """The projects the request's token is limited to, or None when its credentials reach every membership
+    (a session, the owner's own token, a superuser-made or operator-made token)."""
+    return getattr(user, TOKEN_SCOPE, None)
+
+
+def within_token_scope(*, user, project_id) -> bool:
+    scope = token_scope(user)
+    return scope is None or project_id in scope
+
+
+def limit_to_token_scope(queryset, *, user, field: str = "pk"):
+    """`queryset` less the rows outside the token's projects (`field` names the project id)."""
+    scope = token_scope(user)
+    return queryset if scope is None else queryset.filter(**{f"{field}__in": scope})
+
+
 def role_in(*, project, user) -> str | None:
+    """The user's role in `project` as these credentials see it: outside a scoped token's projects, none."""
+    if not within_token_scope(user=user, project_id=project.pk):
+        return None
     memo = getattr(project, ROLE_MEMO, None)
     if memo is not None and memo[0] == user.pk and memo[2] == _generation_now[0]:
         return memo[1]

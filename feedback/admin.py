@@ -2,15 +2,47 @@
 `feedback.services`; tables whose rows only services create (prompts, tasks, leases, judgements,
 adjudications, snapshots) are read-only here. Training actions live in training's admin."""
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.db.models import Count
+from django.forms.models import BaseInlineFormSet
 
 from core.admin import SuperuserOnlyAdmin, SuperuserOnlyTabularInline
 from feedback import services
 from feedback.models import (
     Adjudication, Assignment, ComparisonTask, Completion, Judgement, Membership, PreferenceSnapshot, Project, Prompt,
 )
-from feedback.services.projects import PROJECT_FIELDS
+from feedback.services.projects import PROJECT_FIELDS, LastAdmin, MemberGone
+
+
+class MembershipFormSet(BaseInlineFormSet):
+    """Refuses, as a form error, a save that would leave a project that has an admin without one (the service
+    refuses it again under its lock, for a change that raced this form)."""
+
+    def clean(self):
+        super().clean()
+        had_admin = any(f.instance.pk and f.initial.get("role") == Membership.Role.ADMIN for f in self.forms)
+        kept = [f for f in self.forms if f.has_changed() or f.instance.pk]
+        keeps_admin = any(f.cleaned_data.get("role") == Membership.Role.ADMIN for f in kept
+                          if getattr(f, "cleaned_data", None) and not f.cleaned_data.get("DELETE"))
+        if had_admin and not keeps_admin:
+            raise forms.ValidationError(LastAdmin.default_message)
+
+
+class MembershipAdminForm(forms.ModelForm):
+    def clean_role(self):
+        role = self.cleaned_data["role"]
+        member = self.instance
+        if member.pk and member.role == Membership.Role.ADMIN and role != Membership.Role.ADMIN and not (
+                Membership.objects.filter(project_id=member.project_id, role=Membership.Role.ADMIN)
+                .exclude(pk=member.pk).exists()):
+            raise forms.ValidationError(LastAdmin.default_message)
+        return role
+
+
+def _is_last_admin(membership) -> bool:
+    return membership.role == Membership.Role.ADMIN and not Membership.objects.filter(
+        project_id=membership.project_id, role=Membership.Role.ADMIN).exclude(pk=membership.pk).exists()
 
 
 class ReadOnlyAdmin(SuperuserOnlyAdmin):
@@ -28,6 +60,7 @@ class ReadOnlyAdmin(SuperuserOnlyAdmin):
 
 class MembershipInline(SuperuserOnlyTabularInline):
     model = Membership
+    formset = MembershipFormSet
     extra = 0
     fields = ["user", "role", "trust"]
     readonly_fields = ["trust"]
@@ -57,11 +90,17 @@ class ProjectAdmin(SuperuserOnlyAdmin):
         if formset.model is not Membership:
             return super().save_formset(request, form, formset, change)
         changed = formset.save(commit=False)
-        for membership in formset.deleted_objects:
-            services.remove_member(membership=membership, actor=request.user)
-        for membership in changed:
-            services.add_member(project=form.instance, username=membership.user.username, role=membership.role,
-                                actor=request.user)
+        try:  # promotions first, so a swap of admins in one save never passes through zero admins
+            for membership in sorted(changed, key=lambda m: m.role != Membership.Role.ADMIN):
+                if membership.pk is None:
+                    services.add_member(project=form.instance, username=membership.user.username,
+                                        role=membership.role, actor=request.user, issue_token=False)
+                else:
+                    services.change_role(membership=membership, role=membership.role, actor=request.user)
+            for membership in formset.deleted_objects:
+                services.remove_member(membership=membership, actor=request.user)
+        except (LastAdmin, MemberGone) as refusal:  # a change that raced the form's own check
+            self.message_user(request, refusal.message, level=messages.ERROR)
 
     @admin.action(description="Export preferences (JSONL snapshot into EXPORT_DIR)")
     def export_preferences(self, request, queryset):
@@ -91,6 +130,7 @@ class ProjectAdmin(SuperuserOnlyAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(SuperuserOnlyAdmin):
+    form = MembershipAdminForm
     list_display = ["user", "project", "role", "trust", "created_at"]
     list_filter = ["role", "project"]
     search_fields = ["user__username", "project__slug"]
@@ -99,17 +139,29 @@ class MembershipAdmin(SuperuserOnlyAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["project", "user", "trust"] if obj is not None else ["trust"]
 
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and not (obj is not None and _is_last_admin(obj))
+
     def save_model(self, request, obj, form, change):
-        membership, _ = services.add_member(project=obj.project, username=obj.user.username, role=obj.role,
-                                            actor=request.user)
+        if change:
+            membership = services.change_role(membership=obj, role=obj.role, actor=request.user)
+        else:
+            membership, _ = services.add_member(project=obj.project, username=obj.user.username, role=obj.role,
+                                                actor=request.user, issue_token=False)
         obj.pk, obj._state.adding, obj._state.db = membership.pk, False, membership._state.db
 
     def delete_model(self, request, obj):
         services.remove_member(membership=obj, actor=request.user)
 
     def delete_queryset(self, request, queryset):
+        refused = []
         for membership in queryset.select_related("project", "user"):
-            services.remove_member(membership=membership, actor=request.user)
+            try:
+                services.remove_member(membership=membership, actor=request.user)
+            except LastAdmin:
+                refused.append(f"{membership.user.username} in {membership.project.slug}")
+        if refused:
+            self.message_user(request, f"{LastAdmin.default_message} Kept: {', '.join(refused)}.", level=messages.ERROR)
 
 
 @admin.register(Prompt)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
+import numpy as np
+
 from feedback import quality, selectors
 from feedback.models import Completion, Project
 from feedback.selectors import JudgementEvidence
@@ -25,7 +27,7 @@ def build(*, project: Project) -> dict:
         a["gold_accuracy"] = gold_accuracy.get(a["annotator"])
 
     over_time, mean_agreement = agreement_over_time(data)
-    leaderboard = model_leaderboard(data)
+    leaderboard, style_board = model_leaderboards(data)
     per_hour = selectors.judgements_per_hour(project=project)
     return {
         "alpha_by_day": alpha_by_day(data),
@@ -35,6 +37,7 @@ def build(*, project: Project) -> dict:
         "alpha": quality.krippendorff_alpha_from_tasks(votes),
         "mean_agreement": mean_agreement,
         "leaderboard": leaderboard,
+        "style_leaderboard": style_board,
         "length_bias": length_bias(data),
         "charts": {"per_hour": per_hour, "agreement_over_time": over_time, "annotators": annotators,
                    "leaderboard": leaderboard, "leaderboard_axis": elo_axis(leaderboard)},
@@ -50,11 +53,13 @@ def _last_day(votes) -> str:
 
 
 def agreement_over_time(data: JudgementEvidence) -> tuple[list[tuple[str, float]], float | None]:
-    """Mean pair agreement of tasks judged at least twice, by the day of their last judgement."""
+    """Mean leave-one-out pair agreement (each judge against the others; 0.5 is coin flipping) of tasks judged at
+    least twice, tied pairs included, by the day of their last judgement."""
     per_day: dict[str, list[float]] = defaultdict(list)
     for votes in data.by_task.values():
         if len(votes) >= 2:
-            per_day[_last_day(votes)].extend(p.agreement for p in quality.consensus_pairs(_weighted(data, votes)))
+            per_day[_last_day(votes)].extend(p.agreement for p in quality.consensus_pairs(_weighted(data, votes))
+                                             if p.agreement is not None)
     series = [(day, sum(v) / len(v)) for day, v in sorted(per_day.items())]
     everything = [x for v in per_day.values() for x in v]
     return series, (sum(everything) / len(everything) if everything else None)
@@ -71,16 +76,32 @@ def _completion_values(ids: list[int], *fields: str) -> list[tuple]:
     return rows
 
 
-def model_leaderboard(data: JudgementEvidence) -> list[dict]:
-    """Bradley–Terry strengths of the models behind the completions, from every judged pair of two models."""
-    names = {cid: version or model_name or "unknown"
-             for cid, model_name, version in _completion_values(_completion_ids(data), "model_name", "model_version__name")}
+def model_leaderboards(data: JudgementEvidence) -> tuple[list[dict], dict | None]:
+    """Bradley–Terry strengths of the models behind the completions, from every judged pair of two models, with
+    intervals that resample tasks (a task's battles share its answers and judges); and beside it the
+    style-controlled board (answer length and markdown held equal, as LMArena does): {"board", "effects"}."""
+    ids = _completion_ids(data)
+    rows = _completion_values(ids, "model_name", "model_version__name", "text")
+    values = {cid: (version or model_name or "unknown", text) for cid, model_name, version, text in rows}
     battles = [
-        (names[a], names[b], outcome)
-        for votes in data.by_task.values() for _, ranking, _ in votes
-        for a, b, outcome in quality.pairs_from_ranking(ranking) if names.get(a) != names.get(b)
+        (values[a][0], values[b][0], outcome, task, a, b)
+        for task, votes in data.by_task.items() for _, ranking, _ in votes
+        for a, b, outcome in quality.pairs_from_ranking(ranking) if values[a][0] != values[b][0]
     ]
-    return quality.leaderboard_from_battles(battles) if battles else []
+    if not battles:
+        return [], None
+    board = quality.leaderboard_from_battles([x[:4] for x in battles])
+    if len(board) < 2:
+        return board, None
+    names = [row["model"] for row in board]
+    index = {name: i for i, name in enumerate(names)}
+    columns = list(zip(*battles))
+    style = {cid: quality.style_of(values[cid][1]) for cid in {c for x in battles for c in x[4:]}}
+    controlled, effects = quality.style_controlled_leaderboard(
+        np.array([index[x] for x in columns[0]]), np.array([index[x] for x in columns[1]]), np.array(columns[2]),
+        names, np.array([style[c] for c in columns[4]]), np.array([style[c] for c in columns[5]]),
+        clusters=np.array(columns[3]))
+    return board, {"board": controlled, "effects": effects}
 
 
 def elo_axis(leaderboard: list[dict], step: int = 25) -> dict | None:

@@ -6,7 +6,8 @@
 
 Rows are produced task by task from a server-side cursor, so memory stays flat however many pairs
 there are. The split is by prompt (a hash of the prompt id), so no prompt is on both sides. Nothing
-here writes to the database: the snapshot row and its state belong to `services.snapshots`.
+here writes to the database: the snapshot row, its state and its stored rows belong to `services.snapshots`,
+and every reader of a snapshot's rows reads the stored ones there (`stored_lines`, `stored_rows`, `split_rows`).
 """
 
 from __future__ import annotations
@@ -89,7 +90,12 @@ class ExportStats:
     prompts: dict = field(default_factory=lambda: {"train": bytearray(), "test": bytearray()})
     judgements: int = 0
     ties: int = 0
+    tied: Counter = field(default_factory=Counter)  # per split: pairs the judges tie on (no row: TRL has no tie)
+    # Leave-one-out agreement over every pair judged at least twice, tied pairs included: leaving the ties out
+    # would keep only the pairs the judges agreed on and make chance look like agreement.
     agreement_sum: float = 0.0
+    agreement_pairs: int = 0
+    judged_once: int = 0  # pairs with a single judgement (and no review): their agreement is unknown
     chosen_models: Counter = field(default_factory=Counter)
     chosen_lengths: list = field(default_factory=list)
     rejected_lengths: list = field(default_factory=list)
@@ -102,7 +108,7 @@ class ExportStats:
         if len(bitmap) <= prompt_pk // 8:
             bitmap.extend(bytes(prompt_pk // 8 + 1 - len(bitmap) + 4096))
         bitmap[prompt_pk // 8] |= 1 << (prompt_pk % 8)
-        self.agreement_sum += row["agreement"]
+        self.add_agreement(row["agreement"])
         self.chosen_models[row["chosen_model"] or "?"] += 1
         chosen_len, rejected_len = len(_text(row["chosen"])), len(_text(row["rejected"]))
         if len(self.chosen_lengths) < 100_000:  # a bounded sample for the card's statistics
@@ -112,18 +118,31 @@ class ExportStats:
             self.length_decided += 1
             self.longer_wins += chosen_len > rejected_len
 
+    def add_agreement(self, agreement: float | None) -> None:
+        if agreement is None:
+            self.judged_once += 1
+        else:
+            self.agreement_sum += agreement
+            self.agreement_pairs += 1
+
+    def add_tie(self, pair: quality.PairConsensus, split: str) -> None:
+        self.ties += 1
+        self.tied[split] += 1
+        self.add_agreement(pair.agreement)
+
     def splits_with_rows(self) -> list[str]:
         return [split for split in SPLITS if self.pairs[split]]
 
     def mean_agreement(self) -> float | None:
-        total = sum(self.pairs.values())
-        return self.agreement_sum / total if total else None
+        """Mean leave-one-out agreement of the pairs judged twice or more, ties included (0.5: coin flips)."""
+        return self.agreement_sum / self.agreement_pairs if self.agreement_pairs else None
 
     def counts(self) -> dict:
         return {
             "pairs": sum(self.pairs.values()), "train_pairs": self.pairs["train"], "test_pairs": self.pairs["test"],
             "train_prompts": _bits(self.prompts["train"]), "test_prompts": _bits(self.prompts["test"]),
-            "tied_pairs": self.ties, "judgements_used": self.judgements,
+            "tied_pairs": self.ties, "train_tied_pairs": self.tied["train"], "test_tied_pairs": self.tied["test"],
+            "pairs_judged_once": self.judged_once, "judgements_used": self.judgements,
         }
 
 
@@ -151,7 +170,8 @@ class _RowShape:
             spelled = (prompt.text, chosen.text, rejected.text)
         return {
             "prompt": spelled[0], "chosen": spelled[1], "rejected": spelled[2],
-            "margin": round(pair.margin, 6), "agreement": round(pair.agreement, 6), "n_judgements": pair.n_judgements,
+            "margin": round(pair.margin, 6), "agreement": None if pair.agreement is None else round(pair.agreement, 6),
+            "n_judgements": pair.n_judgements,
             "confidence": confidence, "prompt_id": prompt.key, "chosen_model": chosen.model, "rejected_model": rejected.model,
             "snapshot": self.snapshot_id, "split": split,
         }
@@ -186,11 +206,12 @@ def _task_rows(task_id: int, judgements: list, context: ExportBatch, filters: Ex
     given = [c for _, _, _, c in judgements if c is not None]
     confidence = round(sum(given) / len(given), 6) if given else None  # the judges' mean self-rated confidence
     for pair in quality.consensus_pairs(votes, adjudicated_ranking=context.adjudicated.get(task_id)):
-        if pair.chosen is None:
-            stats.ties += 1
+        if pair.chosen is None:  # counted (card, snapshot counts), not written: TRL's preference rows have no tie
+            stats.add_tie(pair, split)
             continue
         chosen, rejected = context.completions[pair.chosen], context.completions[pair.rejected]
-        if pair.agreement < filters.min_agreement or (filters.models and not {chosen.model, rejected.model} <= set(filters.models)):
+        # A pair one judge saw has no measured agreement: min_agreement keeps it (n_judgements says how it was seen).
+        if (pair.agreement is not None and pair.agreement < filters.min_agreement) or (filters.models and not {chosen.model, rejected.model} <= set(filters.models)):
             continue
         row = shape.row(prompt, chosen, rejected, pair, split, confidence)
         stats.add(row, prompt.pk)
@@ -202,8 +223,11 @@ def check_format(fmt: str) -> None:
         raise ValidationError({"format": f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}."})
 
 
-def write_export(snapshot: PreferenceSnapshot, out_dir: Path, *, fmt: str = "jsonl", progress=None) -> ExportStats:
+def write_export(snapshot: PreferenceSnapshot, out_dir: Path, *, fmt: str = "jsonl", progress=None,
+                 rows: Iterable[dict] | None = None, stats: ExportStats | None = None) -> ExportStats:
     """Write train/test files and a README.md dataset card into `out_dir`; returns the statistics.
+    `rows` and `stats`: the snapshot's stored rows and the statistics gathered when they were made
+    (`services.export_preferences` passes both); without them the rows are computed now.
 
     Files are written under temporary `.partial` names and renamed at the end; when anything fails
     (a full disk, a bad row) the partial files are removed and the error propagates, so a crash never
@@ -212,8 +236,8 @@ def write_export(snapshot: PreferenceSnapshot, out_dir: Path, *, fmt: str = "jso
     check_format(fmt)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stats = ExportStats()
-    rows = iter_rows(snapshot, stats)
+    stats = stats if stats is not None else ExportStats()
+    rows = iter_rows(snapshot, stats) if rows is None else rows
     if progress is not None:
         rows = progress(rows)
     try:
@@ -315,6 +339,20 @@ def load_command(fmt: str, splits: list[str]) -> str:
     return command
 
 
+def ties_note(counts: dict) -> str:
+    """What the card says about ties: TRL's preference format has no tie, so tied pairs have no row, and a test
+    split without them holds only the pairs the judges could decide — the harder half of the data is missing."""
+    tied, test_tied = counts.get("tied_pairs", 0), counts.get("test_tied_pairs", 0)
+    if not tied:
+        return ""
+    decided_test = counts.get("test_pairs", 0)
+    share = f"{test_tied / (test_tied + decided_test):.1%}" if test_tied + decided_test else "–"
+    return (f"\n\n**Ties.** {tied} pairs the judges tied on (their trust-weighted votes cancel) have no row: "
+            f"TRL's preference format has no tie. {test_tied} of them are test pairs ({share} of the test split's "
+            f"judged pairs), so accuracy on `test` is measured on the pairs the judges could decide; report it with "
+            f"this count. `agreement` (each judge against the other judges) averages over the ties too.")
+
+
 def dataset_card(snapshot: PreferenceSnapshot, stats: ExportStats, fmt: str) -> str:
     counts = stats.counts()
 
@@ -338,10 +376,11 @@ tags: [rlhf, preference, trl]
 # Preference dataset: {snapshot.project.slug}, snapshot {snapshot.pk}
 
 Pairs in TRL's preference format (`prompt`, `chosen`, `rejected`) with provenance columns `margin`,
-`agreement`, `n_judgements`, `confidence` (the judges' mean self-rated confidence, 1–5, or null), `prompt_id`,
+`agreement` (leave-one-out: how well each judge's vote matches the other judges' consensus, averaged over the
+pair's judges; 0.5 is chance, null when one judge saw the pair), `n_judgements`, `confidence` (the judges' mean self-rated confidence, 1–5, or null), `prompt_id`,
 `chosen_model`, `rejected_model`, `snapshot`, `split`.
 It feeds `trl.RewardTrainer` and `trl.DPOTrainer` as it is. Files: {files}; a split without pairs is
-written as an empty file and left out of the load command. From this directory:
+written as an empty file and left out of the load command. From this directory:{ties_note(counts)}
 
 ```python
 {load_command(fmt, splits)}
@@ -354,8 +393,9 @@ written as an empty file and left out of the load command. From this directory:
 | judgements used | {counts["judgements_used"]} |
 | pairs (train / test) | {counts["pairs"]} ({counts["train_pairs"]} / {counts["test_pairs"]}) |
 | prompts (train / test) | {counts["train_prompts"]} / {counts["test_prompts"]} (split by prompt: none on both sides) |
-| tied pairs (left out) | {counts["tied_pairs"]} |
-| mean agreement | {"–" if agreement is None else f"{agreement:.3f}"} |
+| tied pairs (train / test; no row) | {counts["tied_pairs"]} ({counts["train_tied_pairs"]} / {counts["test_tied_pairs"]}) |
+| pairs judged once (agreement null) | {counts["pairs_judged_once"]} |
+| mean agreement (leave-one-out, ties included; 0.5 = chance) | {"–" if agreement is None else f"{agreement:.3f}"} |
 | longer completion chosen | {longer} |
 | chosen length (chars) | {describe(stats.chosen_lengths)} |
 | rejected length (chars) | {describe(stats.rejected_lengths)} |
@@ -367,22 +407,3 @@ Filters: `{json.dumps(snapshot.filters)}`
 |---|---|
 {models}
 """
-
-
-def snapshot_split_rows(snapshot: PreferenceSnapshot) -> tuple[list[dict], list[dict]]:
-    """The snapshot's train and test rows (from its JSONL files when they were written whole, else computed)."""
-    if snapshot.is_complete and snapshot.path and (Path(snapshot.path) / "train.jsonl").exists():
-        def read(name):
-            with (Path(snapshot.path) / name).open(encoding="utf-8") as fh:
-                return [json.loads(line) for line in fh if line.strip()]
-        return read("train.jsonl"), read("test.jsonl")
-    train, test = [], []
-    for row in iter_rows(snapshot):
-        (train if row["split"] == "train" else test).append(row)
-    return train, test
-
-
-def stream_jsonl(snapshot: PreferenceSnapshot) -> Iterator[bytes]:
-    """Rows as JSONL bytes for a streaming HTTP response (the client's disconnect just stops it)."""
-    for row in iter_rows(snapshot):
-        yield (json.dumps(row, ensure_ascii=False) + "\n").encode()

@@ -6,7 +6,8 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from feedback import importing
-from feedback.models import Membership, Project
+from feedback.models import PROJECT_SETTING_RANGES, Membership, Project
+from feedback.pages.fields import AsciiFloatField, AsciiIntegerField
 
 SETTINGS_FIELDS = ["name", "instructions", "completions_per_task", "overlap", "max_overlap",
                    "agreement_threshold", "lease_seconds", "gold_rate"]
@@ -15,12 +16,22 @@ ALREADY_MEMBER = "{username} is already a member; change their role in the list 
 
 
 class ProjectSettingsForm(forms.ModelForm):
-    """Every setting of a project, with the model's help texts and validators (the slug never changes)."""
+    """Every setting of a project, with the model's help texts and validators (the slug never changes). Numbers
+    are ASCII digits only ("٣" and "３" are refused, as by the API), finite, within the model's stated range
+    (`PROJECT_SETTING_RANGES`, also the inputs' min and max)."""
 
     class Meta:
         model = Project
         fields = SETTINGS_FIELDS
         widgets = {"instructions": forms.Textarea(attrs={"rows": 6})}
+        field_classes = {name: AsciiFloatField if isinstance(lo, float) else AsciiIntegerField
+                         for name, (lo, _) in PROJECT_SETTING_RANGES.items()}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, (lo, hi) in PROJECT_SETTING_RANGES.items():
+            if name in self.fields:
+                self.fields[name].widget.attrs.update(min=lo, max=hi)
 
 
 class ProjectCreateForm(ProjectSettingsForm):

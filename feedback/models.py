@@ -7,7 +7,32 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from core.parsing import validate_finite
+
 LABELS = "abcd"  # anonymous labels shown to annotators, by display position
+
+# The one statement of each project setting's range (both ends included): the fields' validators (so the API's
+# serializer, the settings form, the admin and `create_project` refuse what is outside), the table's check
+# constraints (so no write stores it) and docs/settings-ranges.md read it from here.
+PROJECT_SETTING_RANGES = {
+    "completions_per_task": (2, 4), "overlap": (1, 50), "max_overlap": (1, 50), "agreement_threshold": (0.0, 1.0),
+    "lease_seconds": (30, 24 * 3600), "gold_rate": (0.0, 1.0),
+}
+
+
+def _within(name: str) -> list:
+    lo, hi = PROJECT_SETTING_RANGES[name]
+    bounds = [MinValueValidator(lo), MaxValueValidator(hi)]
+    return [*bounds, validate_finite] if isinstance(lo, float) else bounds
+
+
+def _range_constraints() -> list:
+    checks = []
+    for name, (lo, hi) in PROJECT_SETTING_RANGES.items():
+        within = Q(**{f"{name}__gte": lo, f"{name}__lte": hi})
+        checks.append(models.CheckConstraint(condition=within | Q(**{f"{name}__isnull": True}) if name == "max_overlap"
+                                             else within, name=f"project_{name}_in_range"))
+    return checks
 
 
 class Project(models.Model):
@@ -15,28 +40,28 @@ class Project(models.Model):
     name = models.CharField(max_length=200)
     instructions = models.TextField(blank=True, help_text="Markdown shown to annotators (rendered safely).")
     completions_per_task = models.PositiveSmallIntegerField(
-        default=2, validators=[MinValueValidator(2), MaxValueValidator(4)],
+        default=2, validators=_within("completions_per_task"),
         help_text="K: completions shown side by side in one comparison task (2–4).",
     )
     overlap = models.PositiveSmallIntegerField(
-        default=3, validators=[MinValueValidator(1), MaxValueValidator(50)],
+        default=3, validators=_within("overlap"),
         help_text="Judgements wanted per task, each from a different annotator.",
     )
     max_overlap = models.PositiveSmallIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(50)],
+        null=True, blank=True, validators=_within("max_overlap"),
         help_text="Adaptive overlap: when set above `overlap`, a task whose judges disagree is served again, "
         "up to this many judgements; one whose judges agree stops at `overlap`.",
     )
     agreement_threshold = models.FloatField(
-        default=0.75, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        default=0.75, validators=_within("agreement_threshold"),
         help_text="Adaptive overlap: below this mean pair agreement a task asks for another judgement.",
     )
     lease_seconds = models.PositiveIntegerField(
-        default=600, validators=[MinValueValidator(30), MaxValueValidator(24 * 3600)],
+        default=600, validators=_within("lease_seconds"),
         help_text="How long an annotator holds a task before it returns to the pool.",
     )
     gold_rate = models.FloatField(
-        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        default=0.0, validators=_within("gold_rate"),
         help_text="Share of served tasks that are gold tasks with a known answer.",
     )
     auto_promote = models.BooleanField(
@@ -50,6 +75,7 @@ class Project(models.Model):
 
     class Meta:
         ordering = ["slug"]
+        constraints = _range_constraints()
 
     def __str__(self) -> str:
         return self.slug
@@ -275,11 +301,15 @@ class Adjudication(models.Model):
 
 
 class PreferenceSnapshot(models.Model):
-    """A frozen set of judgements (ids + sha256) that an export holds and a reward model or DPO run learns from.
+    """A frozen set of judgements and the rows made from them, which an export holds and a reward model or DPO
+    run learns from.
 
     Its table was `training_preferencesnapshot` until the model moved here (migrations keep the rows).
-    A snapshot covers its judgements only when `state` is complete: at once for one that is read from the
-    database (training runs, the streamed API export), once its files were written whole for a file export.
+    Its rows are materialised when it is made (`SnapshotRowChunk`, written in the transaction that pins its
+    judgements), so every reader gets the same bytes forever, whatever is adjudicated, marked gold, trusted or
+    revised later; `sha256` is the sha256 of those bytes (the JSONL a download returns).
+    A snapshot covers its judgements only when `state` is complete: at once for one without files (training
+    runs, the streamed API export), once its files were written whole for a file export.
     """
 
     class State(models.TextChoices):
@@ -293,7 +323,14 @@ class PreferenceSnapshot(models.Model):
     filters = models.JSONField(default=dict, blank=True)
     counts = models.JSONField(default=dict, blank=True, help_text="pairs, train/test pairs, prompts, judgements …")
     agreement = models.FloatField(null=True, blank=True)
-    sha256 = models.CharField(max_length=64, db_index=True)
+    sha256 = models.CharField(max_length=64, db_index=True,
+                              help_text="sha256 of its rows as JSONL bytes: what a download returns, byte for byte.")
+    judgements_sha256 = models.CharField(
+        max_length=64, blank=True, db_index=True,
+        help_text="sha256 of its judgements' ids and rankings: the same judgements give the same value.")
+    rows_stored = models.BooleanField(
+        default=False, help_text="Its rows are materialised (false only for snapshots made before rows were stored, "
+        "until their first read stores them).")
     path = models.CharField(max_length=500, blank=True, help_text="Where its export files live.")
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     error = models.TextField(blank=True, help_text="Why writing its files failed.")
@@ -308,3 +345,19 @@ class PreferenceSnapshot(models.Model):
     @property
     def is_complete(self) -> bool:
         return self.state == self.State.COMPLETE
+
+
+class SnapshotRowChunk(models.Model):
+    """A run of a snapshot's rows as they were when it was made: JSON lines (the exact bytes its sha256 covers),
+    gzip-compressed. Rows live beside the snapshot, not in its row, so listing snapshots never loads them;
+    in chunks, so neither writing nor reading a large snapshot holds all of it in memory."""
+
+    # No index of its own: the unique (snapshot, seq) index leads with it.
+    snapshot = models.ForeignKey(PreferenceSnapshot, on_delete=models.CASCADE, related_name="row_chunks",
+                                 db_index=False)
+    seq = models.PositiveIntegerField()
+    rows = models.PositiveIntegerField()
+    jsonl_gz = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["snapshot", "seq"], name="snapshot_row_chunk_seq")]

@@ -12,7 +12,9 @@ from django.db.models import Count, F, Q, QuerySet, Sum
 from django.http import Http404
 from django.utils import timezone
 
-from core.permissions import ADMIN, REVIEWER, has_project_role, remember_role, role_in
+from core.permissions import (
+    ADMIN, REVIEWER, has_project_role, limit_to_token_scope, remember_role, role_in, token_scope, within_token_scope,
+)
 from feedback import quality, selectors_sql
 from feedback.models import (
     LABELS, Adjudication, Assignment, ComparisonTask, Completion, Judgement, Membership, PreferenceSnapshot, Project,
@@ -23,9 +25,10 @@ MAX_JUDGEMENTS_ANALYSED = 200_000
 
 
 def projects_for_user(*, user) -> QuerySet[Project]:
+    """The user's projects, as far as the request's credentials reach (a scoped API token: its projects only)."""
     if user.is_superuser:
-        return Project.objects.all()
-    return Project.objects.filter(memberships__user=user).distinct()
+        return limit_to_token_scope(Project.objects.all(), user=user)
+    return limit_to_token_scope(Project.objects.filter(memberships__user=user).distinct(), user=user)
 
 
 PROJECT_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
@@ -52,7 +55,7 @@ def get_project_for_user(*, user, project_ref: str | int) -> Project:
         project, role = Project.objects.filter(**lookup).first(), ADMIN
     else:
         project, role = selectors_sql.member_project(user_id=user.pk, **lookup) or (None, None)
-    if project is None:
+    if project is None or not within_token_scope(user=user, project_id=project.pk):
         raise Http404("No such project.")
     remember_role(project=project, user=user, role=role)
     return project
@@ -61,8 +64,8 @@ def get_project_for_user(*, user, project_ref: str | int) -> Project:
 def may_create_projects(*, user) -> bool:
     """Superusers, and admins of at least one project (they become the new project's admin); never by
     `is_staff` or a Django model permission alone."""
-    if not getattr(user, "is_authenticated", False):
-        return False
+    if not getattr(user, "is_authenticated", False) or token_scope(user) is not None:
+        return False  # a token minted by someone else acts inside its projects only: it creates none
     return user.is_superuser or Membership.objects.filter(user=user, role=Membership.Role.ADMIN).exists()
 
 
@@ -99,7 +102,7 @@ def task_for_annotator(*, user, task_id: int) -> ComparisonTask:
         task, role = ComparisonTask.objects.select_related("project").filter(pk=task_id).first(), ADMIN
     else:
         task, role = selectors_sql.member_task(user_id=user.pk, task_id=task_id) or (None, None)
-    if task is None:
+    if task is None or not within_token_scope(user=user, project_id=task.project_id):
         raise Http404("No such task.")
     remember_role(project=task.project, user=user, role=role)
     return task

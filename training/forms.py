@@ -3,7 +3,9 @@
 One input per field, with the field's `help` as its help text, typed by the field's declaration: a bool is a
 checkbox, an int or a float a number, a str a text box, a dict or a list a JSON text area; a None-able field may
 be left blank (None). Values are parsed with `pipeline.config.parse_field_value`, so "3e-4" is the float 3e-4,
-and a setting the run's own checks refuse (a ValueError or ValidationError naming it) is that field's error.
+and a setting the run's own checks refuse (a ValueError or ValidationError naming it) is that field's error. A
+number's stated range (its field's `range`) is the input's min and max and is named in its help; "inf", "nan" and
+non-ASCII digits ("٣") are refused by the same parse as the API's and the commands'.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import typing
 from django import forms
 from django.core.exceptions import ValidationError
 
+from core.parsing import loads_bounded
 from training.pipeline.config import parse_field_value
 from training.run_kinds import RUN_KINDS
 
@@ -37,6 +40,11 @@ def _default(field: dataclasses.Field):
     return None
 
 
+def _plain(number) -> str:
+    """A bound as the browser's min/max attribute reads it (no exponent)."""
+    return str(number) if isinstance(number, int) else format(number, "f").rstrip("0").rstrip(".") or "0"
+
+
 def _form_field(cls: type, field: dataclasses.Field) -> forms.Field:
     kinds, nullable = _options(cls, field.name)
     help_text = field.metadata.get("help", "")
@@ -47,7 +55,12 @@ def _form_field(cls: type, field: dataclasses.Field) -> forms.Field:
         return forms.CharField(required=False, initial=json.dumps(default), help_text=help_text,
                                widget=forms.Textarea(attrs={"rows": 2}))
     if kinds and kinds[0] in (int, float):
-        widget = forms.NumberInput(attrs={"step": "1" if kinds[0] is int else "any"})
+        attrs = {"step": "1" if kinds[0] is int else "any"}
+        bounds = field.metadata.get("range")  # the setting's stated range (pipeline.config.Range)
+        if bounds is not None:
+            attrs.update(min=_plain(bounds.lo), max=_plain(bounds.hi))
+            help_text = f"{help_text} Range: {bounds.interval()}.".strip()
+        widget = forms.NumberInput(attrs=attrs)
     else:
         widget = forms.TextInput()
     return forms.CharField(required=not nullable, strip=True, help_text=help_text, widget=widget,
@@ -69,10 +82,12 @@ class RunSettingsForm(forms.Form):
         kinds, _ = _options(self.config_class, name)
         if kinds and kinds[0] in (dict, list) and isinstance(value, str):
             value = value.strip() or ("{}" if kinds[0] is dict else "[]")
-            try:
-                value = json.loads(value)
+            try:  # bounded as the API's bodies are: no NaN, Infinity, 5,000-digit integer or deep nesting
+                value = loads_bounded(value)
             except json.JSONDecodeError as exc:
                 raise ValidationError(f"not valid JSON: {exc.msg}") from None
+            except ValueError as exc:
+                raise ValidationError(f"not valid JSON: {exc}") from None
         try:
             return parse_field_value(self.config_class, name, value)
         except ValueError as exc:

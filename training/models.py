@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 class ModelVersion(models.Model):
@@ -39,7 +40,13 @@ class ModelVersion(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        constraints = [models.UniqueConstraint(fields=["kind", "name"], name="model_version_unique_name")]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "name"], name="model_version_unique_name"),
+            # One active policy per project: two activations racing cannot both commit. (Project-less policies
+            # are the bootstrapped defaults; a project may activate one of them, so they stay outside this rule.)
+            models.UniqueConstraint(fields=["project"], name="one_active_policy_per_project",
+                                    condition=Q(kind="policy", status="active", project__isnull=False)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.name}"

@@ -12,7 +12,9 @@ import re
 from pathlib import Path
 
 from training.models import ModelVersion, TrainingRun
-from training.pipeline.config import DPOConfig, PPOConfig, RewardConfig, config_from_dict
+from training.pipeline.config import (
+    PROMPTS_PER_RUN, ROW_ID, SHARE, DPOConfig, PPOConfig, Range, RewardConfig, check_ranges, config_from_dict,
+)
 from training.pipeline.config_sampling import SamplingSettings
 from training.pipeline.config_online import GRPOConfig, RLOOConfig
 from training.rounds.config import DPORoundConfig
@@ -28,32 +30,25 @@ class PublishConfig(SamplingSettings):
 
     prompts: str = dataclasses.field(default="without_completions", metadata={
         "help": "'without_completions' (prompts waiting for samples) or 'all' (new samples for every prompt)."})
-    max_prompts: int = dataclasses.field(default=64, metadata={"help": "At most this many prompts per run."})
+    max_prompts: int = dataclasses.field(default=64, metadata={"help": "At most this many prompts per run.",
+        "range": PROMPTS_PER_RUN})
     completions_per_prompt: int | None = dataclasses.field(default=None, metadata={
-        "help": "K; default: the project's completions_per_task."})
+        "help": "K; default: the project's completions_per_task.", "range": Range(2, 4)})
     head_to_head_share: float = dataclasses.field(default=0.25, metadata={
         "help": "Share of prompts where one completion comes from a rival version: the candidate policy awaiting "
-                "promotion when there is one, else the previous best version (the policy's parent)."})
+                "promotion when there is one, else the previous best version (the policy's parent).", "range": SHARE})
     resample_share: float = dataclasses.field(default=0.25, metadata={
         "help": "While a candidate policy awaits the annotators' verdict: this share of max_prompts is drawn again "
-                "at random from prompts that already have completions (judged or not), and each gets a head-to-head "
-                "task (K-1 answers of the active policy, one of the candidate), the reward model's least certain "
-                "first in the queue."})
+                "at random from the held-out prompts that already have completions (judged or not), and each gets a "
+                "head-to-head task (K-1 answers of the active policy, one of a waiting candidate's, candidates in "
+                "turn) placed at random in the queue.", "range": SHARE})
     policy_version: int | None = dataclasses.field(default=None, metadata={
-        "help": "ModelVersion id of the policy to sample from; default: the project's active policy."})
+        "help": "ModelVersion id of the policy to sample from; default: the project's active policy.", "range": ROW_ID})
 
     def __post_init__(self):
-        self._check_sampling()
+        self._check_sampling()  # every number within its stated range
         if self.prompts not in {"without_completions", "all"}:
             raise ValueError("prompts must be 'without_completions' or 'all'")
-        if self.max_prompts < 1:
-            raise ValueError("max_prompts must be at least 1")
-        if self.completions_per_prompt is not None and not 2 <= self.completions_per_prompt <= 4:
-            raise ValueError("completions_per_prompt must be between 2 and 4")
-        if not 0.0 <= self.head_to_head_share <= 1.0:
-            raise ValueError("head_to_head_share must be between 0 and 1")
-        if not 0.0 <= self.resample_share <= 1.0:
-            raise ValueError("resample_share must be between 0 and 1")
 
 
 @dataclasses.dataclass
@@ -68,6 +63,7 @@ class RetrainConfig:
         "help": "Why the schedule started it (new judgements, agreement); informational."})
 
     def __post_init__(self):
+        check_ranges(self)  # `trigger` and `steps` are stored as JSON: finite numbers only
         if self.method not in RETRAIN_METHODS:
             raise ValueError(f"method must be one of {', '.join(RETRAIN_METHODS)}")
         unknown = sorted(set(self.steps) - set(STEP_KINDS))

@@ -61,8 +61,12 @@ class NextTaskOutputSerializer(serializers.Serializer):
     prompt = serializers.JSONField(source="task.prompt.payload")
     completions = CompletionOutputSerializer(many=True)
     lease_expires_at = serializers.DateTimeField(source="leased_until")
-    lease_token = serializers.CharField(help_text="Send it back with the judgement: a ranking that arrives after the "
-                                        "lease ran out is then stored when the task still has a free place.")
+    lease_token = serializers.SerializerMethodField(help_text="Send it back with the judgement: a ranking that "
+                                                    "arrives after the lease ran out is then stored when the task "
+                                                    "still has a free place.")
+
+    def get_lease_token(self, assignment) -> str:
+        return lease_token(assignment)
 
 
 _DATETIME = serializers.DateTimeField()  # DRF's rendering of datetimes (ISO 8601, "Z"), shared by the fast paths
@@ -108,7 +112,7 @@ def judgement_input(data) -> dict:
             validate_ranking_shape(ranking)
             plain = (type(flags) is list and len(flags) <= 4 and all(_is_plain_flag(f) for f in flags)
                      and (confidence is None or (type(confidence) is int and 1 <= confidence <= 5))
-                     and comment == "" and type(token) is str and len(token) <= LEASE_TOKEN_LIMIT)
+                     and comment == "" and type(token) is str and len(token) <= LEASE_TOKEN_LIMIT and "\x00" not in token)
         except serializers.ValidationError:
             plain = False
         if plain:

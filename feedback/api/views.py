@@ -15,8 +15,8 @@ from rest_framework.views import APIView
 
 from core.exceptions import ApplicationError, error_responses
 from core.parsing import BoundedJSONParser
-from core.permissions import IsProjectAdmin, IsProjectReviewer, scoped_filterset
-from feedback import exports, importing, selectors, services
+from core.permissions import IsProjectAdmin, IsProjectReviewer, limit_to_token_scope, scoped_filterset
+from feedback import exports, importing, selectors, services, services_tokens
 from feedback.api.serializers import (
     BoundedAuthTokenSerializer,
     AuthTokenOutputSerializer, ExportQuerySerializer, ImportInputSerializer, ImportOutputSerializer,
@@ -24,6 +24,7 @@ from feedback.api.serializers import (
     ProjectStatsSerializer, judgement_input, judgement_output, next_task_output,
 )
 from feedback.models import Judgement, Project
+from feedback.services import snapshots
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
@@ -115,7 +116,8 @@ class MyJudgementListApi(generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return Judgement.objects.none()
-        return Judgement.objects.filter(annotator=self.request.user).order_by("-id")
+        mine = Judgement.objects.filter(annotator=self.request.user)
+        return limit_to_token_scope(mine, user=self.request.user, field="task__project_id").order_by("-id")
 
 
 class ProjectStatsApi(ProjectRoleApi):
@@ -186,7 +188,9 @@ class ProjectExportApi(ProjectRoleApi):
             test_fraction=data["test_fraction"],
         )
         snapshot = services.create_snapshot(project=project, filters=filters, actor=request.user)
-        response = StreamingHttpResponse(exports.stream_jsonl(snapshot), content_type="application/jsonl; charset=utf-8")
+        # The rows the snapshot stored (in the transaction that pinned its judgements): the bytes the
+        # X-Snapshot-Sha256 header is the sha256 of, and what every later read of this snapshot returns.
+        response = StreamingHttpResponse(snapshots.stored_lines(snapshot), content_type="application/jsonl; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{project.slug}-snapshot-{snapshot.pk}.jsonl"'
         response["X-Snapshot-Id"] = str(snapshot.pk)
         response["X-Snapshot-Sha256"] = snapshot.sha256
@@ -205,4 +209,7 @@ class ThrottledObtainAuthToken(ObtainAuthToken):
 
     @extend_schema(responses={200: AuthTokenOutputSerializer, **error_responses(400, 403, 429)})
     def post(self, request, *args, **kwargs):
-        return super().post(request, *args, **kwargs)
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token = services_tokens.own_token(user=serializer.validated_data["user"])
+        return Response({"token": token.key})

@@ -23,6 +23,7 @@ from feedback.exports import DEFAULT_TRUST_THRESHOLD, ExportFilters
 from feedback.models import Completion, PreferenceSnapshot
 from feedback.pages.common import nav, project_for_admin
 from feedback.pages.fields import AsciiFloatField, AsciiIntegerField
+from feedback.services import snapshots as snapshot_rows
 
 SNAPSHOTS_SHOWN = 50
 MODELS_OFFERED = 200
@@ -31,7 +32,7 @@ FORMAT_LABELS = {"jsonl": "JSONL (one TRL row per line)", "parquet": "Parquet",
 CONTENT_TYPES = {".jsonl": "application/jsonl; charset=utf-8", ".parquet": "application/vnd.apache.parquet",
                  ".md": "text/markdown; charset=utf-8"}
 DOWNLOADABLE = ("train.jsonl", "test.jsonl", "train.parquet", "test.parquet", "README.md")
-STREAMED_ROWS = "rows.jsonl"  # a snapshot without files: its rows, computed from the database
+STREAMED_ROWS = "rows.jsonl"  # the rows the snapshot stored when it was made: the bytes its sha256 covers
 FILE_UNKNOWN = "file: choose one of {names}."
 
 
@@ -74,13 +75,14 @@ class ExportForm(forms.Form):
 
 
 def snapshot_files(snapshot: PreferenceSnapshot) -> list[str]:
-    """What a snapshot offers for download: its files when they were written whole, else its rows streamed."""
+    """What a snapshot offers for download: its files when they were written whole, and its stored rows (every
+    complete snapshot: `sha256sum` of that file is its sha256)."""
     if not snapshot.is_complete:
         return []
     if not snapshot.path:
         return [STREAMED_ROWS]
     folder = Path(snapshot.path)
-    return [name for name in DOWNLOADABLE if (folder / name).is_file()]
+    return [name for name in DOWNLOADABLE if (folder / name).is_file()] + [STREAMED_ROWS]
 
 
 def _page(request, project, form, status=200):
@@ -135,7 +137,8 @@ def snapshot_download(request, slug, snapshot_id):
         return HttpResponseBadRequest(FILE_UNKNOWN.format(names=", ".join(offered)), content_type="text/plain")
     filename = f"{project.slug}-snapshot-{snapshot.pk}-{name}"
     if name == STREAMED_ROWS:
-        response = StreamingHttpResponse(export_rows.stream_jsonl(snapshot), content_type=CONTENT_TYPES[".jsonl"])
+        snapshot = snapshot_rows.ensure_rows_stored(snapshot)  # before its sha256 goes into the header
+        response = StreamingHttpResponse(snapshot_rows.stored_lines(snapshot), content_type=CONTENT_TYPES[".jsonl"])
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
     else:
         path = Path(snapshot.path) / name

@@ -4,29 +4,28 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
-from rest_framework.authtoken.models import Token
 
 from core.permissions import ADMIN, has_project_role
-from feedback import services, services_tokens
+from feedback import services_tokens
 from feedback.forms import AddMemberForm, RoleForm
 from feedback.models import Membership
 from feedback.pages.common import nav, project_for_admin
-
-LAST_ADMIN = "A project keeps at least one admin: make someone else admin first."
+from feedback.services.projects import LastAdmin, MemberGone, add_member, change_role, remove_member
 
 
 def _members_page(request, project, add_form, new_token=None, status=200):
     memberships = list(project.memberships.select_related("user").order_by("user__username"))
     users = [m.user for m in memberships]
     managed = services_tokens.managed_users(actor=request.user, users=users)
-    with_token = set(Token.objects.filter(user__in=users).values_list("user_id", flat=True))
+    tokens = services_tokens.token_facts(users=users, viewer=request.user)
     admins = [m for m in memberships if m.role == Membership.Role.ADMIN]
-    rows = [{"membership": m, "may_token": m.user_id in managed, "has_token": m.user_id in with_token,
-             "last_admin": admins == [m]} for m in memberships]
+    rows = [{"membership": m, "may_token": m.user_id in managed, "has_token": m.user_id in tokens,
+             "token": tokens.get(m.user_id), "last_admin": admins == [m]} for m in memberships]
+    if new_token is not None:
+        new_token["facts"] = services_tokens.token_facts(users=[new_token["user"]], viewer=request.user).get(new_token["user"].pk)
     return render(request, "feedback/members.html", {
         "project": project, "rows": rows, "add_form": add_form, "roles": Membership.Role.choices,
         "new_token": new_token, **nav(request, project),
@@ -39,11 +38,8 @@ def members(request, slug):
     add_form = AddMemberForm(request.POST if request.method == "POST" else None, project=project)
     if request.method == "POST" and add_form.is_valid():
         username, role = add_form.cleaned_data["username"], add_form.cleaned_data["role"]
-        with transaction.atomic():
-            had_token = Token.objects.filter(user__username=username).exists()
-            _, token = services.add_member(project=project, username=username, role=role, actor=request.user)
-            if not had_token:  # add_member issues a token; here tokens are created on request only
-                token.delete()
+        # Tokens are made on request only here (the token buttons): adding someone issues none.
+        add_member(project=project, username=username, role=role, actor=request.user, issue_token=False)
         messages.success(request, f"{username} added as {role}.")
         return redirect("feedback:members", slug=project.slug)
     return _members_page(request, project, add_form)
@@ -51,11 +47,6 @@ def members(request, slug):
 
 def _membership(project, membership_id):
     return get_object_or_404(Membership.objects.select_related("user"), pk=membership_id, project=project)
-
-
-def _is_last_admin(project, membership) -> bool:
-    admins = project.memberships.filter(role=Membership.Role.ADMIN)
-    return membership.role == Membership.Role.ADMIN and not admins.exclude(pk=membership.pk).exists()
 
 
 @login_required
@@ -66,16 +57,14 @@ def member_role(request, slug, membership_id):
     form = RoleForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose a role: annotator, reviewer or admin.")
-    elif form.cleaned_data["role"] != Membership.Role.ADMIN and _is_last_admin(project, membership):
-        messages.error(request, LAST_ADMIN)
+        return _back(request, project)
+    role = form.cleaned_data["role"]
+    try:
+        change_role(membership=membership, role=role, actor=request.user)
+    except (LastAdmin, MemberGone) as refusal:
+        messages.error(request, refusal.message)
     else:
-        role, user = form.cleaned_data["role"], membership.user
-        with transaction.atomic():
-            had_token = Token.objects.filter(user=user).exists()
-            _, token = services.add_member(project=project, username=user.username, role=role, actor=request.user)
-            if not had_token:  # a role change must not bring back a revoked token
-                token.delete()
-        messages.success(request, f"{user.username} is now {role}.")
+        messages.success(request, f"{membership.user.username} is now {role}.")
     return _back(request, project)
 
 
@@ -84,10 +73,11 @@ def member_role(request, slug, membership_id):
 def member_remove(request, slug, membership_id):
     project = project_for_admin(request, slug)
     membership = _membership(project, membership_id)
-    if _is_last_admin(project, membership):
-        messages.error(request, LAST_ADMIN)
+    try:
+        remove_member(membership=membership, actor=request.user)
+    except (LastAdmin, MemberGone) as refusal:
+        messages.error(request, refusal.message)
     else:
-        services.remove_member(membership=membership, actor=request.user)
         messages.success(request, f"{membership.user.username} removed; their judgements stay.")
     return _back(request, project)
 
@@ -115,4 +105,4 @@ def member_token(request, slug, membership_id):
         return redirect("feedback:members", slug=project.slug)
     token = services_tokens.create_token(actor=request.user, user=user, project=project)
     return _members_page(request, project, AddMemberForm(project=project),
-                         new_token={"username": user.username, "key": token.key})
+                         new_token={"user": user, "username": user.username, "key": token.key})

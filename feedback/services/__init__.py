@@ -3,17 +3,17 @@
 One module per concern; everything is importable from here (`from feedback import services;
 services.next_task(...)`):
 
-- `projects`: create_project, update_project, add_member, remove_member, ensure_role_groups, make_superuser
+- `projects`: create_project, update_project, add_member, change_role, remove_member (the member rules), ensure_role_groups, make_superuser
 - `prompts`: import_prompts (rows parsed and validated by `feedback.importing`), create_task
 - `queue`: next_task, submit_judgement, skip_task, release_expired_leases, cancel_tasks
 - `review`: mark_gold, mark_gold_from_consensus, adjudicate, recompute_trust
 - `revisions`: revise_judgement (an annotator changes their own judgement while the task is open)
-- `snapshots`: create_snapshot (rows read from the database), export_preferences (files)
+- `snapshots`: create_snapshot (rows stored when it is made, never recomputed), export_preferences (files)
 """
 
 from feedback.services.projects import (
-    ROLE_GROUPS, ROLE_UNKNOWN, add_member, create_project, ensure_role_groups, make_superuser, remove_member,
-    update_project,
+    ROLE_GROUPS, ROLE_UNKNOWN, LastAdmin, MemberGone, add_member, change_role, create_project, ensure_role_groups,
+    make_superuser, remove_member, update_project,
 )
 from feedback.services.prompts import TASK_COMPLETIONS_RANGE, ImportResult, create_task, import_prompts
 from feedback.services.queue import (
@@ -36,6 +36,7 @@ __all__ = [
     "FLAG_UNKNOWN", "GOLD_RANKING_INVALID", "IDEMPOTENCY_KEY_REUSED", "LEASE_EXPIRED", "NOT_LEASEHOLDER",
     "NUL_NOT_ALLOWED", "RANKING_BAD_GROUP", "RANKING_DUPLICATE_LABEL", "RANKING_MISSING_LABEL", "RANKING_NOT_A_LIST",
     "RANKING_UNKNOWN_LABEL", "ROLE_GROUPS", "ROLE_UNKNOWN", "TASK_COMPLETIONS_RANGE", "ImportResult",
+    "LastAdmin", "MemberGone", "change_role",
     "add_member", "adjudicate", "cancel_tasks", "create_project", "create_snapshot", "record_split_counts", "create_task", "ensure_role_groups",
     "export_preferences", "import_prompts", "make_superuser", "mark_gold", "mark_gold_from_consensus", "next_task",
     "ranking_to_completion_ids", "recompute_trust", "release_expired_leases", "remove_member", "skip_task",

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.core import signing
+from django.utils.crypto import salted_hmac
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -29,9 +30,18 @@ TOKEN_SALT = "feedback.lease"
 TOKEN_MAX_AGE_SECONDS = 7 * 24 * 3600
 
 
+def _keyed_order(task_id: int, completion_ids) -> list[int]:
+    """The task's completions in an order only the server can compute (keyed by SECRET_KEY): the token names
+    the labels' completions by position in this order, so it tells a reader nothing about which answer is whose
+    (raw ids would: a candidate's completions are the newest rows of a head-to-head task)."""
+    return sorted(completion_ids, key=lambda cid: salted_hmac(TOKEN_SALT, f"{task_id}:{cid}").digest())
+
+
 def lease_token(assignment: Assignment) -> str:
-    """A signed note of this lease (task, annotator, label order, start) that the annotate form carries."""
-    return signing.dumps({"t": assignment.task_id, "u": assignment.annotator_id, "o": list(assignment.label_order),
+    """A signed note of this lease (task, annotator, label order, start) that the annotate form and next-task carry."""
+    keyed = _keyed_order(assignment.task_id, assignment.label_order)
+    return signing.dumps({"t": assignment.task_id, "u": assignment.annotator_id,
+                          "p": [keyed.index(cid) for cid in assignment.label_order],
                           "at": assignment.leased_at.isoformat()}, salt=TOKEN_SALT, compress=True)
 
 
@@ -44,10 +54,11 @@ def read_lease_token(token: str, *, task: ComparisonTask, annotator) -> tuple[li
     if not isinstance(data, dict) or data.get("t") != task.pk or data.get("u") != annotator.pk:
         return None
     leased_at = parse_datetime(str(data.get("at", "")))
-    order = data.get("o")
-    if leased_at is None or not isinstance(order, list):
+    positions = data.get("p")
+    keyed = _keyed_order(task.pk, task.completions.values_list("pk", flat=True))
+    if leased_at is None or not isinstance(positions, list) or sorted(positions) != list(range(len(keyed))):
         return None
-    return order, leased_at
+    return [keyed[position] for position in positions], leased_at
 
 
 @retry_transient

@@ -5,8 +5,12 @@ The judgement is updated in place (one judgement per annotator and task stays tr
 spent are kept) and an audit row records the values before and after, in the same transaction. The task's
 counters do not move: the number of judgements is unchanged, and an open task's consensus and agreement are
 computed from the judgements whenever they are read. Refused once the task is complete or cancelled, once a
-reviewer adjudicated it, and once a preference snapshot pinned the judgement (a snapshot's sha256 covers
-its rankings, so a pinned judgement must never change).
+reviewer adjudicated it, and once a preference snapshot pinned the judgement (a snapshot stores the rows made
+from its judgements, so a pinned judgement must never change).
+
+Revising and snapshotting serialise on the project row: `services.snapshots` locks it for the whole transaction
+that pins judgements and stores their rows, and a revision locks it before it looks for a pinning snapshot. So a
+revision either commits before a snapshot reads, or waits for the snapshot's commit and is then refused.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from core.audit import record_audit
 from core.db import lock_rows, retry_transient
 from core.exceptions import ApplicationError, Conflict
 from core.models import AuditEvent
-from feedback.models import Adjudication, Assignment, ComparisonTask, Judgement, PreferenceSnapshot
+from feedback.models import Adjudication, Assignment, ComparisonTask, Judgement, PreferenceSnapshot, Project
 from feedback.services.queue import (
     COMMENT_LIMIT, COMMENT_TOO_LONG, CONFIDENCE_RANGE, FLAG_UNKNOWN, NUL_NOT_ALLOWED, ranking_to_completion_ids,
 )
@@ -80,6 +84,8 @@ def revise_judgement(
             raise Conflict(TASK_CLOSED.format(status=locked.get_status_display().lower()))
         if Adjudication.objects.filter(task=task).exists():
             raise Conflict(TASK_ADJUDICATED)
+        # Last in the lock order (assignment, task, project): a snapshot takes only this one, so no cycle.
+        lock_rows(Project.objects.filter(pk=locked.project_id)).get()
         pinned = snapshot_pinning(judgement)
         if pinned is not None:
             raise Conflict(JUDGEMENT_PINNED.format(pk=pinned))

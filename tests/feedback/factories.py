@@ -33,8 +33,8 @@ class ProjectFactory(factory.django.DjangoModelFactory):
 def make_member(project, role="annotator", **user_fields):
     """A new user (password "pass-word-123") made a member by `services.add_member`, as the command does."""
     user = UserFactory(**user_fields)
-    _, token = services.add_member(project=project, username=user.username, role=role)
-    token.delete()  # tests that call the API with a token create their own, as a client would log in
+    # tests that call the API with a token create their own, as a client would log in
+    services.add_member(project=project, username=user.username, role=role, issue_token=False)
     user.refresh_from_db()
     return user
 

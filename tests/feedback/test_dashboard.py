@@ -92,7 +92,7 @@ def test_gold_is_never_revealed_through_the_api(busy_project):
     client = APIClient()
     client.force_authenticate(person)
     body = client.post(f"/api/v1/projects/{busy_project.slug}/next-task/").json()  # gold_rate is 1.0: a gold task
-    assert set(body) == {"task", "project", "prompt", "completions", "lease_expires_at"}
+    assert set(body) == {"task", "project", "prompt", "completions", "lease_expires_at", "lease_token"}
     assert "gold" not in str(body).lower()
     client.post(f"/api/v1/tasks/{body['task']}/judgements/", {"ranking": [["a"], ["b"], ["c"]]}, format="json")
     mine = client.get("/api/v1/judgements/").json()["results"]
@@ -111,4 +111,6 @@ def test_leaderboard_chart_data_is_on_the_elo_scale_with_intervals(busy_project)
     assert sum(m["score"] for m in board) / len(board) == pytest.approx(1000, abs=1)  # Elo anchor, not a 0…1 share
     assert board[0]["score"] > 1000 > board[-1]["score"]
     assert axis["min"] <= min(m["lower"] for m in board) and axis["max"] >= max(m["upper"] for m in board)
-    assert axis["min"] > 0 and axis["max"] - axis["min"] < 5000
+    # Elo points, not a 0…1 share; three tasks of two judges leave each score uncertain by hundreds of points, so
+    # the axis may reach below 0 (the intervals resample tasks, and never come out narrower than by battle).
+    assert axis["min"] < 1000 < axis["max"] and 100 < axis["max"] - axis["min"] < 5000

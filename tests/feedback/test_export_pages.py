@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from feedback import exports, services
+from feedback import services
 from feedback.models import PreferenceSnapshot
+from feedback.services import snapshots
 from tests.feedback.factories import ProjectFactory, make_member, make_tasks
 from tests.feedback.test_review_pages import judge_every_task
 
@@ -88,7 +89,7 @@ def test_a_snapshot_without_files_downloads_its_rows(scene):
     client = client_for(scene["admin"])
     assert "download/?file=rows.jsonl" in client.get("/p/exported/exports/").content.decode()
     response, body = download(client, snapshot, "rows.jsonl")
-    assert body == b"".join(exports.stream_jsonl(snapshot)) and len(body.splitlines()) == 12
+    assert body == b"".join(snapshots.stored_lines(snapshot)) and len(body.splitlines()) == 12
     assert response["X-Snapshot-Sha256"] == snapshot.sha256
 
 

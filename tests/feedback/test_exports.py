@@ -6,6 +6,7 @@ from django.core.management import call_command
 
 from feedback import exports, quality, services
 from feedback.models import Membership, PreferenceSnapshot
+from feedback.services import snapshots
 from tests.feedback.factories import make_member, make_tasks
 
 
@@ -59,7 +60,8 @@ def test_trust_weights_the_consensus(judged):
     bob.save()
     rows = rows_of(services.create_snapshot(project=judged))
     disputed = [r for r in rows if r["prompt_id"] == "p1" and {r["chosen_model"], r["rejected_model"]} == {"m0", "m1"}]
-    assert [(r["chosen_model"], r["agreement"]) for r in disputed] == [("m1", 0.5)]
+    # Trust decides the direction, but each of the two judges still disagrees with the other: agreement 0.
+    assert [(r["chosen_model"], r["agreement"]) for r in disputed] == [("m1", 0.0)]
     trusted_only = services.create_snapshot(project=judged, filters=exports.ExportFilters(only_trusted=True))
     assert all(r["n_judgements"] == 1 for r in rows_of(trusted_only))
 
@@ -102,10 +104,11 @@ def test_filters_min_agreement_and_flags(judged):
 def test_since_snapshot_and_stable_hash(judged):
     first = services.create_snapshot(project=judged)
     again = services.create_snapshot(project=judged)
-    assert first.sha256 == again.sha256 and first.judgement_ids == again.judgement_ids
+    # The same judgements, the same judgements_sha256 (sha256 covers the rows' bytes, which name the snapshot).
+    assert first.judgements_sha256 == again.judgements_sha256 and first.judgement_ids == again.judgement_ids
     newer = services.create_snapshot(project=judged, filters=exports.ExportFilters(since_snapshot=first.pk))
     assert newer.judgement_ids == [] and rows_of(newer) == []
-    assert newer.sha256 != first.sha256
+    assert newer.judgements_sha256 != first.judgements_sha256
 
 
 def test_split_is_by_prompt():
@@ -181,14 +184,14 @@ def test_client_disconnecting_mid_stream_leaves_everything_intact(judged, projec
     client = APIClient()
     client.force_authenticate(project_admin)
     snapshot = services.create_snapshot(project=judged)
-    stream = exports.stream_jsonl(snapshot)  # what the API response iterates
+    stream = snapshots.stored_lines(snapshot)  # what the API response iterates
     assert json.loads(next(stream))["snapshot"] == snapshot.pk
     stream.close()  # the server closes the response's iterator when the client goes away
     snapshot.refresh_from_db()
     assert snapshot.counts["judgements"] == 4 and len(snapshot.sha256) == 64
     again = client.get(f"/api/v1/projects/{judged.slug}/export/")
     assert len(b"".join(again.streaming_content).splitlines()) == 5
-    assert PreferenceSnapshot.objects.filter(sha256=snapshot.sha256).count() == 2
+    assert PreferenceSnapshot.objects.filter(judgements_sha256=snapshot.judgements_sha256).count() == 2
 
 
 class TestFileExportSnapshots:
@@ -226,9 +229,9 @@ class TestFileExportSnapshots:
         assert newer.counts["judgements"] == 0
 
     def test_rows_for_training_come_from_the_database_and_from_complete_files_alike(self, judged, tmp_path):
-        from_db = exports.snapshot_split_rows(services.create_snapshot(project=judged))
+        from_db = snapshots.split_rows(services.create_snapshot(project=judged))
         snapshot, _ = services.export_preferences(project=judged, out_dir=tmp_path)
-        from_files = exports.snapshot_split_rows(snapshot)
+        from_files = snapshots.split_rows(snapshot)
         strip = lambda rows: sorted((r["prompt_id"], r["chosen_model"], r["rejected_model"]) for r in rows)  # noqa: E731
         assert [strip(rows) for rows in from_db] == [strip(rows) for rows in from_files]
         assert sum(map(len, from_files)) == 5

@@ -97,6 +97,7 @@ def test_a_role_read_with_the_project_is_forgotten_when_memberships_change(proje
     admin = make_member(project, "admin")
     seen = selectors.get_project_for_user(user=admin, project_ref=project.slug)
     assert has_project_role(user=admin, project=seen, role=ADMIN)
+    make_member(project, "admin")  # the project keeps an admin
     services.add_member(project=project, username=admin.username, role="reviewer")  # demoted in this request
     assert not has_project_role(user=admin, project=seen, role=ADMIN)
     assert has_project_role(user=admin, project=seen, role=REVIEWER)

@@ -3,7 +3,7 @@ smallest reward gaps), the reward model labels the other pairs with its own pref
 the services, and finishing trains and registers a candidate whose DPO rows count both kinds of pairs as the run
 page shows. A round cannot finish before its human share is judged; other projects cannot see or move it."""
 
-import itertools
+import math
 import json
 from pathlib import Path
 
@@ -87,22 +87,24 @@ def test_a_round_publishes_the_budget_trains_on_both_and_registers_a_candidate(p
         human_gaps.append(gap(task.prompt.payload, a, b))
     rows = [json.loads(line) for line in (Path(dpo_round.rows_path) / "model_pairs.jsonl").open()]
     counts = dpo_round.counts
-    assert counts["human_pairs"] == 3 and counts["model_pairs"] == len(rows) and counts["pairs"] == 3 + len(rows)
+    # Every pair is accounted for once: published, the reward model's row of its prompt, or unused.
+    assert counts["human_pairs"] == 3 and counts["model_pairs"] == len(rows)
+    assert counts["pairs"] == 3 + len(rows) + counts["model_pairs_unused"]
     assert rows, "the reward model labels the pairs people do not see"
+    assert len({row["prompt_id"] for row in rows}) == len(rows)  # one row per prompt: its best vs its worst answer
     published_pairs = {frozenset(c.text for c in t.completions.all()) for t in published}
+    answers = {}
+    for task in published:
+        answers.setdefault(task.prompt.external_id, set()).update(c.text for c in task.completions.all())
     for row in rows:
         chosen, rejected = scorer.score([row["prompt"]] * 2, [row["chosen"], row["rejected"]])
         assert chosen >= rejected - 1e-5  # the reward model's preference
         assert abs(chosen - rejected) >= max(human_gaps) - 1e-4  # people got the least certain pairs
         assert frozenset((row["chosen"], row["rejected"])) not in published_pairs
+        for other in answers.get(row["prompt_id"], ()):  # no other answer of the prompt lies outside the pair
+            (other_reward,) = scorer.score([row["prompt"]], [other])
+            assert rejected - 1e-4 <= other_reward <= chosen + 1e-4
     assert max(human_gaps) > 1e-3  # (gaps that differ: the check above means something)
-    # Every pair of a prompt's distinct answers is accounted for, once.
-    per_prompt = {}
-    for row in rows:
-        per_prompt.setdefault(row["prompt_id"], set()).update((row["chosen"], row["rejected"]))
-    for task in published:
-        per_prompt.setdefault(task.prompt.external_id, set()).update(c.text for c in task.completions.all())
-    assert counts["pairs"] == sum(len(list(itertools.combinations(s, 2))) for s in per_prompt.values())
 
     # Not judged yet: it cannot finish, by the service, the maintenance tick or the command.
     with pytest.raises(Conflict) as refused:
@@ -117,24 +119,38 @@ def test_a_round_publishes_the_budget_trains_on_both_and_registers_a_candidate(p
     assert tasks.run_maintenance()["dpo_rounds_finished"] == [dpo_round.pk]  # the tick finishes it: DPO queued
     dpo_round.refresh_from_db()
     assert dpo_round.state == DPORound.State.TRAINING
-    assert execution.execute(dpo_round.train_run_id) == TrainingRun.State.SUCCEEDED, dpo_round.train_run.error
+    # None of the round's 3 tasks falls in the held-out split, so no pair labelled by people can judge the policy:
+    # the DPO gate refuses it (the reward model's pairs only measure agreement with the reward model), and the
+    # version is registered as rejected, for the record, with its lineage.
+    assert execution.execute(dpo_round.train_run_id) == TrainingRun.State.FAILED
     dpo_round.refresh_from_db()
     run = dpo_round.train_run
     version = run.produced_version
-    assert dpo_round.state == DPORound.State.DONE and version.status == ModelVersion.Status.CANDIDATE
+    assert "no held-out pair labelled by people" in run.error
+    assert dpo_round.state == DPORound.State.REJECTED and version.status == ModelVersion.Status.REJECTED
     assert (version.parent, version.reward_model, version.snapshot) == (policy, reward, run.snapshot)
     assert version.snapshot.counts["judgements"] == 6  # lineage: the judgements it learned from
-    assert dpo_round.counts["human_pairs_trained"] == 3 and dpo_round.counts["model_pairs_trained"] == len(rows)
-    assert version.metrics["train/pairs"] == 3 + len(rows)
-    assert version.metrics["round/human_pairs"] == 3 and version.metrics["round/model_pairs"] == len(rows)
-    assert dpo_round.counts["human_weight_mean"] == pytest.approx(0.75)  # unanimous × mean confidence 4 → 0.75
+    # A reward-model row trains when its calibrated win probability σ(slope × gap) is at least 0.6; it weighs 2p − 1.
+    slope = dpo_round.counts["gap_slope"]
+    win = [1 / (1 + math.exp(-slope * row["gap"])) for row in rows]
+    kept = [p for p in win if p >= 0.6]
+    assert dpo_round.counts["human_pairs_trained"] == 3 and dpo_round.counts["model_pairs_trained"] == len(kept)
+    assert dpo_round.counts["model_pairs_below_confidence"] == len(rows) - len(kept)
+    assert version.metrics["train/pairs"] == 3 + len(kept)
+    assert version.metrics["round/human_pairs"] == 3 and version.metrics["round/model_pairs"] == len(kept)
+    # Judges' confidences 5 and 3 → mean 4 → weight ½ + ½ × (4 − 1)/4 = 0.875 (confidence 1 would still weigh ½).
+    assert dpo_round.counts["human_weight_mean"] == pytest.approx(0.875)
+    share = 3 * 0.875 / (3 * 0.875 + sum(2 * p - 1 for p in kept))
+    assert dpo_round.counts["people_weight_share"] == pytest.approx(share)
+    assert version.metrics["round/people_weight_share"] == pytest.approx(share)
 
     client = Client()
     client.force_login(make_member(project, "reviewer"))
     page = client.get(f"/training/runs/{run.pk}/").content.decode()
-    assert "DPO round #" in page and "Done: a candidate" in page
+    assert "DPO round #" in page and "Rejected by the DPO gate" in page
     assert "3 published (3 of 3 tasks complete), 3 trained on" in page
-    assert f"{len(rows)} labelled, {len(rows)} trained on" in page
+    assert f"{len(rows)} labelled, {len(kept)} trained on" in page
+    assert f"{100 * share:.1f}% of the DPO loss's weight came from people's labels" in page
 
 
 def judge_one_task(project):
@@ -202,7 +218,9 @@ def test_a_round_cannot_finish_before_its_human_share_and_others_cannot_touch_it
     dpo_round.refresh_from_db()
     assert dpo_round.state in {DPORound.State.DONE, DPORound.State.REJECTED}, dpo_round.error
     assert (dpo_round.counts["human_pairs"], dpo_round.counts["human_pairs_trained"]) == (2, 1)
-    assert dpo_round.counts["model_pairs_trained"] == dpo_round.counts["model_pairs"]
+    # every reward-model row trains, or is counted out as too unsure (calibrated win probability below 0.6)
+    assert (dpo_round.counts["model_pairs_trained"] + dpo_round.counts["model_pairs_below_confidence"]
+            == dpo_round.counts["model_pairs"])
     shown = api.get(f"/api/v1/dpo-rounds/{dpo_round.pk}/").json()
     assert shown["state"] == dpo_round.state and shown["tasks_complete"] == 1 and len(shown["tasks"]) == 2
     assert shown["produced_version"] == dpo_round.train_run.produced_version_id is not None

@@ -107,13 +107,16 @@ def test_dpo_round_wait_samples_waits_for_people_then_trains(project, models, tm
     dpo_round = DPORound.objects.get(project=project)
     said = out.getvalue()
     # It returned normally (exit status 0) and said what happened, in order: sampled, waited, trained, registered.
-    assert dpo_round.state == DPORound.State.DONE, (dpo_round.error, said)
+    # (None of the round's tasks is held out, so no pair labelled by people judges the policy: the DPO gate
+    # rejects it, and the version is registered as rejected, for the record.)
+    assert dpo_round.state == DPORound.State.REJECTED, (dpo_round.error, said)
+    assert "no held-out pair labelled by people" in dpo_round.error
     sampled = f"DPO round {dpo_round.pk}: run {dpo_round.sample_run_id} succeeded; the round is waiting for judgements"
     waited = f"waiting for judgements: 0 of {ROUND['budget']} tasks complete, {ROUND['budget']} needed"
-    trained = f"DPO round {dpo_round.pk}: run {dpo_round.train_run_id} succeeded; the round is done: a candidate"
+    trained = f"DPO round {dpo_round.pk}: run {dpo_round.train_run_id} failed; the round is rejected by the dpo gate"
     assert said.index(sampled) < said.index(waited) < said.index(trained), said
     version = dpo_round.train_run.produced_version
-    assert f"registered model version {version.pk} ({version.name}, candidate)" in said
+    assert f"registered model version {version.pk} ({version.name}, rejected)" in said
     assert f"pairs from people: {ROUND['budget']} published, {ROUND['budget']} trained" in said
 
 

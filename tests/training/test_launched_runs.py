@@ -86,7 +86,7 @@ def test_a_ppo_run_on_two_processes_registers_one_policy(ppo_ready_project, monk
         "processes": 2, "num_iterations": 1, "batch_size": 4, "mini_batch_size": 2, "max_new_tokens": 6,
         "use_lora": False, "learning_rate": 1e-3, "rollout_chunk": 2, "gate_samples_per_prompt": 2,
         # plumbing, not learning: the gate is opened (its verdicts have their own tests)
-        "gate_margin": -1e9, "gate_min_prompts": 1, "kl_bound": 1e9})
+        "gate_margin": -1e6, "gate_min_prompts": 1, "kl_bound": 1e6})
 
     state = execution.execute(run.pk)
 
@@ -107,7 +107,7 @@ def test_an_rloo_or_grpo_run_on_two_processes_registers_one_policy(ppo_ready_pro
     run = services.start_training(project=project, kind=kind, enqueue=False, config={
         "processes": 2, "max_steps": 2, "batch_size": 4, "num_generations": 2, "max_completion_length": 4,
         "use_lora": False, "learning_rate": 1e-3, "gate_samples_per_prompt": 2, "gate_bootstrap_resamples": 50,
-        "gate_margin": -1e9, "gate_min_prompts": 1, "kl_bound": 1e9})  # plumbing, not learning: the gate is opened
+        "gate_margin": -1e6, "gate_min_prompts": 1, "kl_bound": 1e6})  # plumbing, not learning: the gate is opened
 
     state = execution.execute(run.pk)
 
@@ -117,6 +117,9 @@ def test_an_rloo_or_grpo_run_on_two_processes_registers_one_policy(ppo_ready_pro
     assert policies.count() == 1 and run.produced_version == policies.get()  # the main process alone saved
     assert f"/{kind}-" in policies.get().path and Path(policies.get().path, "manifest.json").is_file()
     assert [m["step"] for m in selectors.run_metrics(run=run)] == [1, 2]  # TRL's logs, once, from the main process
-    assert run.summary["device/processes"] == 2 and run.summary["passes_gate"] and run.summary["gate/passed"]
+    # The project's one reward model is the one the run optimised: the gate claims nothing ("unjudged") and the
+    # policy is registered as a candidate for people to judge.
+    assert run.summary["device/processes"] == 2 and run.summary["passes_gate"] and not run.summary["gate/passed"]
+    assert run.summary["gate/judged"] is False and policies.get().status == ModelVersion.Status.CANDIDATE
     assert run.summary["gate/n_prompts"] >= 1  # the gate ran (once, on the main process) over the held-out prompts
     assert "on 2 processes (accelerate launch)" in run.log

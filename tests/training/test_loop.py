@@ -54,9 +54,10 @@ def run_inline(project, kind, config):
 
 
 def train_accepted_reward_model(project, backbone) -> TrainingRun:
-    """A reward run whose model is accepted (active). A third of the prompts are held out, so its acceptance
-    (held-out accuracy's interval above chance) can be decided on this small project."""
-    snapshot = feedback_services.create_snapshot(project=project, filters=ExportFilters(test_fraction=0.35))
+    """A reward run whose model is accepted (active). 10 of the 24 prompts are held out (fraction 0.6), so its
+    acceptance can be decided on this small project: its accuracy's lower bound, clustered by task, can clear
+    0.5 only from 7 tasks on, and it must beat "the longer answer wins" (here the evasions are the longer ones)."""
+    snapshot = feedback_services.create_snapshot(project=project, filters=ExportFilters(test_fraction=0.6))
     run = services.create_run(project=project, kind=TrainingRun.Kind.REWARD, snapshot=snapshot, enqueue=False,
                               config={"backbone": str(backbone), "max_steps": 8, "learning_rate": 1e-3,
                                       "max_length": 128})
@@ -80,7 +81,7 @@ def test_the_loop_closes(judged_through_the_api, default_policy, tiny_backbone):
                                                          # policy cannot show a significant gain, so the gate's margin
                                                          # is opened here; the gate's verdicts have their own tests
                                                          # (tests/training/pipeline/test_gate.py, test_ppo_learning.py).
-                                                         "gate_margin": -1e9, "gate_min_prompts": 1, "kl_bound": 1e9})
+                                                         "gate_margin": -1e6, "gate_min_prompts": 1, "kl_bound": 1e6})
     assert ppo_run.state == TrainingRun.State.SUCCEEDED, ppo_run.error
     policy = ppo_run.produced_version
     assert (policy.parent, policy.reward_model, policy.snapshot) == (default_policy, reward, reward.snapshot)
@@ -137,13 +138,15 @@ def test_dpo_and_retrain_chain(judged_through_the_api, default_policy, tiny_bert
     project = judged_through_the_api
     dpo = run_inline(project, TrainingRun.Kind.DPO, {"max_steps": 2, "batch_size": 4, "max_length": 128, "use_lora": False,
                                                      "learning_rate": 1e-4})
-    # On held-out pairs this small the accuracy may land at or below chance: then the gate rejects it.
+    # On held-out pairs this small the accuracy's task-clustered bound may not clear chance, or no held-out pair
+    # may exist at all: then the gate rejects it.
     assert dpo.produced_version is not None and dpo.produced_version.snapshot == dpo.snapshot
     if dpo.state == TrainingRun.State.SUCCEEDED:  # a candidate: annotators decide its promotion
         assert dpo.produced_version.status == ModelVersion.Status.CANDIDATE
         assert selectors.active_policy(project=project) == default_policy
     else:
-        assert dpo.state == TrainingRun.State.FAILED and "not above chance" in dpo.error, dpo.error
+        assert dpo.state == TrainingRun.State.FAILED, dpo.error
+        assert "not above chance" in dpo.error or "no held-out pair labelled by people" in dpo.error, dpo.error
         assert dpo.produced_version.status == ModelVersion.Status.REJECTED
     chain = run_inline(project, TrainingRun.Kind.RETRAIN, {"method": "dpo", "steps": {
         "dpo": {"max_steps": 1, "batch_size": 4, "max_length": 128, "use_lora": False, "learning_rate": 1e-4},

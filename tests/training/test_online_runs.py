@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 TINY = {"max_steps": 1, "batch_size": 4, "num_generations": 2, "max_completion_length": 4, "use_lora": False,
         "learning_rate": 1e-3, "gate_samples_per_prompt": 2, "gate_bootstrap_resamples": 50}
-OPEN_GATE = {"gate_margin": -1e9, "gate_min_prompts": 1, "kl_bound": 1e9}  # plumbing, not learning (as test_loop)
+OPEN_GATE = {"gate_margin": -1e6, "gate_min_prompts": 1, "kl_bound": 1e6}  # plumbing, not learning (as test_loop)
 
 
 def test_an_rloo_run_registers_a_candidate_through_the_gate(judged_through_the_api, default_policy, tiny_backbone):
@@ -25,14 +25,17 @@ def test_an_rloo_run_registers_a_candidate_through_the_gate(judged_through_the_a
     policy = run.produced_version
     assert (policy.parent, policy.reward_model, policy.snapshot) == (default_policy, reward, reward.snapshot)
     assert policy.status == ModelVersion.Status.CANDIDATE and selectors.active_policy(project=project) == default_policy
-    assert run.summary["passes_gate"] and run.summary["gate/passed"] and "/rloo-" in policy.path
+    # The project's only reward model is the one RLOO optimised: no independent judge, so the gate claims nothing
+    # ("unjudged") and the policy is a candidate for people to judge.
+    assert run.summary["passes_gate"] and not run.summary["gate/passed"] and "/rloo-" in policy.path
+    assert run.summary["gate/judged"] is False and run.summary["gate/verdict"].startswith("unjudged")
     assert selectors.run_metrics(run=run)  # TRL's per-step metrics reached the run
 
 
 def test_a_failing_gate_registers_nothing(judged_through_the_api, default_policy, tiny_backbone):
     project = judged_through_the_api
     train_accepted_reward_model(project, tiny_backbone)
-    run = run_inline(project, TrainingRun.Kind.GRPO, {**TINY, "gate_margin": 1e9, "gate_min_prompts": 1})
+    run = run_inline(project, TrainingRun.Kind.GRPO, {**TINY, "gate_margin": 1e6, "gate_min_prompts": 1})
     assert run.state == TrainingRun.State.FAILED and run.produced_version is None
     assert "did not pass the gate" in run.error and not run.summary["passes_gate"]
     assert not ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY, project=project).exists()

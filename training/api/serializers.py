@@ -29,7 +29,10 @@ class ProjectRefField(serializers.CharField):
 class TrainingRunCreateSerializer(serializers.Serializer):
     project = ProjectRefField(help_text="Project id or slug.")
     kind = serializers.ChoiceField(choices=TrainingRun.Kind.choices)
-    config = serializers.DictField(required=False, default=dict, help_text="Settings of the trainer's config dataclass.")
+    config = serializers.DictField(
+        required=False, default=dict,
+        help_text="Settings of the kind's config dataclass. Each number must be finite, in ASCII digits and within its "
+                  "stated range (docs/settings-ranges.md); else a 400 naming the setting, and no run is created.")
 
     def validate_config(self, value: dict) -> dict:
         if len(value) > MAX_CONFIG_KEYS or len(json.dumps(value, ensure_ascii=False)) > MAX_CONFIG_BYTES:

@@ -17,14 +17,32 @@ from training.models import TrainingRun
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    """`--set learning_rate=1e-4 --set use_lora=true` → {"learning_rate": 1e-4, "use_lora": True} (YAML scalars)."""
+    """`--set learning_rate=1e-4 --set use_lora=true` → {"learning_rate": 1e-4, "use_lora": True} (YAML scalars).
+
+    Values are only read here; the run's own parse checks each one (its type, its stated range, finite, ASCII
+    digits), so `--set learning_rate=inf` is refused by name like the API's "inf"."""
     values = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             raise CommandError(f"--set expects key=value, got {pair!r}")
-        values[key.strip()] = yaml.safe_load(raw)
+        try:
+            values[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise CommandError(f"--set {key.strip()}: not a YAML value ({exc.__class__.__name__})") from None
     return values
+
+
+def read_config_file(path: str) -> dict:
+    """The settings in a YAML file: a mapping of setting names to values (CommandError otherwise)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            config = yaml.safe_load(fh) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise CommandError(f"--config {path}: cannot be read as YAML ({exc.__class__.__name__})") from None
+    if not isinstance(config, dict) or not all(isinstance(key, str) for key in config):
+        raise CommandError(f"--config {path}: must be a mapping of setting names to values")
+    return config
 
 
 class RunCommand(BaseCommand):
@@ -44,10 +62,7 @@ class RunCommand(BaseCommand):
             project = Project.objects.get(slug=opts["project"])
         except Project.DoesNotExist:
             raise CommandError(f"No project with slug {opts['project']!r}.") from None
-        config = {}
-        if opts["config"]:
-            with open(opts["config"], encoding="utf-8") as fh:
-                config = yaml.safe_load(fh) or {}
+        config = read_config_file(opts["config"]) if opts["config"] else {}
         config.update(parse_overrides(opts["set"]))
         kind = self.run_kind(opts)
         try:

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from .config import ACCELERATE_CONFIG_HELP, PROCESSES_HELP, GateSettings, _check_launch, _field, _require
+from .config import (
+    ACCELERATE_CONFIG_HELP, ACCUMULATION, BATCH, COEFFICIENT, DROPOUT, GRAD_NORM, LEARNING_RATE, LOGGING_STEPS,
+    LORA_ALPHA, LORA_R, NEW_TOKENS, PROCESSES, PROCESSES_HELP, PROMPT_TOKENS, SEED, STEPS, TEMPERATURE, TOP_P,
+    GateSettings, Range, _check_launch, _field, _require, check_ranges,
+)
 
 
 @dataclasses.dataclass
@@ -23,27 +27,31 @@ class OnlineTrainingSettings:
     policy: str = _field("smollm2-135m-instruct", "Registered policy directory (or a name under $MODEL_DIR).")
     verify_policy: bool = _field(True, "Check the policy against its manifest before loading.")
     use_lora: bool = _field(True, "Train LoRA adapters; the KL reference is the base with adapters off (no copy).")
-    lora_r: int = _field(16, "LoRA rank.")
-    lora_alpha: int = _field(32, "LoRA scaling numerator.")
-    lora_dropout: float = _field(0.0, "Dropout on the LoRA branch.")
+    lora_r: int = _field(16, "LoRA rank.", range=LORA_R)
+    lora_alpha: int = _field(32, "LoRA scaling numerator.", range=LORA_ALPHA)
+    lora_dropout: float = _field(0.0, "Dropout on the LoRA branch.", range=DROPOUT)
     # Sampling
-    num_generations: int = _field(4, "Completions sampled per prompt (the group the baseline is computed over).")
-    max_completion_length: int = _field(64, "Longest completion in tokens (publishing's max_new_tokens).")
-    temperature: float = _field(0.8, "Sampling temperature (publishing's).")
-    top_p: float = _field(0.95, "Nucleus sampling (publishing's).")
-    max_prompt_length: int = _field(256, "Prompts longer than this many tokens are dropped.")
+    num_generations: int = _field(4, "Completions sampled per prompt (the group the baseline is computed over).",
+                                  range=Range(2, 64))
+    max_completion_length: int = _field(64, "Longest completion in tokens (publishing's max_new_tokens).",
+                                        range=NEW_TOKENS)
+    temperature: float = _field(0.8, "Sampling temperature (publishing's).", range=TEMPERATURE)
+    top_p: float = _field(0.95, "Nucleus sampling (publishing's).", range=TOP_P)
+    max_prompt_length: int = _field(256, "Prompts longer than this many tokens are dropped.", range=PROMPT_TOKENS)
     # Optimisation
-    max_steps: int = _field(16, "Optimiser steps.")
+    max_steps: int = _field(16, "Optimiser steps.", range=STEPS)
     batch_size: int = _field(8, "Completions per optimiser step (a multiple of num_generations: batch_size / "
-                                "num_generations prompts per step).")
-    gradient_accumulation_steps: int = _field(1, "Batches accumulated per optimiser step.")
-    num_iterations: int = _field(1, "Updates per generated batch (μ); > 1 reuses samples with the clipped ratio.")
-    epsilon: float = _field(0.2, "Clip range of the importance ratio.")
-    beta: float = _field(0.05, "KL coefficient against the reference (0: no KL term).")
-    learning_rate: float = _field(1e-4, "AdamW learning rate (LoRA).")
-    max_grad_norm: float = _field(1.0, "Gradient clipping norm.")
-    logging_steps: int = _field(1, "Report metrics every this many steps.")
-    seed: int = _field(0, "Seed for sampling, shuffling and the gate's bootstrap.")
+                                "num_generations prompts per step).", range=BATCH)
+    gradient_accumulation_steps: int = _field(1, "Batches accumulated per optimiser step.", range=ACCUMULATION)
+    num_iterations: int = _field(1, "Updates per generated batch (μ); > 1 reuses samples with the clipped ratio.",
+                                 range=Range(1, 100))
+    epsilon: float = _field(0.2, "Clip range of the importance ratio.",
+                            range=Range(0.0, 1.0, lo_open=True, hi_open=True))
+    beta: float = _field(0.05, "KL coefficient against the reference (0: no KL term).", range=COEFFICIENT)
+    learning_rate: float = _field(1e-4, "AdamW learning rate (LoRA).", range=LEARNING_RATE)
+    max_grad_norm: float = _field(1.0, "Gradient clipping norm.", range=GRAD_NORM)
+    logging_steps: int = _field(1, "Report metrics every this many steps.", range=LOGGING_STEPS)
+    seed: int = _field(0, "Seed for sampling, shuffling and the gate's bootstrap.", range=SEED)
 
 
 @dataclasses.dataclass
@@ -53,7 +61,7 @@ class OnlineConfig(GateSettings, OnlineTrainingSettings):
 
     # Launch
     processes: int = _field(1, PROCESSES_HELP + " RLOO/GRPO: batch_size is the global batch, shared by the "
-                               "processes (a multiple of them).")
+                               "processes (a multiple of them).", range=PROCESSES)
     accelerate_config: str | None = _field(None, ACCELERATE_CONFIG_HELP)
 
     @property
@@ -61,25 +69,14 @@ class OnlineConfig(GateSettings, OnlineTrainingSettings):
         return self.max_completion_length
 
     def __post_init__(self):
+        check_ranges(self)  # num_generations >= 2: the baseline needs a group
         _check_launch(self)
         self._check_gate()
         _require(self, isinstance(self.policy, str) and self.policy.strip() != "", "policy", "must be a path or name")
-        for name in ("lora_r", "max_completion_length", "max_prompt_length", "max_steps", "batch_size",
-                     "gradient_accumulation_steps", "num_iterations", "logging_steps"):
-            _require(self, getattr(self, name) >= 1, name, "must be >= 1")
-        _require(self, self.num_generations >= 2, "num_generations", "must be >= 2 (the baseline needs a group)")
         _require(self, self.batch_size % self.num_generations == 0, "batch_size",
                  f"must be a multiple of num_generations ({self.num_generations})")
         _require(self, self.batch_size % self.processes == 0, "batch_size",
                  f"must be a multiple of processes ({self.processes}): each process takes an equal share")
-        _require(self, self.lora_alpha > 0, "lora_alpha", "must be > 0")
-        _require(self, 0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
-        _require(self, self.temperature > 0, "temperature", "must be > 0")
-        _require(self, 0.0 < self.top_p <= 1.0, "top_p", "must be in (0, 1]")
-        _require(self, 0.0 < self.epsilon < 1.0, "epsilon", "must be in (0, 1)")
-        _require(self, self.beta >= 0, "beta", "must be >= 0")
-        _require(self, self.learning_rate > 0, "learning_rate", "must be > 0")
-        _require(self, self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
 
 
 @dataclasses.dataclass

@@ -24,7 +24,7 @@ from .devices import choose_device, is_main_process
 from .dpo_weighted import weighted_trainer_class
 from .models import load_causal_lm, load_tokenizer, lora_config, merge_lora, resolve_model_path
 from .registry_files import save_pretrained_atomic
-from .reward_eval import pairwise_accuracy
+from .reward_eval import pairwise_accuracy, task_clusters
 
 
 def trl_dpo_args(cfg: DPOConfig, output_dir: str):
@@ -62,10 +62,12 @@ def completion_logprob(model, tokenizer, prompt, completion) -> float:
 def implicit_reward_accuracy(
     model, reference, tokenizer, rows: Sequence[dict[str, Any]], beta: float
 ) -> dict[str, float | None]:
-    """Held-out pairs ranked by the implicit reward β·(log π − log π_ref): `eval/accuracy` with its 95% interval
-    and `eval/n_pairs` (as for reward models), and `eval/margin`, the mean chosen-minus-rejected implicit reward
-    (how far training moved the chosen-vs-rejected log-prob margin from the reference's). `reference=None`: the
-    policy with its LoRA adapters disabled."""
+    """Held-out pairs ranked by the implicit reward β·(log π − log π_ref): `eval/accuracy` with its bounds
+    clustered by task and `eval/n_pairs` (as for reward models), and `eval/margin`, the mean chosen-minus-rejected
+    implicit reward (how far training moved the chosen-vs-rejected log-prob margin from the reference's).
+    `eval/human_*`: the same on the pairs people labelled (rows without a `source`, or `source` "people"), which
+    alone the DPO gate reads: a reward model's pairs measure agreement with that model, not with people.
+    `reference=None`: the policy with its LoRA adapters disabled."""
     margins = []
     for row in rows:
         rewards = []
@@ -78,7 +80,18 @@ def implicit_reward_accuracy(
                 ref_lp = completion_logprob(reference, tokenizer, row["prompt"], row[key])
             rewards.append(beta * (policy_lp - ref_lp))
         margins.append(rewards[0] - rewards[1])
-    return {**pairwise_accuracy(margins), "eval/margin": sum(margins) / len(margins) if margins else None}
+    return held_out_accuracy(margins, rows)
+
+
+def held_out_accuracy(margins: Sequence[float], rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """The metrics of `implicit_reward_accuracy` from each held-out row's implicit-reward margin (chosen −
+    rejected): on all pairs, and (`eval/human_*`) on the pairs people labelled, clustered by task (prompt)."""
+    human = [i for i, row in enumerate(rows) if row.get("source", "people") == "people"]
+    clusters = task_clusters(rows)
+    return {**pairwise_accuracy(margins, clusters=clusters),
+            **pairwise_accuracy([margins[i] for i in human], prefix="eval/human_",
+                                clusters=[clusters[i] for i in human]),
+            "eval/margin": sum(margins) / len(margins) if margins else None}
 
 
 def train_dpo(
@@ -135,6 +148,8 @@ def _fit(cfg: DPOConfig, model, ref_model, tokenizer, train_rows, callback, hist
     weighted = any("weight" in row for row in train_rows)  # per-pair weights: the iterative-DPO round's rows
     if weighted:
         dataset = dataset.add_column("weight", [float(row.get("weight", 1.0)) for row in train_rows])
+        # per-pair label smoothing (cDPO / robust DPO): an iterative round's noisy labels; 0 = taken as right
+        dataset = dataset.add_column("smoothing", [float(row.get("smoothing") or 0.0) for row in train_rows])
     trainer_class = weighted_trainer_class() if weighted else trl.DPOTrainer
     peft_config = None
     if cfg.use_lora:

@@ -38,7 +38,9 @@ class PPOResult:
     eval_before: EvalReport | None = None  # the parent
     eval_after: EvalReport | None = None  # the candidate
     gate: GateReport | None = None
-    passes_gate: bool = False  # the gate passed, the run completed and the held-out KL is under the bound
+    # the run completed, the held-out KL is under the bound and the gate passed, or its test passed but no
+    # independent judge scored it (`gate.judged` False: registrable as a CANDIDATE for people, never activated)
+    passes_gate: bool = False
     flags: list[str] = field(default_factory=list)
     message: str = ""  # why the run stopped early, or why the gate failed, in words
 
@@ -129,12 +131,13 @@ def reward_hacking_flags(before: EvalReport | None, after: EvalReport | None) ->
 
 
 def run_gate(cfg: PPOConfig, before: EvalReport | None, after: EvalReport | None) -> GateReport:
+    budget = {"alpha": cfg.gate_alpha, "look": cfg.gate_look, "independent_judge": cfg.gate_independent_judge}
     if before is None or after is None:
-        return gate_test([], [], [], [], margin=cfg.gate_margin, min_prompts=cfg.gate_min_prompts)
+        return gate_test([], [], [], [], margin=cfg.gate_margin, min_prompts=cfg.gate_min_prompts, **budget)
     return gate_test(after.judged_rewards, before.judged_rewards, after.lengths, before.lengths,
                      margin=cfg.gate_margin, min_prompts=cfg.gate_min_prompts,
                      min_samples_per_prompt=cfg.gate_samples_per_prompt, resamples=cfg.gate_bootstrap_resamples,
-                     seed=cfg.seed, length_control=cfg.gate_length_control)
+                     seed=cfg.seed, length_control=cfg.gate_length_control, **budget)
 
 
 def conclude(cfg, result: PPOResult) -> PPOResult:
@@ -144,10 +147,10 @@ def conclude(cfg, result: PPOResult) -> PPOResult:
     after = result.eval_after
     within_base = (after is None or after.kl_base is None or cfg.kl_base_bound is None
                    or after.kl_base < cfg.kl_base_bound)
-    result.passes_gate = bool(result.status == "completed" and result.gate.passed and after.kl < cfg.kl_bound
-                              and within_base)
+    gate_ok = result.gate.passed or (not result.gate.judged and result.gate.test_passed)
+    result.passes_gate = bool(result.status == "completed" and gate_ok and after.kl < cfg.kl_bound and within_base)
     if not result.message and not result.passes_gate:
-        result.message = (f"gate: {result.gate.verdict}" if not result.gate.passed
+        result.message = (f"gate: {result.gate.verdict}" if not gate_ok
                           else f"held-out KL to the reference {after.kl:.3g} >= kl_bound {cfg.kl_bound}"
                           if after.kl >= cfg.kl_bound
                           else f"held-out KL to the original base {after.kl_base:.3g} >= kl_base_bound {cfg.kl_base_bound}")

@@ -61,6 +61,20 @@ def split_budget(pairs: list[ScoredPair], budget: int) -> tuple[list[ScoredPair]
     return pairs[:budget], pairs[budget:]
 
 
+def best_vs_worst(pairs: list[ScoredPair], skip: list[ScoredPair] = ()) -> list[ScoredPair]:
+    """Per prompt, the pair of its highest- and lowest-rewarded answers (the reward model's surest label of that
+    prompt; the other pairs of the prompt only repeat it with less evidence), unless that pair is in `skip` (gone
+    to people). In prompt order."""
+    skipped = {(p.prompt_index, frozenset((p.a, p.b))) for p in skip}
+    widest: dict[int, ScoredPair] = {}
+    for pair in pairs:
+        best = widest.get(pair.prompt_index)
+        if best is None or pair.gap > best.gap:
+            widest[pair.prompt_index] = pair
+    return [pair for index, pair in sorted(widest.items())
+            if (index, frozenset((pair.a, pair.b))) not in skipped]
+
+
 def model_row(pair: ScoredPair, prompt: Any, prompt_id: str, weight: float) -> dict:
     """A pair labelled by the reward model, in TRL's preference format: chosen = the higher reward."""
     chosen, rejected = (pair.a, pair.b) if pair.reward_a >= pair.reward_b else (pair.b, pair.a)

@@ -1,6 +1,8 @@
 """The first half of a round: sample K answers per prompt from the round's policy, score every pair with its
-reward model, publish the `budget` most uncertain pairs as comparison tasks and keep the rest as the reward
-model's rows (`model_pairs.jsonl` in the round's directory under MODEL_DIR)."""
+reward model, publish the `budget` most uncertain pairs as comparison tasks and keep, per prompt, the reward
+model's surest pair (best vs worst answer) as its row (`model_pairs.jsonl` in the round's directory under
+MODEL_DIR). The published pairs' rewards go to `human_pairs.jsonl`: once people have judged them, they calibrate
+the reward model's gaps (`dpo_weighted.calibrate_gap_slope`)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from django.conf import settings
 
 from training import selectors, services
 from training.models import DPORound
-from training.pipeline.rounds import distinct, model_row, scored_pairs, split_budget
+from training.pipeline.rounds import best_vs_worst, distinct, model_row, scored_pairs, split_budget
 from training.runners.base import RunCancelled, RunContext
 from training.runners.publish import sampler
 
@@ -74,7 +76,8 @@ def run_sample(ctx: RunContext, dpo_round: DPORound) -> dict:
     started = time.perf_counter()
     rewards = _score(RewardScorer(dpo_round.reward_model.path), prompts, answers)
     pairs = scored_pairs(answers, rewards, _second_scores(ctx, dpo_round, cfg, prompts, answers), cfg.select_by)
-    human, by_model = split_budget(pairs, cfg.budget)
+    human, rest = split_budget(pairs, cfg.budget)
+    by_model = best_vs_worst(pairs, skip=human)
     timings["time/score_s"] = time.perf_counter() - started
     if ctx.should_stop():  # the last moment a cancel can land: nothing has been published yet
         raise RunCancelled()
@@ -86,14 +89,18 @@ def run_sample(ctx: RunContext, dpo_round: DPORound) -> dict:
     directory = round_dir(dpo_round)
     directory.mkdir(parents=True, exist_ok=True)
     _write_jsonl(rows, directory / "model_pairs.jsonl")
+    _write_jsonl([{"prompt_id": prompt_key(prompts[p.prompt_index]), "a": p.a, "b": p.b, "reward_a": p.reward_a,
+                   "reward_b": p.reward_b} for p in human], directory / "human_pairs.jsonl")
     timings["time/publish_s"] = time.perf_counter() - started
     counts = {"prompts": len(prompts), "pairs": len(pairs), "human_pairs": len(tasks), "model_pairs": len(rows),
+              "model_pairs_unused": len(rest) - len(rows),
               "human_gap_max": max((p.gap for p in human), default=None),
               "model_gap_min": min((p.gap for p in by_model), default=None), **timings}
     services.record_round_sampled(dpo_round=dpo_round, tasks=tasks, counts=counts, rows_path=str(directory))
     ctx.on_step(2, {"round/pairs": len(pairs), "round/human_pairs": len(tasks), "round/model_pairs": len(rows),
                     **timings})
-    ctx.log(f"published {len(tasks)} pairs to annotators; the reward model labelled {len(rows)}")
+    ctx.log(f"published {len(tasks)} pairs to annotators; the reward model labelled {len(rows)} (best vs worst "
+            f"answer of each prompt; {len(rest) - len(rows)} other pairs unused)")
     return {"summary": {"round": dpo_round.pk, **counts}}
 
 

@@ -1,10 +1,14 @@
 """Improving the policy: PPO, RLOO or GRPO against the project's newest reward model, or DPO on a preference snapshot.
 
 Each kind's gate (declared with it in `training.run_kinds`) decides whether the result becomes a candidate
-for the project's active policy: PPO's gate (RLOO's and GRPO's too) is a paired bootstrap test on held-out prompts against its parent, with KL
-under the bound and a length control (training/pipeline/gate.py; a failed
-PPO result is not even registered: its weights may not be finite), DPO's held-out preference accuracy
-must be above chance (a failed one is registered as rejected, for the record).
+for the project's active policy: PPO's gate (RLOO's and GRPO's too) is a paired t test on held-out prompts against
+its parent, with KL under the bound and a length control (training/pipeline/gate.py; a failed PPO result is not even
+registered: its weights may not be finite). Every gate of a project judges the same held-out prompts, so the k-th
+spends alpha·6/(π²k²) of the error budget (`gate_look`, counted here). With no reward model other than the one the
+policy optimised there is no independent judge: the gate says "unjudged" and a result whose test passed is
+registered as a CANDIDATE for people to judge, never activated on the gate. DPO's gate needs held-out pairs labelled
+by people whose task-clustered lower bound of accuracy is above chance (a failed one is registered as rejected, for
+the record).
 
 A result that passes is registered as a CANDIDATE: annotators decide its promotion in head-to-head tasks
 against the active policy (`training.promotion`). Only a project with `auto_promote` makes it active on the
@@ -25,10 +29,12 @@ from training.runners.reward import snapshot_rows
 NO_POLICY = "no policy to start from: run `manage.py bootstrap_models` first"
 NO_REWARD_MODEL = "no reward model for this project yet: train one first (train_reward_model)"
 NO_PROMPTS = "the project has no prompts to train on"
+ONLINE_KINDS = (TrainingRun.Kind.PPO, TrainingRun.Kind.RLOO, TrainingRun.Kind.GRPO)
 
 
 def ppo_gate(result) -> tuple[bool, str]:
-    """The gate of PPO, RLOO and GRPO (the same test: `pipeline.ppo_report.conclude`)."""
+    """The gate of PPO, RLOO and GRPO (the same test: `pipeline.ppo_report.conclude`): True also for an unjudged
+    result whose test passed (registered as a CANDIDATE only, see `register_policy_result`)."""
     if result.passes_gate:
         return True, ""
     why = result.message or (result.gate.verdict if result.gate is not None else "")
@@ -36,24 +42,58 @@ def ppo_gate(result) -> tuple[bool, str]:
 
 
 def dpo_gate(result) -> tuple[bool, str]:
-    accuracy = result.metrics.get("eval/accuracy")
-    if accuracy is None or accuracy > 0.5:
+    """DPO's gate: held-out pairs labelled by people (never the reward model's), the one-sided 97.5% lower bound of
+    the accuracy clustered by task (`pipeline.reward_eval.clustered_accuracy`) above 0.5. No human pair: refused."""
+    metrics = result.metrics
+    n_human = int(metrics.get("eval/human_n_pairs") or 0)
+    low = metrics.get("eval/human_accuracy_low")
+    if n_human == 0 or low is None:
+        return False, ("no held-out pair labelled by people to judge the DPO policy on: registered as rejected, "
+                       "not active.")
+    accuracy, n_tasks = metrics.get("eval/human_accuracy"), int(metrics.get("eval/human_n_tasks") or 0)
+    if low > 0.5:
         return True, ""
-    return False, f"held-out preference accuracy {accuracy:.2f} is not above chance: registered as rejected, not active."
+    return False, (f"held-out accuracy on people's pairs {accuracy:.2f} (lower bound {low:.2f} over {n_tasks} "
+                   f"task(s), {n_human} pairs) is not above chance with confidence: registered as rejected, "
+                   "not active.")
 
 
-def register_policy_result(run: TrainingRun, *, rejected: bool = False, **fields) -> ModelVersion:
+def earlier_gates(run: TrainingRun) -> int:
+    """How many PPO, RLOO or GRPO gates the project ran before this run: they all judged the same held-out prompts
+    (one split function, `_prompt_split`), so this run's gate is look number earlier_gates + 1."""
+    return TrainingRun.objects.filter(
+        project=run.project, kind__in=ONLINE_KINDS, pk__lt=run.pk, summary__has_key="gate/verdict").count()
+
+
+def set_gate_budget(run: TrainingRun, cfg, *, independent_judge: bool, log) -> None:
+    """What the pipeline's gate cannot know: which look on the held-out prompts this is, and whether its judge is
+    independent of the reward model the policy optimises."""
+    from training.pipeline.gate import alpha_for_look
+
+    cfg.gate_look = earlier_gates(run) + 1
+    cfg.gate_independent_judge = independent_judge
+    log(f"gate {cfg.gate_look} on these held-out prompts: one-sided level "
+        f"{alpha_for_look(cfg.gate_look, cfg.gate_alpha):.3g}"
+        + ("" if independent_judge else "; no independent judge (no earlier reward model): the verdict will be "
+                                        "'unjudged' and only people can promote the result"))
+
+
+def register_policy_result(run: TrainingRun, *, rejected: bool = False, judged: bool = True, **fields) -> ModelVersion:
     """Register a PPO or DPO result: rejected when its gate refused it; else a CANDIDATE that annotators
-    promote (`training.promotion`), or ACTIVE at once when the project has `auto_promote`."""
+    promote (`training.promotion`), or ACTIVE at once when the project has `auto_promote` and an independent judge
+    passed it (`judged`; an unjudged result is only ever a candidate)."""
     run.project.refresh_from_db(fields=["auto_promote"])
     return services.register_version(
         project=run.project, name=f"policy-{run.project.slug}-run{run.pk}", kind=ModelVersion.Kind.POLICY,
-        config=run.config, rejected=rejected, activate=not rejected and run.project.auto_promote,
+        config=run.config, rejected=rejected, activate=not rejected and judged and run.project.auto_promote,
         actor=run.created_by, **fields,
     )
 
 
-def _registered_as(version: ModelVersion) -> str:
+def _registered_as(version: ModelVersion, judged: bool = True) -> str:
+    if not judged:
+        return (f"{version.name} is a candidate, unjudged: no independent judge (only the reward model it optimised "
+                "scored it); annotators' head-to-head judgements against the active policy decide its promotion")
     if version.status == ModelVersion.Status.ACTIVE:
         return f"{version.name} passed its gate and is active (the project promotes on the automatic gate)"
     return (f"{version.name} passed its gate and is a candidate: annotators' head-to-head judgements against "
@@ -139,8 +179,10 @@ def _train_online(ctx: RunContext, method: str) -> dict:
         return _launched_policy(ctx, method, base, policy_path, reward, train_prompts, eval_prompts)
     tokenizer = load_tokenizer(policy_path)
     policy = load_causal_lm(policy_path, verify=cfg.verify_policy)
+    judge = _held_out_judge(ctx, reward)
+    set_gate_budget(run, cfg, independent_judge=judge is not None, log=ctx.log)
     result = train(cfg, policy, tokenizer, RewardScorer(reward.path).score, train_prompts, eval_prompts,
-                   on_step=ctx.on_step, should_stop=ctx.should_stop, held_out_judge=_held_out_judge(ctx, reward),
+                   on_step=ctx.on_step, should_stop=ctx.should_stop, held_out_judge=judge,
                    base_model=original_base(base, ctx.log))
     summary = result.summary()
     if result.status == "cancelled":
@@ -151,9 +193,10 @@ def _train_online(ctx: RunContext, method: str) -> dict:
         return failed({**summary, **device_summary(cfg)}, message)
     dest = registry_dir(method, run)
     sha = save_policy(result, tokenizer, dest, _policy_manifest(method, base, policy_path, reward))
+    judged = bool(result.gate.judged)
     version = register_policy_result(run, path=str(dest), sha256=sha, metrics=summary, parent=base,
-                                     reward_model=reward, snapshot=reward.snapshot)
-    ctx.log(_registered_as(version))
+                                     reward_model=reward, snapshot=reward.snapshot, judged=judged)
+    ctx.log(_registered_as(version, judged))
     return {"summary": {**summary, **device_summary(cfg)}, "produced_version": version}
 
 
@@ -170,6 +213,7 @@ def _launched_policy(ctx: RunContext, method: str, base, policy_path, reward, tr
     judge = selectors.newest_reward_model(project=run.project, exclude=reward)
     if judge is not None:
         ctx.log(f"held-out judge for reward hacking: {judge.name}")
+    set_gate_budget(run, cfg, independent_judge=judge is not None, log=ctx.log)
     root = selectors.lineage(version=base)[-1] if base is not None else None
     out = run_launched(ctx, method, {
         "config": asdict(cfg), "policy": str(policy_path), "reward_model": reward.path,
@@ -182,9 +226,10 @@ def _launched_policy(ctx: RunContext, method: str, base, policy_path, reward, tr
     if not passed or not out["path"]:
         ctx.log(f"not published: {message}")
         return failed({**summary, **device_summary(cfg)}, message)
+    judged = bool(summary.get("gate/judged", True))
     version = register_policy_result(run, path=out["path"], sha256=out["manifest_sha256"], metrics=summary,
-                                     parent=base, reward_model=reward, snapshot=reward.snapshot)
-    ctx.log(_registered_as(version))
+                                     parent=base, reward_model=reward, snapshot=reward.snapshot, judged=judged)
+    ctx.log(_registered_as(version, judged))
     return {"summary": {**summary, **device_summary(cfg)}, "produced_version": version}
 
 

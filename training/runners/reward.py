@@ -1,9 +1,8 @@
-"""A reward model from a preference snapshot (TRL RewardTrainer), registered and active at once."""
+"""A reward model from a preference snapshot (TRL RewardTrainer), registered, and active when it passes its gate."""
 
 from __future__ import annotations
 
-
-from training import services
+from training import selectors, services
 from training.models import ModelVersion
 from training.runners.base import RunContext, failed
 
@@ -12,13 +11,15 @@ NO_PAIRS = "the snapshot holds no preference pairs yet: collect judgements first
 
 def snapshot_rows(ctx: RunContext) -> tuple[object, list, list]:
     """The run's preference snapshot (a new one unless the run names one) and its train/test rows."""
-    from feedback import exports
     from feedback import services as feedback_services
+    from feedback.services import snapshots
 
     run = ctx.run
     snapshot = run.snapshot or feedback_services.create_snapshot(project=run.project, actor=run.created_by)
     services.attach_snapshot(run=run, snapshot=snapshot)
-    train_rows, test_rows = exports.snapshot_split_rows(snapshot)
+    # The rows the snapshot stored when it was made: a queued run learns what its snapshot pinned, whatever
+    # was adjudicated, marked gold or re-trusted since.
+    train_rows, test_rows = snapshots.split_rows(snapshot)
     feedback_services.record_split_counts(snapshot=snapshot, train_pairs=len(train_rows), test_pairs=len(test_rows))
     ctx.log(f"snapshot {snapshot.pk}: {len(train_rows)} training pairs, {len(test_rows)} held-out pairs")
     if not train_rows:
@@ -27,18 +28,32 @@ def snapshot_rows(ctx: RunContext) -> tuple[object, list, list]:
 
 
 def reward_gate(result) -> tuple[bool, str]:
-    """A reward model becomes active only when its held-out accuracy is above chance with 95% confidence
-    (the Wilson interval's lower end above 0.5); otherwise it is registered as rejected and PPO never uses it."""
-    metrics = result.metrics
-    n_pairs = int(metrics.get("eval/n_pairs") or 0)
-    if n_pairs == 0:
-        return False, ("no held-out preference pairs to judge the reward model on (the snapshot's test split is "
-                       "empty): collect judgements on more prompts; registered as rejected, not active.")
-    accuracy, low, high = metrics["eval/accuracy"], metrics["eval/accuracy_low"], metrics["eval/accuracy_high"]
-    if low > 0.5:
-        return True, ""
-    return False, (f"held-out accuracy {accuracy:.2f} (95% interval {low:.2f}–{high:.2f}, {n_pairs} pairs) is not "
-                   "above chance with confidence: registered as rejected, not active.")
+    """A reward model becomes active only when, on the held-out pairs and with the pairs of one task counted as
+    correlated, it is above chance, beats the length-only baseline and beats the project's active reward model
+    (`pipeline.reward_eval.acceptance_verdict`). Otherwise it is registered as rejected and PPO never uses it."""
+    from training.pipeline.reward_eval import acceptance_verdict
+
+    accepted, why = acceptance_verdict(result.metrics)
+    return (True, "") if accepted else (False, f"{why}: registered as rejected, not active.")
+
+
+def versus_previous(project, path, test_rows: list, log) -> dict:
+    """The paired comparison with the project's active reward model on the same held-out pairs (both scored the
+    same way, by `RewardScorer`): `eval/vs_previous`, `eval/vs_previous_low`, `eval/previous_accuracy`; {} when
+    the project has no active reward model or no held-out pairs."""
+    from training.pipeline.reward_eval import clustered_difference, rows_scored_by, task_clusters
+    from training.pipeline.reward_scoring import RewardScorer
+
+    previous = selectors.newest_reward_model(project=project)
+    if previous is None or not test_rows:
+        return {}
+    new = rows_scored_by(RewardScorer(path).score, test_rows)
+    old = rows_scored_by(RewardScorer(previous.path).score, test_rows)
+    difference, low, _ = clustered_difference(new, old, task_clusters(test_rows))
+    log(f"against the active reward model {previous.name} on the same {len(test_rows)} held-out pairs: "
+        f"{sum(new) / len(new):.3f} vs {sum(old) / len(old):.3f}")
+    return {"eval/vs_previous": difference, "eval/vs_previous_low": low,
+            "eval/previous_accuracy": sum(old) / len(old)}
 
 
 def run_reward(ctx: RunContext) -> dict:
@@ -49,6 +64,7 @@ def run_reward(ctx: RunContext) -> dict:
     snapshot, train_rows, test_rows = snapshot_rows(ctx)
     ctx.total_steps = cfg.max_steps if cfg.max_steps > 0 else None
     result = train_here_or_launched(ctx, "reward", train_reward_model, train_rows, test_rows)
+    result.metrics.update(versus_previous(run.project, result.path, test_rows, ctx.log))
     passed, message = ctx.gate(result)
     version = services.register_version(
         project=run.project, name=f"reward-{run.project.slug}-run{run.pk}", kind=ModelVersion.Kind.REWARD,

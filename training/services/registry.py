@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from core.audit import record_audit
+from core.db import lock_rows
 from core.events import announce
 from core.models import AuditEvent
 from feedback.models import PreferenceSnapshot
@@ -66,6 +67,10 @@ def _activate(*, version: ModelVersion, project) -> ModelVersion:
     project-less default scope (`project` None); reward models stay active side by side (PPO uses the
     previous one as a held-out judge)."""
     check_activatable(version=version)
+    if version.kind == ModelVersion.Kind.POLICY and project is not None:
+        # Activations of one project wait for each other; the constraint one_active_policy_per_project refuses
+        # whatever would still slip through.
+        list(lock_rows(type(project).objects.filter(pk=project.pk)).values_list("pk", flat=True))
     if version.kind == ModelVersion.Kind.POLICY:
         scope = {"project": project} if project is not None else {"project__isnull": True}
         ModelVersion.objects.filter(**scope, kind=ModelVersion.Kind.POLICY, status=ModelVersion.Status.ACTIVE

@@ -64,4 +64,6 @@ def round_context(run) -> dict:
     if dpo_round is None:
         return {}
     done, total = selectors.round_judged(dpo_round=dpo_round)
-    return {"dpo_round": dpo_round, "round_counts": dpo_round.counts, "round_done": done, "round_total": total}
+    share = dpo_round.counts.get("people_weight_share")
+    return {"dpo_round": dpo_round, "round_counts": dpo_round.counts, "round_done": done, "round_total": total,
+            "people_weight_percent": None if share is None else 100.0 * share}

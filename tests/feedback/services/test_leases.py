@@ -96,3 +96,17 @@ def test_a_second_ranking_is_refused_as_already_judged(one_task):
     again = judge(client, task, {"lease_token": task["lease_token"]})
     assert again.status_code == 409 and again.json()["code"] == "already_judged"
     assert Judgement.objects.count() == 1
+
+
+def test_the_lease_token_names_no_completion(one_task):
+    """The token is signed, not encrypted: it carries positions in a server-keyed order, never completion ids, so
+    reading it cannot tell an annotator which answer is whose (a candidate's completions are a task's newest rows)."""
+    from django.core import signing
+
+    from feedback.services.leases import TOKEN_SALT
+
+    alice = make_member(one_task)
+    task = lease(client_for(alice), one_task)
+    payload = signing.loads(task["lease_token"], salt=TOKEN_SALT)
+    assert set(payload) == {"t", "u", "p", "at"}
+    assert sorted(payload["p"]) == list(range(2))
