@@ -2,6 +2,11 @@
 
 The pipeline (training/pipeline) knows nothing of Django: a runner passes it plain data and two
 callbacks, `on_step(step, metrics)` and `should_stop()`, and registers what it produced.
+
+A run has a budget (TRAINING_RUN_MAX_SECONDS, TRAINING_RUN_MAX_GENERATED_TOKENS; a retrain chain's steps share
+their parent's): `should_stop()` turns True once it is spent, and the run ends failed with the limit named in its
+error and summary (`summary["stopped"]`), nothing registered. A cancelled run's summary says `"cancelled"`.
+Both carry `generated_tokens`, the decode work done before it stopped.
 """
 
 from __future__ import annotations
@@ -16,12 +21,25 @@ from django.db import DatabaseError, close_old_connections, connection
 from core.db import retry_transient
 from training import services
 from training.models import TrainingRun
+from training.pipeline.callbacks import Budget, counting_tokens
 from training.pipeline.config import config_from_dict
 from training.pipeline.devices import apply_torch_threads, choose_device
 from training.run_kinds import run_kind
 from training.runners.base import RunCancelled, RunContext
 
 logger = logging.getLogger(__name__)
+
+BUDGET_SPENT = {
+    Budget.TIME: "The run reached its time budget (TRAINING_RUN_MAX_SECONDS = {max_seconds} s) after {seconds:.0f} s "
+                 "and stopped; nothing was registered.",
+    Budget.TOKENS: "The run reached its token budget (TRAINING_RUN_MAX_GENERATED_TOKENS = {max_tokens}) after "
+                   "generating {tokens} tokens and stopped; nothing was registered.",
+}
+
+
+def run_budget() -> Budget:
+    """A fresh budget from the settings, its clock started now."""
+    return Budget(max_seconds=settings.TRAINING_RUN_MAX_SECONDS, max_tokens=settings.TRAINING_RUN_MAX_GENERATED_TOKENS)
 
 
 def close_connection_quietly() -> None:
@@ -71,21 +89,21 @@ class Heartbeat(threading.Thread):
         return True
 
 
-def _child_runner(parent: TrainingRun):
-    """How a chain runs a step: a run of its own (validated, audited), executed here and now."""
+def _child_runner(parent: TrainingRun, budget: Budget):
+    """How a chain runs a step: a run of its own (validated, audited), executed here and now, on the chain's budget."""
 
     def run_child(kind: str, config: dict) -> tuple[int, str]:
         child = services.start_training(project=parent.project, kind=kind, config=config,
                                         created_by=parent.created_by, parent_run=parent, enqueue=False)
-        return child.pk, execute(child.pk)
+        return child.pk, execute(child.pk, budget=budget)
 
     return run_child
 
 
-def _context(run: TrainingRun) -> RunContext:
+def _context(run: TrainingRun, budget: Budget) -> RunContext:
     kind = run_kind(run.kind)
     return RunContext(run=run, config=config_from_dict(kind.config_class, run.config), gate=kind.gate,
-                      run_child=_child_runner(run))
+                      run_child=_child_runner(run, budget), budget=budget)
 
 
 def _cancel_requested(context: RunContext | None, run: TrainingRun) -> bool:
@@ -98,21 +116,40 @@ def _cancel_requested(context: RunContext | None, run: TrainingRun) -> bool:
         return False
 
 
-def _run(run: TrainingRun) -> tuple[str, dict]:
+def _stopped(context: RunContext | None, run: TrainingRun, how: str) -> tuple[str, dict]:
+    """The end of a run that stopped before it finished: "cancelled" when someone asked, else "failed" on the
+    budget it spent; `how` ends the log line (what was interrupted)."""
+    tokens = context.budget.tokens if context is not None else 0
+    spent = context.budget.spent() if context is not None else None
+    if _cancel_requested(context, run) or spent is None:
+        services.append_log(run_id=run.pk, line=f"cancelled on request{how}")
+        return TrainingRun.State.CANCELLED, {"summary": {"stopped": "cancelled", "generated_tokens": tokens}}
+    budget = context.budget
+    error = BUDGET_SPENT[spent].format(max_seconds=budget.max_seconds, seconds=budget.seconds(),
+                                       max_tokens=budget.max_tokens, tokens=tokens)
+    services.append_log(run_id=run.pk, line=f"failed: {error}")
+    return TrainingRun.State.FAILED, {"error": error, "summary": {
+        "stopped": spent, "generated_tokens": tokens, "seconds": round(budget.seconds(), 3),
+        "max_seconds": budget.max_seconds, "max_generated_tokens": budget.max_tokens}}
+
+
+def _run(run: TrainingRun, budget: Budget) -> tuple[str, dict]:
     """Call the runner; every way it can end becomes (state, outcome). Never raises for a failed run.
 
     A run someone asked to stop ends "cancelled" — not "failed", whatever the interrupted code raised —
-    unless its version was already registered and activated (then the cancel came too late)."""
+    unless its version was already registered and activated (then the cancel came too late). A run stopped by
+    its budget ends "failed", with the limit it reached named."""
     context = None
     try:
-        context = _context(run)
+        context = _context(run, budget)
         heartbeat = Heartbeat(context)
         heartbeat.start()
         try:
             threads = apply_torch_threads()
             context.log(f"started {run.kind} run for project {run.project.slug} "
                         f"({choose_device().describe()}, {threads} torch thread{'s' if threads > 1 else ''})")
-            outcome = run_kind(run.kind).runner(context)
+            with counting_tokens(budget.count_tokens):
+                outcome = run_kind(run.kind).runner(context)
         finally:
             heartbeat.stopped.set()
             heartbeat.join(timeout=30)
@@ -122,27 +159,26 @@ def _run(run: TrainingRun) -> tuple[str, dict]:
             services.append_log(run_id=run.pk, line="cancelled on request before it finished; nothing was activated")
             return TrainingRun.State.CANCELLED, {**outcome, "error": ""}
     except RunCancelled:
-        services.append_log(run_id=run.pk, line="cancelled on request; nothing was published")
-        return TrainingRun.State.CANCELLED, {}
+        return _stopped(context, run, "; nothing was published")
     except Exception as exc:  # the run fails, the worker lives on
-        if _cancel_requested(context, run):
-            services.append_log(run_id=run.pk, line=f"cancelled on request (interrupted: {exc})")
-            return TrainingRun.State.CANCELLED, {}
+        if _cancel_requested(context, run) or (context is not None and context.budget.spent() is not None):
+            return _stopped(context, run, f" (interrupted: {exc})")
         logger.exception("run %s failed", run.pk)
         services.append_log(run_id=run.pk, line=f"failed: {exc}")
         return TrainingRun.State.FAILED, {"error": traceback.format_exc()}
     return state, outcome
 
 
-def execute(run_id: int) -> str:
-    """Run one TrainingRun to its end state; returns that state. Never raises for a failed run."""
+def execute(run_id: int, *, budget: Budget | None = None) -> str:
+    """Run one TrainingRun to its end state; returns that state. Never raises for a failed run. `budget`: what
+    the run may spend (a chain passes its own to its steps); by default a fresh one from the settings."""
     if not connection.in_atomic_block:  # a worker's connection may have gone stale; a caller's transaction is theirs
         close_old_connections()
     services.fail_stale_runs()
     if not services.start_run(run_id=run_id):
         return TrainingRun.objects.filter(pk=run_id).values_list("state", flat=True).first() or "missing"
     run = TrainingRun.objects.select_related("project", "snapshot", "base_version", "created_by").get(pk=run_id)
-    state, outcome = _run(run)
+    state, outcome = _run(run, budget or run_budget())
     retry_transient(services.finish_run)(  # a locked database must not leave a finished run "running"
         run_id=run.pk, state=state, summary=outcome.get("summary", {}), error=outcome.get("error", ""),
         produced_version=outcome.get("produced_version"))

@@ -1,5 +1,9 @@
 """The worker's entry points (Django's tasks API via the django-tasks backport; `manage.py db_worker` runs them).
 
+One worker serves every project, so the order is fair between them: after every enqueue and every claim the
+waiting jobs get priorities in round-robin order between projects (`training.services.runs.fair_order`), which
+the worker follows: project B's one run goes before project A's second.
+
 A worker runs one job at a time, so a long training job would hold up the every-minute maintenance
 task queued behind it. While a job runs, a `MaintenanceThread` beside it (its own database connection)
 does the same maintenance every MAINTENANCE_INTERVAL_SECONDS: stale runs are ended, due retraining is
@@ -22,6 +26,7 @@ from django_tasks import task
 
 from config import health
 from training import execution, services
+from training.services import runs
 from training.models import TrainingRun
 from training.pipeline.devices import passive_openmp
 
@@ -42,8 +47,10 @@ assert services.RUN_JOB_TASK_PATH == f"{run_training_job.func.__module__}.{run_t
 
 
 def enqueue_run(sender=None, *, run_id: int, **kwargs) -> None:
-    """Receiver of training.signals.run_queued (sent after the run's transaction commits)."""
-    run_training_job.enqueue(run_id)
+    """Receiver of training.signals.run_queued (sent after the run's transaction commits). The waiting jobs are
+    then reordered (`runs.fair_order`): the new run waits behind its own project's runs, not behind everyone's."""
+    run_training_job.using(priority=runs.LOWEST_JOB_PRIORITY).enqueue(run_id)
+    runs.reprioritise_queue_quietly()
 
 
 def run_maintenance() -> dict:

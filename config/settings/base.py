@@ -219,6 +219,14 @@ LOGGING = {
 # RUN_STALE_AFTER_SECONDS is marked failed (its worker was killed).
 RUN_HEARTBEAT_SECONDS = env.int("RUN_HEARTBEAT_SECONDS", default=5)
 RUN_STALE_AFTER_SECONDS = env.int("RUN_STALE_AFTER_SECONDS", default=120)
+# A running run reads its cancel flag itself (not only through the heartbeat) at most this often, from inside
+# its sampling and training loops: a cancel lands within one decode step after that (docs/worker.md).
+RUN_CANCEL_POLL_SECONDS = env.float("RUN_CANCEL_POLL_SECONDS", default=0.2)
+# Budgets of one run (a retrain chain shares its parent's): past either it stops, ends failed, registers nothing.
+TRAINING_RUN_MAX_SECONDS = env.int("TRAINING_RUN_MAX_SECONDS", default=24 * 3600)
+TRAINING_RUN_MAX_GENERATED_TOKENS = env.int("TRAINING_RUN_MAX_GENERATED_TOKENS", default=20_000_000)
+# One worker serves every project: a project may hold at most this many queued runs (more are refused, 409).
+TRAINING_MAX_QUEUED_PER_PROJECT = env.int("TRAINING_MAX_QUEUED_PER_PROJECT", default=10)
 # /readyz: the worker counts as alive when a job started or finished within this window (the
 # maintenance task runs every minute).
 READY_WORKER_SECONDS = env.int("READY_WORKER_SECONDS", default=180)

@@ -8,7 +8,9 @@ progress-bar silencer used by the TRL-based trainers live here too.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,63 @@ class TrainedModel:
     metrics: dict[str, float | None]  # flat: train/*, eval/* (no eval/* when no held-out rows were given)
     history: list[dict[str, float]] = field(default_factory=list)  # every on_step payload, in order
     model: Any = None  # the trained model in memory (LoRA merged), as saved at `path`
+
+
+@dataclass
+class Budget:
+    """What one run may spend: wall seconds since `started` (a `clock()` reading) and generated tokens. Spent once
+    `max_seconds` have passed or more than `max_tokens` were generated (the decode step that went past is the last;
+    a run that needs exactly its budget finishes). Final: `spent()` names the limit; the run must stop."""
+
+    max_seconds: float | None = None
+    max_tokens: int | None = None
+    clock: Callable[[], float] = time.monotonic
+    started: float | None = None
+    tokens: int = 0
+
+    TIME = "time_budget"
+    TOKENS = "token_budget"
+
+    def __post_init__(self):
+        if self.started is None:
+            self.started = self.clock()
+
+    def count_tokens(self, n: int) -> None:
+        self.tokens += n
+
+    def seconds(self) -> float:
+        return self.clock() - self.started
+
+    def spent(self) -> str | None:
+        """`Budget.TOKENS` or `Budget.TIME` once that limit is reached, else None."""
+        if self.max_tokens is not None and self.tokens > self.max_tokens:
+            return self.TOKENS
+        if self.max_seconds is not None and self.seconds() >= self.max_seconds:
+            return self.TIME
+        return None
+
+
+# Who hears about generated tokens: set by whoever runs a job (`counting_tokens`), read by the sampler at every
+# decode step. A context variable and not a parameter, so every sampler a runner reaches (publishing, PPO's
+# rollouts, RLOO/GRPO, a DPO round's sampling) is counted without each passing a counter down.
+_token_counter: ContextVar[Callable[[int], None] | None] = ContextVar("token_counter", default=None)
+
+
+@contextlib.contextmanager
+def counting_tokens(counter: Callable[[int], None]) -> Iterator[None]:
+    """Inside the block, `count_generated(n)` calls `counter(n)` (in this thread and context only)."""
+    reset = _token_counter.set(counter)
+    try:
+        yield
+    finally:
+        _token_counter.reset(reset)
+
+
+def count_generated(n: int) -> None:
+    """`n` tokens were just generated (one decode step of `n` rows); a no-op outside `counting_tokens`."""
+    counter = _token_counter.get()
+    if counter is not None:
+        counter(n)
 
 
 def no_op_on_step(step: int, metrics: dict[str, float]) -> None:

@@ -4,8 +4,11 @@ Attention masks are built from the prompts' lengths, never as `token != pad`: Sm
 closes every chat turn inside a prompt, so a pad-based mask would hide real tokens. A completion ends
 at the first stop token (the eos, and `<|im_end|>` for chat models), which is kept in its ids.
 
-`should_stop()` (optional) is polled between decode steps and between batches: when it returns True,
-sampling stops within one token and raises `TrainingCancelled` (no partial samples are returned).
+`should_stop()` (optional) is polled after every decode step and between batches: when it returns True,
+sampling stops within one token and raises `TrainingCancelled` (no partial samples are returned). The runner's
+`should_stop` reads the run's cancel flag itself (throttled), so a cancel reaches this loop directly, never only
+through the heartbeat thread, which a busy sampler can starve. Every decode step also reports its tokens to
+`callbacks.count_generated` (a run's token budget), before `should_stop` is asked.
 
 What the sampler does for speed (measured on SmolLM2-135M, 8 prompts × 32 tokens, one CPU thread; see the
 PPO benchmark in bench/RESULTS.md): the KV cache and SDPA attention (transformers' defaults, kept); top-p through
@@ -29,7 +32,7 @@ from typing import Sequence
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-from .callbacks import OnBatch, ShouldStop, TrainingCancelled
+from .callbacks import OnBatch, ShouldStop, TrainingCancelled, count_generated
 from .data import TextOrMessages, prompt_dataset
 from .ppo_math import top_p_removed
 from .tensors import pad_sequences
@@ -49,14 +52,16 @@ class Samples:
 
 
 class _StopWhenAsked(StoppingCriteria):
-    """Ends `model.generate` after the current decode step once `should_stop()` says so."""
+    """After every decode step: count its tokens (one per row: the compute spent, rows already past their stop
+    token included), then end `model.generate` once `should_stop()` says so."""
 
-    def __init__(self, should_stop: ShouldStop):
+    def __init__(self, should_stop: ShouldStop | None):
         self.should_stop = should_stop
         self.asked = False
 
     def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
-        self.asked = self.asked or bool(self.should_stop())
+        count_generated(input_ids.shape[0])
+        self.asked = self.asked or (self.should_stop is not None and bool(self.should_stop()))
         return torch.full((input_ids.shape[0],), self.asked, dtype=torch.bool, device=input_ids.device)
 
 
@@ -139,8 +144,8 @@ def sample_ids(
     keeps, per response token, the sampler's log-prob and last hidden state (`Samples.logprobs`, `.hidden`):
     PPO's old log-probs and values, with no second forward pass.
 
-    Raises `TrainingCancelled` when `should_stop()` turns True (checked before each decode step); `on_batch`
-    hears (samples drawn, samples to draw) after each batch."""
+    Raises `TrainingCancelled` when `should_stop()` turns True (asked before each batch and after each decode
+    step); `on_batch` hears (samples drawn, samples to draw) after each batch."""
     if seed is not None:
         torch.manual_seed(seed)
     stops = stop_token_ids(tokenizer)
@@ -185,19 +190,19 @@ def _generate(model, queries: list[list[int]], pad_id: int, settings: dict, shou
     `with_logprobs`, [rows, steps] log-probs of the drawn tokens under the processed scores (exactly what the
     sampler drew from) and [rows, steps, hidden] lm_head inputs (the last position at each step); else None."""
     device = next(model.parameters()).device
-    stopper = _StopWhenAsked(should_stop) if should_stop is not None else None
+    stopper = _StopWhenAsked(should_stop)
     input_ids, attention_mask = pad_sequences(queries, pad_id, side="left")
     hidden: list[torch.Tensor] = []
     hook = (model.get_output_embeddings().register_forward_pre_hook(lambda _, args: hidden.append(args[0][:, -1]))
             if with_logprobs else None)
     try:
         out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **settings,
-                             stopping_criteria=StoppingCriteriaList([stopper]) if stopper else None,
+                             stopping_criteria=StoppingCriteriaList([stopper]),
                              output_scores=with_logprobs, return_dict_in_generate=True)
     finally:
         if hook is not None:
             hook.remove()
-    if stopper is not None and stopper.asked:
+    if stopper.asked:
         raise TrainingCancelled(done, what="sampling")
     generated = out.sequences[:, input_ids.shape[1]:]
     if not with_logprobs:

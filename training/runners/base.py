@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Q
 from django.utils import timezone
 
 from training import services
 from training.models import TrainingRun
+from training.pipeline.callbacks import Budget
 
 logger = logging.getLogger("training.runners")
 
@@ -28,10 +32,21 @@ def no_gate(result) -> tuple[bool, str]:
     return True, ""
 
 
+def cancel_was_requested(run_id: int) -> bool:
+    """Whether someone asked the run (or the chain it is a step of) to stop; False when the database refused to
+    answer (the next poll, or the heartbeat, asks again)."""
+    try:
+        return TrainingRun.objects.filter(
+            Q(cancel_requested=True) | Q(parent_run__cancel_requested=True), pk=run_id).exists()
+    except DatabaseError:
+        return False
+
+
 @dataclass
 class RunContext:
     """One run as its runner sees it. `run_child(kind, config) -> (run id, end state)` runs another kind
-    of run as a step of this one (the retrain chain); execution provides it."""
+    of run as a step of this one (the retrain chain); execution provides it. `budget` is what the run may
+    spend (execution counts its generated tokens into it)."""
 
     run: TrainingRun
     config: Any
@@ -40,6 +55,8 @@ class RunContext:
     total_steps: int | None = None
     cancel_requested: bool = False
     last_step: int = field(default=0)
+    budget: Budget = field(default_factory=Budget)
+    cancel_polled_at: float = field(default_factory=time.monotonic, repr=False)  # the run was claimed just now
 
     def on_step(self, step: int, metrics: dict) -> None:
         self.last_step = step
@@ -51,7 +68,16 @@ class RunContext:
         self.cancel_requested = services.beat(run_id=self.run.pk, progress=fraction)
 
     def should_stop(self) -> bool:
-        return self.cancel_requested
+        """True once the run was asked to stop or spent its budget. Polled by the pipeline after every decode step
+        and training step, and it reads the cancel flag itself (at most every RUN_CANCEL_POLL_SECONDS): a cancel
+        reaches a busy sampling loop within a decode step of that, even when the heartbeat thread is starved."""
+        if not self.cancel_requested:
+            now = time.monotonic()
+            if now - self.cancel_polled_at >= settings.RUN_CANCEL_POLL_SECONDS:
+                self.cancel_polled_at = now
+                if cancel_was_requested(self.run.pk):  # only ever set: the heartbeat thread may set it too
+                    self.cancel_requested = True
+        return self.cancel_requested or self.budget.spent() is not None
 
     def log(self, line: str) -> None:
         logger.info("run %s: %s", self.run.pk, line)

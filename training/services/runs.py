@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import F, Q, Value
+from django.db import DatabaseError, transaction
+from django.db.models import F, Max, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
 from core.audit import record_audit
+from core.db import lock_rows
 from core.events import announce
 from core.exceptions import Conflict
 from core.models import AuditEvent
-from feedback.models import PreferenceSnapshot
+from feedback.models import PreferenceSnapshot, Project
 from training.models import ModelVersion, TrainingRun, TrainingRunMetric
 from training.run_configs import check_model_references, validate_config
 from training.signals import run_queued
+
+logger = logging.getLogger(__name__)
 
 LOG_LIMIT_CHARS = 200_000
 RUN_ALREADY_FINISHED = "This run has already finished."
@@ -29,6 +33,17 @@ RUN_ALREADY_FINISHED = "This run has already finished."
 RUN_JOB_TASK_PATH = "training.tasks.run_training_job"
 WORKER_LOST = ("The worker stopped sending heartbeats for over {seconds} s (killed or crashed); "
                "nothing was registered. Start the run again.")
+RUN_QUEUE_FULL = ("This project already has {queued} runs queued, its limit (TRAINING_MAX_QUEUED_PER_PROJECT = "
+                  "{limit}): wait for one to start, or cancel one.")
+# The worker takes the READY job of highest priority first (django-tasks-db: priority, then age). Priorities of
+# runs' jobs are 0 down to this; the worker's own maintenance tick keeps the default, 0.
+LOWEST_JOB_PRIORITY = -100
+
+
+class RunQueueFull(Conflict):
+    """The project holds TRAINING_MAX_QUEUED_PER_PROJECT queued runs already (one worker serves every project)."""
+
+    code = "run_queue_full"
 
 
 # --- starting and stopping runs ----------------------------------------------------------------------------------
@@ -68,6 +83,8 @@ def record_run_start(
     check_model_references(kind, normalised, project)  # only MODEL_DIR, never another project's registry
     messages = [str(w.message) for w in caught]
     with transaction.atomic():
+        if enqueue and parent_run is None:  # a chain's steps run inside their parent, not in the queue
+            check_queue_room(project=project)
         run = create_run(project=project, kind=kind, config=normalised, created_by=created_by, enqueue=enqueue,
                          parent_run=parent_run)
         for message in messages:
@@ -95,17 +112,86 @@ def request_cancel(*, run: TrainingRun, actor=None) -> TrainingRun:
     return TrainingRun.objects.get(pk=run.pk)
 
 
+# --- the queue between projects: its limit and its order ----------------------------------------------------------
+
+
+def check_queue_room(*, project) -> None:
+    """Refuse (RunQueueFull, 409 `run_queue_full`, naming the limit) a run that would queue past the project's
+    TRAINING_MAX_QUEUED_PER_PROJECT. Call it inside the transaction that creates the run: the project's row is
+    locked (SQLite: the IMMEDIATE transaction), so two starts at once cannot both take the last place."""
+    limit = settings.TRAINING_MAX_QUEUED_PER_PROJECT
+    lock_rows(Project.objects.filter(pk=project.pk)).first()
+    queued = TrainingRun.objects.filter(project=project, state=TrainingRun.State.QUEUED,
+                                        parent_run__isnull=True).count()
+    if queued >= limit:
+        raise RunQueueFull(RUN_QUEUE_FULL.format(queued=queued, limit=limit), extra={"limit": limit, "queued": queued})
+
+
+def fair_order() -> list[int]:
+    """Every queued run the worker will take, in the order it should: round-robin between projects, the project
+    served least recently first. A run's key is (its place in its project's queue, when its project last had a
+    run claimed — never first —, its id), so each project's next run comes before any project's next-but-one,
+    and inside a project runs go first come, first served. Chain steps (run inside their parent) are not queued."""
+    queued = list(TrainingRun.objects.filter(state=TrainingRun.State.QUEUED, parent_run__isnull=True)
+                  .order_by("pk").values_list("pk", "project_id"))
+    if not queued:
+        return []
+    last_claimed = dict(TrainingRun.objects.filter(parent_run__isnull=True, project_id__in={p for _, p in queued},
+                                                   started_at__isnull=False)
+                        .values("project_id").annotate(last=Max("started_at")).values_list("project_id", "last"))
+    never = timezone.now()  # a stand-in: "never claimed" already sorts first
+    places: dict[int, int] = {}
+    keyed = []
+    for run_id, project_id in queued:
+        place = places[project_id] = places.get(project_id, -1) + 1
+        last = last_claimed.get(project_id)
+        keyed.append(((place, last is not None, last or never, run_id), run_id))
+    return [run_id for _, run_id in sorted(keyed)]
+
+
+def reprioritise_queue_quietly() -> None:
+    """`reprioritise_queue` where a refusal must not stop the caller (a claim, an enqueue after commit): the next
+    enqueue or claim puts the order right."""
+    try:
+        reprioritise_queue()
+    except DatabaseError:
+        logger.warning("the queue of runs was not reordered", exc_info=True)
+
+
+def reprioritise_queue() -> int:
+    """Give the waiting jobs of queued runs the priorities of `fair_order` (0 for the first, then −1, … down to
+    LOWEST_JOB_PRIORITY; past it, first come first served), after every enqueue and every claim: the worker takes
+    the highest first. Returns how many jobs changed."""
+    from django_tasks.base import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    priorities = {run_id: max(LOWEST_JOB_PRIORITY, -rank) for rank, run_id in enumerate(fair_order())}
+    if not priorities:
+        return 0
+    waiting = DBTaskResult.objects.filter(status=TaskResultStatus.READY, task_path=RUN_JOB_TASK_PATH)
+    changed = 0
+    for job_id, args_kwargs, priority in waiting.values_list("pk", "args_kwargs", "priority"):
+        wanted = priorities.get((args_kwargs.get("args") or [None])[0])
+        if wanted is not None and wanted != priority:
+            changed += DBTaskResult.objects.filter(pk=job_id, status=TaskResultStatus.READY).update(priority=wanted)
+    return changed
+
+
 # --- the worker's writes on its run ------------------------------------------------------------------------------
 
 
 def start_run(*, run_id: int) -> bool:
-    """Claim a queued run for this worker; False if another worker has it or it was cancelled."""
+    """Claim a queued run for this worker; False if another worker has it or it was cancelled. The waiting jobs are
+    reordered (`reprioritise_queue`): the project just served goes behind the others."""
     now = timezone.now()
-    return bool(
+    claimed = bool(
         TrainingRun.objects.filter(pk=run_id, state=TrainingRun.State.QUEUED).update(
             state=TrainingRun.State.RUNNING, started_at=now, heartbeat_at=now
         )
     )
+    if claimed:
+        reprioritise_queue_quietly()
+    return claimed
 
 
 def beat(*, run_id: int, progress: float | None = None) -> bool:
