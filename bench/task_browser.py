@@ -108,7 +108,7 @@ def scenarios(n: int) -> list[tuple[str, dict, dict]]:
 
 def measure(n: int, repeat: int, label: str, only: tuple = ()) -> None:
     from feedback.models import Project
-    from feedback.selectors_tasks import TaskFilters, task_page
+    from feedback.selectors import TaskFilters, task_page
 
     project = Project.objects.get(slug="bench")
     for name, filters, cursor in scenarios(n):

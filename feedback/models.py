@@ -120,6 +120,13 @@ class Membership(models.Model):
 # column; an index of their own would only cost every insert (the bulk import writes millions of rows).
 
 
+def split_key_of(external_id: str, pk: int) -> str:
+    """What a prompt's held-out split hashes (`feedback.quality.split_of`) and export rows name it by (`prompt_id`):
+    its external id, else `prompt-<pk>`. The export, the reward model's snapshot, PPO's held-out prompts, a DPO
+    round and publishing's duels all split by this one key, so a prompt held out in one is held out in all."""
+    return external_id or f"prompt-{pk}"
+
+
 class Prompt(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts",
                                 db_index=False)  # prompt_unique_content leads with it
@@ -145,6 +152,11 @@ class Prompt(models.Model):
     def payload(self):
         """What a client sees: the chat messages when there are any, else the text."""
         return self.messages if self.messages else self.text
+
+    @property
+    def split_key(self) -> str:
+        """The key every held-out split hashes (see `split_key_of`)."""
+        return split_key_of(self.external_id, self.pk)
 
 
 class Completion(models.Model):

@@ -131,7 +131,7 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1 * 1024 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
-# What an import may hold (feedback/import_limits.py), checked before each part is decoded further;
+# What an import may hold (feedback/importing/limits.py), checked before each part is decoded further;
 # Parquet is refused from its footer (rows, row groups, uncompressed bytes) before any page is decompressed.
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=1_000_000)
 IMPORT_MAX_ROWS_PER_REQUEST = env.int("IMPORT_MAX_ROWS_PER_REQUEST", default=10_000)  # JSON `rows` in an API body

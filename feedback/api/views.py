@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from core.exceptions import ApplicationError, error_responses
 from core.parsing import BoundedJSONParser
 from core.permissions import IsProjectAdmin, IsProjectReviewer, limit_to_token_scope, scoped_filterset
-from feedback import exports, importing, selectors, services, services_tokens
+from feedback import exports, importing, selectors, services
 from feedback.api.serializers import (
     BoundedAuthTokenSerializer,
     AuthTokenOutputSerializer, ExportQuerySerializer, ImportInputSerializer, ImportOutputSerializer,
@@ -211,5 +211,5 @@ class ThrottledObtainAuthToken(ObtainAuthToken):
     def post(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        token = services_tokens.own_token(user=serializer.validated_data["user"])
+        token = services.own_token(user=serializer.validated_data["user"])
         return Response({"token": token.key})

@@ -1,7 +1,7 @@
 """CSV and Parquet rows validated a column at a time (pyarrow compute), so the usual row costs no per-field Python.
 
 A batch of rows becomes Arrow string columns; vectorised checks mark each row *plain* when it surely passes
-`importing.clean_row` unchanged (text present, no NUL, within length, not a chat, no metadata, 0 or 2–4
+`readers.clean_row` unchanged (text present, no NUL, within length, not a chat, no metadata, 0 or 2–4
 completions). Plain rows are built directly; every other row goes to the per-row path, which decides and
 words the error exactly as before. The screen may send a good row the slow way, never a bad row the fast way.
 """
@@ -13,7 +13,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from feedback.import_rows import (
+from feedback.importing.rows import (
     MAX_COMPLETION_CHARS, MAX_EXTERNAL_ID_CHARS, MAX_MODEL_NAME_CHARS, MAX_PROMPT_CHARS, CompletionRow, PromptRow,
     completion_hash, text_hash,
 )
@@ -43,9 +43,9 @@ def _text_column(table: pa.Table, name: str):
 
 def _as_list(column: pa.ChunkedArray) -> list:
     """The column's values as Python objects. A dictionary column (how Parquet strings are read,
-    `import_limits.dictionary_columns`) is decoded first, one column at a time: `to_pylist` on a dictionary
+    `limits.dictionary_columns`) is decoded first, one column at a time: `to_pylist` on a dictionary
     array builds each value through Python objects, about 15× slower. Its decoded size was checked against
-    the limit before (`import_limits.decoded_bytes`)."""
+    the limit before (`limits.decoded_bytes`)."""
     if pa.types.is_dictionary(column.type):
         return column.combine_chunks().dictionary_decode().to_pylist()
     return column.to_pylist()

@@ -14,14 +14,14 @@ from typing import IO, Iterator
 from django.core.exceptions import ValidationError
 
 from core.parsing import MAX_JSON_DEPTH, JSONTooDeep, refuse_constant, parse_bounded_float, parse_bounded_int, loads_bounded
-from feedback.import_limits import (
+from feedback.importing.limits import (
     PARQUET_DECODES_TOO_BIG, PARQUET_ROW_GROUP_UNREADABLE, PARQUET_THRIFT_CONTAINER_LIMIT,
     PARQUET_THRIFT_STRING_LIMIT, TOO_MANY_ROWS, AtLine, ImportLimits, RowError, bounded_lines,
     check_parquet_metadata, check_row_count, decode_line, decoded_bytes, dictionary_columns,
 )
-from feedback.import_rows import (  # noqa: F401  (PromptRow and the limits are this module's API too)
+from feedback.importing.rows import (
     MAX_COMPLETION_CHARS, MAX_EXTERNAL_ID_CHARS, MAX_MODEL_NAME_CHARS, MAX_PROMPT_CHARS, CompletionRow, PromptRow,
-    completion_hash, plain_json_row, text_hash,
+    plain_json_row,
 )
 
 MAX_ERRORS_REPORTED = 20
@@ -180,10 +180,10 @@ CSV_BATCH_ROWS = 5000
 
 
 def _csv_batch(header: list[str], records: list[list[str]], lines: list[int]):
-    """Rows of one CSV batch, validated column-wise (`import_columns`); the last of repeated header names wins."""
+    """Rows of one CSV batch, validated column-wise (`importing.columns`); the last of repeated header names wins."""
     import pyarrow as pa
 
-    from feedback.import_columns import KNOWN_COLUMNS, tabular_rows
+    from feedback.importing.columns import KNOWN_COLUMNS, tabular_rows
 
     index = {name: i for i, name in enumerate(header) if name in KNOWN_COLUMNS}
     values = {name: [r[i] if i < len(r) else None for r in records] for name, i in index.items()}
@@ -245,7 +245,7 @@ def _parquet_rows(stream: IO[bytes], limits: ImportLimits) -> Iterator[tuple[int
     its decoded size before it becomes Python objects."""
     import pyarrow as pa
 
-    from feedback.import_columns import tabular_rows
+    from feedback.importing.columns import tabular_rows
 
     table = _open_parquet(stream, limits)
     line_no, budget = 0, limits.max_parquet_uncompressed_bytes
@@ -285,7 +285,7 @@ def iter_rows(stream: IO[bytes], fmt: str, *, limits: ImportLimits | None = None
     one transaction). Once a row is bad no further row is yielded; reading goes on to list up to 20 bad
     lines, then ValidationError is raised, so the consumer's transaction rolls back: all or nothing.
 
-    The limits of `import_limits` (settings) apply before each line or row group is decoded further.
+    The limits of `importing.limits` (settings) apply before each line or row group is decoded further.
     `remember_ids=False` leaves ids repeated across the file to the writer (`services.import_prompts` checks
     them in the database batch by batch), so nothing here grows with the file."""
     if fmt not in FORMATS:

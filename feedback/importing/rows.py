@@ -1,6 +1,6 @@
 """What an imported row is once validated (PromptRow, CompletionRow), its limits, and its content hashes.
 
-Shared by the per-row reader (`feedback.importing`) and the column-wise one (`feedback.import_columns`).
+Shared by the per-row reader (`importing.readers`) and the column-wise one (`importing.columns`).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def _plain_completions(items) -> tuple[CompletionRow, ...] | None:
 
 
 def plain_json_row(raw, line: int) -> PromptRow | None:
-    """The PromptRow `importing.clean_row` would build for a usual JSONL row (text prompt, string id, object or
+    """The PromptRow `readers.clean_row` would build for a usual JSONL row (text prompt, string id, object or
     no metadata, 0 or 2–4 completions), with fewer checks; None for anything else, which clean_row then
     decides and words. Never returns a row clean_row would refuse."""
     if type(raw) is not dict or not raw.keys() <= ROW_KEYS:

@@ -9,23 +9,23 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from core.permissions import ADMIN, has_project_role
-from feedback import services_tokens
 from feedback.forms import AddMemberForm, RoleForm
 from feedback.models import Membership
 from feedback.pages.common import nav, project_for_admin
 from feedback.services.projects import LastAdmin, MemberGone, add_member, change_role, remove_member
+from feedback.services.tokens import create_token, managed_users, revoke_token, token_facts
 
 
 def _members_page(request, project, add_form, new_token=None, status=200):
     memberships = list(project.memberships.select_related("user").order_by("user__username"))
     users = [m.user for m in memberships]
-    managed = services_tokens.managed_users(actor=request.user, users=users)
-    tokens = services_tokens.token_facts(users=users, viewer=request.user)
+    managed = managed_users(actor=request.user, users=users)
+    tokens = token_facts(users=users, viewer=request.user)
     admins = [m for m in memberships if m.role == Membership.Role.ADMIN]
     rows = [{"membership": m, "may_token": m.user_id in managed, "has_token": m.user_id in tokens,
              "token": tokens.get(m.user_id), "last_admin": admins == [m]} for m in memberships]
     if new_token is not None:
-        new_token["facts"] = services_tokens.token_facts(users=[new_token["user"]], viewer=request.user).get(new_token["user"].pk)
+        new_token["facts"] = token_facts(users=[new_token["user"]], viewer=request.user).get(new_token["user"].pk)
     return render(request, "feedback/members.html", {
         "project": project, "rows": rows, "add_form": add_form, "roles": Membership.Role.choices,
         "new_token": new_token, **nav(request, project),
@@ -100,9 +100,9 @@ def member_token(request, slug, membership_id):
     membership = _membership(project, membership_id)
     user = membership.user
     if request.POST.get("action") == "revoke":
-        services_tokens.revoke_token(actor=request.user, user=user, project=project)
+        revoke_token(actor=request.user, user=user, project=project)
         messages.success(request, f"{user.username}'s API token is revoked.")
         return redirect("feedback:members", slug=project.slug)
-    token = services_tokens.create_token(actor=request.user, user=user, project=project)
+    token = create_token(actor=request.user, user=user, project=project)
     return _members_page(request, project, AddMemberForm(project=project),
                          new_token={"user": user, "username": user.username, "key": token.key})

@@ -16,11 +16,11 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
-from feedback import review_queue, services
+from feedback import selectors, services
 from feedback.models import ComparisonTask
 from feedback.pages.common import nav, project_for_reviewer
 from feedback.pages.fields import AsciiFloatField, AsciiIntegerField
-from feedback.review_queue import PAGE_SIZE, QueueFilters
+from feedback.selectors.review import PAGE_SIZE, QueueFilters
 
 FILTER_DEFAULTS = {"agreement_below": "1", "flag": "", "status": "open", "gold": "exclude"}
 RANK_MISSING = "Give completion {label} a rank (1 is best; equal ranks are a tie)."
@@ -97,11 +97,11 @@ def review(request, slug):
     form = QueueFilterForm.from_query(request.GET)
     if not form.is_valid():
         return _bad_filters(request, project, form)
-    queue = review_queue.review_queue(project=project, filters=form.filters())
+    queue = selectors.review_queue(project=project, filters=form.filters())
     pages = max(1, -(-len(queue) // PAGE_SIZE))
     number = min(form.cleaned_data["page"] or 1, pages)  # a page emptied by adjudications shows the last one
     shown = queue[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
-    adjudicated = review_queue.adjudicated_ids(project=project) if shown else set()
+    adjudicated = selectors.adjudicated_ids(project=project) if shown else set()
     tasks = {t.pk: t for t in ComparisonTask.objects.filter(pk__in=[e.task_id for e in shown]).select_related("prompt")}
     rows = [{"entry": e, "task": tasks[e.task_id], "adjudicated": e.task_id in adjudicated} for e in shown
             if e.task_id in tasks]
@@ -116,9 +116,9 @@ def review(request, slug):
 
 def _task_page(request, project, evidence, filter_form, form, status=200):
     task = evidence.task
-    queue = review_queue.review_queue(project=project, filters=filter_form.filters())
+    queue = selectors.review_queue(project=project, filters=filter_form.filters())
     position = next((i + 1 for i, e in enumerate(queue) if e.task_id == task.pk), None)
-    next_id = review_queue.next_in_queue(project=project, filters=filter_form.filters(), after_task_id=task.pk)
+    next_id = selectors.next_in_queue(project=project, filters=filter_form.filters(), after_task_id=task.pk)
     return render(request, "feedback/review_task.html", {
         "project": project, "task": task, "evidence": evidence, "form": form, "query": filter_form.query(),
         "rank_fields": [(c, form[f"rank_{c['label']}"]) for c in evidence.completions],
@@ -134,7 +134,7 @@ def review_task(request, slug, task_id):
     filter_form = QueueFilterForm.from_query(request.GET)
     if not filter_form.is_valid():
         return _bad_filters(request, project, filter_form)
-    evidence = review_queue.task_evidence(task=task)
+    evidence = selectors.task_evidence(task=task)
     if request.method != "POST":
         initial = {f"rank_{label}": rank for rank, group in enumerate(evidence.adjudication_groups, 1) for label in group}
         return _task_page(request, project, evidence, filter_form, AdjudicationForm(labels=evidence.labels, initial=initial))
@@ -148,7 +148,7 @@ def review_task(request, slug, task_id):
     if not form.is_valid():
         return _task_page(request, project, evidence, filter_form, form, status=400)
     messages.success(request, f"Task {task.pk} adjudicated: {_spelled(form.groups())}.")
-    next_id = review_queue.next_in_queue(project=project, filters=filter_form.filters(), after_task_id=task.pk)
+    next_id = selectors.next_in_queue(project=project, filters=filter_form.filters(), after_task_id=task.pk)
     query = filter_form.query()
     if next_id is None:
         messages.info(request, "That was the last task of this queue.")

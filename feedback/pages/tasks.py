@@ -2,7 +2,7 @@
 and every member's own judgement history with a way to revise a judgement while its task is open.
 
 Server-rendered; htmx swaps the list when the filters change (the page works without it). Reads come from
-`feedback.selectors_tasks`, the one write from `services.revise_judgement`. Bad query parameters get a 400
+`feedback.selectors.tasks`, the one write from `services.revise_judgement`. Bad query parameters get a 400
 naming the parameter.
 """
 
@@ -16,9 +16,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from core.exceptions import ApplicationError
-from feedback import selectors, selectors_tasks, services
+from feedback import selectors, services
 from feedback.models import ComparisonTask, Judgement
 from feedback.pages.common import nav, project_for_reviewer
+from feedback.selectors.tasks import FLAG_CHOICES
 
 
 def _bad_request(exc: ValidationError) -> HttpResponseBadRequest:
@@ -31,14 +32,14 @@ def _bad_request(exc: ValidationError) -> HttpResponseBadRequest:
 def task_list(request, slug):
     project = project_for_reviewer(request, slug)
     try:
-        filters = selectors_tasks.parse_task_filters(request.GET)
-        after, before = selectors_tasks.parse_cursor(request.GET)
+        filters = selectors.parse_task_filters(request.GET)
+        after, before = selectors.parse_cursor(request.GET)
     except ValidationError as exc:
         return _bad_request(exc)
-    page = selectors_tasks.task_page(project=project, filters=filters, after=after, before=before)
+    page = selectors.task_page(project=project, filters=filters, after=after, before=before)
     return render(request, "feedback/tasks.html", {
         "project": project, "page": page, "filters": filters, "query": filters.as_params(),
-        "statuses": ComparisonTask.Status.choices, "flag_choices": selectors_tasks.FLAG_CHOICES,
+        "statuses": ComparisonTask.Status.choices, "flag_choices": FLAG_CHOICES,
         **nav(request, project),
     })
 
@@ -49,11 +50,11 @@ def task_detail(request, slug, task_id):
     """Reviewers: the task, every judgement and the consensus. Annotators: their own judgement (404 for
     tasks they never held)."""
     project = selectors.get_project_for_user(user=request.user, project_ref=slug)
-    task, is_reviewer = selectors_tasks.task_for_viewer(project=project, task_id=task_id, user=request.user)
+    task, is_reviewer = selectors.task_for_viewer(project=project, task_id=task_id, user=request.user)
     context = {"project": project, "task": task, "is_reviewer": is_reviewer,
-               "own": selectors_tasks.own_view(task=task, annotator=request.user), **nav(request, project)}
+               "own": selectors.own_view(task=task, annotator=request.user), **nav(request, project)}
     if is_reviewer:
-        context["review"] = selectors_tasks.task_review_detail(task=task)
+        context["review"] = selectors.task_review_detail(task=task)
     context["ranks"] = range(1, len(context["own"]["completions"]) + 1)
     context["confidences"] = range(1, 6)
     context["flags"] = Judgement.Flag.choices
@@ -75,8 +76,8 @@ def _ranking_from_form(post, labels: list[str]) -> list[list[str]]:
 @require_POST
 def revise(request, slug, task_id):
     project = selectors.get_project_for_user(user=request.user, project_ref=slug)
-    task, _ = selectors_tasks.task_for_viewer(project=project, task_id=task_id, user=request.user)
-    own = selectors_tasks.own_view(task=task, annotator=request.user)
+    task, _ = selectors.task_for_viewer(project=project, task_id=task_id, user=request.user)
+    own = selectors.own_view(task=task, annotator=request.user)
     labels = [c["label"] for c in own["completions"]]
     confidence = request.POST.get("confidence", "")
     confidence = int(confidence) if confidence.isascii() and confidence.isdigit() and len(confidence) < 3 else None
@@ -101,8 +102,8 @@ def history(request, slug):
     """Every member's own judgements in this project, newest first."""
     project = selectors.get_project_for_user(user=request.user, project_ref=slug)
     try:
-        after, before = selectors_tasks.parse_cursor(request.GET)
+        after, before = selectors.parse_cursor(request.GET)
     except ValidationError as exc:
         return _bad_request(exc)
-    page = selectors_tasks.judgement_history(project=project, annotator=request.user, after=after, before=before)
+    page = selectors.judgement_history(project=project, annotator=request.user, after=after, before=before)
     return render(request, "feedback/history.html", {"project": project, "page": page, **nav(request, project)})

@@ -1,25 +1,30 @@
 """Figures for the project dashboard: progress, throughput, agreement, leaderboard, length bias.
 
-Reads only: the judgements come from `selectors.judgement_evidence`, the statistics from `feedback.quality`
-(pure numpy) on plain data, so the dashboard, trust and exports share one notion of consensus.
+Reads only: the judgements come from `selectors.evidence.judgement_evidence`, the statistics from
+`feedback.quality` (pure numpy) on plain data, so the dashboard, trust and exports share one notion of consensus.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from datetime import timedelta
 
 import numpy as np
+from django.db.models import Avg, Count, Sum
+from django.db.models.functions import TruncHour
+from django.utils import timezone
 
-from feedback import quality, selectors
-from feedback.models import Completion, Project
-from feedback.selectors import JudgementEvidence
+from feedback import quality
+from feedback.models import ComparisonTask, Completion, Judgement, Membership, Project
+from feedback.selectors.evidence import JudgementEvidence, judgement_evidence
 
 
-def build(*, project: Project) -> dict:
-    data = selectors.judgement_evidence(project=project)
+def dashboard_figures(*, project: Project) -> dict:
+    """Everything the dashboard page shows of the project, charts included."""
+    data = judgement_evidence(project=project)
     votes = data.votes_by_task()
-    annotators = selectors.annotator_throughput(project=project)
+    annotators = annotator_throughput(project=project)
     agreement_by_annotator = {a: h / n for a, (h, n) in quality.agreement_counts(votes, data.trust).items() if n}
     gold_accuracy = {a: h / n for a, (h, n) in quality.gold_counts(data.gold_judgements(), data.gold).items() if n}
     for a in annotators:
@@ -28,11 +33,11 @@ def build(*, project: Project) -> dict:
 
     over_time, mean_agreement = agreement_over_time(data)
     leaderboard, style_board = model_leaderboards(data)
-    per_hour = selectors.judgements_per_hour(project=project)
+    per_hour = judgements_per_hour(project=project)
     return {
         "alpha_by_day": alpha_by_day(data),
         "annotator_pairs": annotator_pairs(data),
-        "stats": selectors.project_stats(project=project),
+        "stats": project_stats(project=project),
         "annotators": annotators,
         "alpha": quality.krippendorff_alpha_from_tasks(votes),
         "mean_agreement": mean_agreement,
@@ -42,6 +47,44 @@ def build(*, project: Project) -> dict:
         "charts": {"per_hour": per_hour, "agreement_over_time": over_time, "annotators": annotators,
                    "leaderboard": leaderboard, "leaderboard_axis": elo_axis(leaderboard)},
     }
+
+
+def project_stats(*, project: Project) -> dict:
+    tasks = ComparisonTask.objects.filter(project=project)
+    by_status = dict(
+        tasks.values("status").annotate(n=Count("id")).values_list("status", "n")
+    )
+    totals = tasks.aggregate(needed=Sum("judgements_needed"), done=Sum("judgements_done"))
+    needed, done = totals["needed"] or 0, totals["done"] or 0
+    return {
+        "tasks_total": sum(by_status.values()),
+        "tasks_open": by_status.get(ComparisonTask.Status.OPEN, 0),
+        "tasks_complete": by_status.get(ComparisonTask.Status.COMPLETE, 0),
+        "judgements_done": done,
+        "judgements_needed": needed,
+        "progress": (done / needed) if needed else 0.0,
+        "annotators": Membership.objects.filter(project=project).count(),
+        "prompts_without_tasks": project.prompts.filter(tasks__isnull=True).count(),
+    }
+
+
+def judgements_per_hour(*, project: Project, hours: int = 72) -> list[tuple[str, int]]:
+    since = timezone.now() - timedelta(hours=hours)
+    rows = (
+        Judgement.objects.filter(task__project=project, created_at__gte=since)
+        .annotate(hour=TruncHour("created_at")).values("hour").annotate(n=Count("id")).order_by("hour")
+    )
+    return [(row["hour"].strftime("%Y-%m-%d %H:00"), row["n"]) for row in rows]
+
+
+def annotator_throughput(*, project: Project) -> list[dict]:
+    rows = (
+        Judgement.objects.filter(task__project=project).values("annotator__username")
+        .annotate(n=Count("id"), seconds=Avg("seconds_spent")).order_by("-n")
+    )
+    trust = dict(Membership.objects.filter(project=project).values_list("user__username", "trust"))
+    return [{"annotator": r["annotator__username"], "judgements": r["n"], "mean_seconds": round(r["seconds"] or 0, 1),
+             "trust": trust.get(r["annotator__username"])} for r in rows]
 
 
 def _weighted(data: JudgementEvidence, votes) -> list:

@@ -3,7 +3,7 @@
 A task enters the queue once it has two judgements or more; its agreement is the mean pair agreement
 of its judges (trust-weighted consensus from `feedback.quality`, as on the dashboard), computed
 without the adjudication, so adjudicating a task does not move it in the order. The scores are read
-from the project's recent judgements (`selectors.MAX_JUDGEMENTS_ANALYSED`) and cached until the next
+from the project's recent judgements (`selectors.evidence.MAX_JUDGEMENTS_ANALYSED`) and cached until the next
 judgement; whether a task is adjudicated is read fresh on every request.
 """
 
@@ -17,7 +17,7 @@ from django.db.models import Max
 
 from feedback import quality
 from feedback.models import LABELS, Adjudication, ComparisonTask, Judgement, Membership, Project
-from feedback.selectors import MAX_JUDGEMENTS_ANALYSED
+from feedback.selectors.evidence import MAX_JUDGEMENTS_ANALYSED
 
 PAGE_SIZE = 20
 QUEUE_CACHE_SECONDS = 300

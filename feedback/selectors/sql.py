@@ -1,6 +1,6 @@
 """The two permission-aware lookups of the annotate path as hand-written SQL (see core.rawsql for why): the
 project of a next-task request and the task of a submit, each joined to the caller's membership. They answer
-what selectors.get_project_for_user and selectors.task_for_annotator answered with the ORM, for non-superusers
+what `selectors.projects.get_project_for_user` and `task_for_annotator` answered with the ORM, for non-superusers
 (superusers keep the ORM form: they need no membership)."""
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ services.next_task(...)`):
 - `review`: mark_gold, mark_gold_from_consensus, adjudicate, recompute_trust
 - `revisions`: revise_judgement (an annotator changes their own judgement while the task is open)
 - `snapshots`: create_snapshot (rows stored when it is made, never recomputed), export_preferences (files)
+- `tokens`: API tokens of members: create_token, revoke_token, ensure_token, issue_operator_token, own_token, and
+  who may manage whose (managed_users, token_facts, was_revoked)
 """
 
 from feedback.services.projects import (
@@ -30,6 +32,10 @@ from feedback.services.revisions import (
     JUDGEMENT_PINNED, NOT_JUDGED, TASK_ADJUDICATED, TASK_CLOSED, revise_judgement,
 )
 from feedback.services.snapshots import create_snapshot, export_preferences, record_split_counts
+from feedback.services.tokens import (
+    TOKEN_NOT_YOURS, create_token, ensure_token, issue_operator_token, managed_users, may_manage_token, own_token,
+    revoke_token, scope_for, token_facts, was_revoked,
+)
 
 __all__ = [
     "ADJUDICATION_RANKING_INVALID", "ALREADY_JUDGED", "COMMENT_LIMIT", "COMMENT_TOO_LONG", "CONFIDENCE_RANGE",
@@ -42,4 +48,6 @@ __all__ = [
     "ranking_to_completion_ids", "recompute_trust", "release_expired_leases", "remove_member", "skip_task",
     "submit_judgement", "update_project",
     "JUDGEMENT_PINNED", "NOT_JUDGED", "TASK_ADJUDICATED", "TASK_CLOSED", "revise_judgement",
+    "TOKEN_NOT_YOURS", "create_token", "ensure_token", "issue_operator_token", "managed_users", "may_manage_token",
+    "own_token", "revoke_token", "scope_for", "token_facts", "was_revoked",
 ]

@@ -14,8 +14,8 @@ from core.audit import record_audit
 from core.db import lock_rows
 from core.exceptions import Conflict
 from core.models import AuditEvent
-from feedback import services_tokens
 from feedback.models import Membership, Project
+from feedback.services.tokens import ensure_token
 
 User = get_user_model()
 
@@ -142,7 +142,7 @@ def add_member(
     """Create the user if needed and give it `role` in `project` (for a member already there: `change_role`).
 
     Returns the membership and, with `issue_token`, the user's API token: their existing one, or a new one if
-    they have none, except after a revocation (then None; see services_tokens.ensure_token). Without
+    they have none, except after a revocation (then None; see tokens.ensure_token). Without
     `issue_token` (the members page, the Django admin) tokens are left alone and the existing one, if any,
     comes back."""
     _check_role(role)
@@ -162,7 +162,7 @@ def add_member(
         record_audit(actor=actor, event_type=AuditEvent.Type.MEMBER_ADDED, project=project,
                      target=f"user:{user.pk}", extra={"username": user.username, "role": role})
     if issue_token:
-        token = services_tokens.ensure_token(user=user, actor=actor, project=project)
+        token = ensure_token(user=user, actor=actor, project=project)
     else:
         token = Token.objects.filter(user=user).first()
     return membership, token

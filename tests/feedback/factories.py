@@ -55,4 +55,14 @@ def make_tasks(project, n, k=2, texts=None):
     return list(ComparisonTask.objects.filter(project=project).order_by("id"))
 
 
-__all__ = ["UserFactory", "ProjectFactory", "make_member", "make_tasks", "Completion", "Prompt"]
+def judge(project, person, ranking_by_model, flags=()):
+    """Lease the next task for `person` and rank its completions by model name (e.g. [["m0"], ["m1", "m2"]])."""
+    held = services.next_task(project=project, annotator=person)
+    by_id = dict(held.task.completions.values_list("id", "model_name"))
+    label_of = {by_id[cid]: label for label, cid in held.label_map().items()}
+    ranking = [[label_of[m] for m in group] for group in ranking_by_model]
+    services.submit_judgement(task=held.task, annotator=person, ranking=ranking, flags=flags)
+    return held.task
+
+
+__all__ = ["UserFactory", "ProjectFactory", "judge", "make_member", "make_tasks", "Completion", "Prompt"]

@@ -13,7 +13,7 @@ import pytest
 
 from feedback import exports, quality, services
 from tests.feedback.factories import make_member, make_tasks
-from tests.feedback.test_exports import judge
+from tests.feedback.factories import judge
 
 
 def coin_flip_votes(rng, overlap: int, k: int):

@@ -1,4 +1,4 @@
-"""The annotate path's hand-written SQL (feedback/services/queue_sql.py, feedback/selectors_sql.py,
+"""The annotate path's hand-written SQL (feedback/services/queue_sql.py, feedback/selectors/sql.py,
 core/authentication.py) answers what the ORM answered: the same instances, the same validation, the same
 indexes, and a token that is revoked or a user that is deactivated stops working on the very next request."""
 
@@ -8,7 +8,8 @@ from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from feedback import selectors, selectors_sql, services, services_tokens
+from feedback import selectors, services
+from feedback.selectors import sql
 from feedback.api.serializers import JudgementInputSerializer, judgement_input
 from feedback.models import Assignment, ComparisonTask, Project
 from feedback.services import queue_sql
@@ -31,11 +32,11 @@ def test_rows_read_by_hand_equal_the_orms_instances(project, annotator):
     assert field_values(held.task) == field_values(orm.task)
     assert field_values(held.task.prompt) == field_values(orm.task.prompt)
 
-    task, role = selectors_sql.member_task(user_id=annotator.pk, task_id=leased.task_id)
+    task, role = sql.member_task(user_id=annotator.pk, task_id=leased.task_id)
     assert role == "annotator"
     assert field_values(task) == field_values(ComparisonTask.objects.get(pk=leased.task_id))
     assert field_values(task.project) == field_values(Project.objects.get(pk=project.pk))
-    by_slug, _ = selectors_sql.member_project(user_id=annotator.pk, slug=project.slug)
+    by_slug, _ = sql.member_project(user_id=annotator.pk, slug=project.slug)
     assert field_values(by_slug) == field_values(project)
 
 
@@ -43,9 +44,9 @@ def test_lookups_answer_nothing_to_non_members(project, annotator):
     make_tasks(project, 1)
     outsider = make_member(services.create_project(slug="other", name="Other"), "admin")
     task = project.tasks.get()
-    assert selectors_sql.member_task(user_id=outsider.pk, task_id=task.pk) is None
-    assert selectors_sql.member_project(user_id=outsider.pk, pk=project.pk) is None
-    assert selectors_sql.member_project(user_id=outsider.pk, slug=project.slug) is None
+    assert sql.member_task(user_id=outsider.pk, task_id=task.pk) is None
+    assert sql.member_project(user_id=outsider.pk, pk=project.pk) is None
+    assert sql.member_project(user_id=outsider.pk, slug=project.slug) is None
 
 
 BODIES = [
@@ -119,7 +120,7 @@ def token_client(annotator):
 def test_a_revoked_token_stops_working_on_the_next_request(project, project_admin, annotator, token_client):
     make_tasks(project, 2)
     assert token_client.post(f"/api/v1/projects/{project.slug}/next-task/").status_code == 200
-    services_tokens.revoke_token(actor=project_admin, user=annotator, project=project)
+    services.revoke_token(actor=project_admin, user=annotator, project=project)
     response = token_client.post(f"/api/v1/projects/{project.slug}/next-task/")
     assert response.status_code == 401 and response.json()["detail"] == "Invalid token."
 
@@ -127,7 +128,7 @@ def test_a_revoked_token_stops_working_on_the_next_request(project, project_admi
 def test_a_replaced_token_stops_working_and_the_new_one_works(project, project_admin, annotator, token_client):
     make_tasks(project, 2)
     assert token_client.post(f"/api/v1/projects/{project.slug}/next-task/").status_code == 200
-    fresh = services_tokens.create_token(actor=project_admin, user=annotator, project=project)
+    fresh = services.create_token(actor=project_admin, user=annotator, project=project)
     assert token_client.post(f"/api/v1/projects/{project.slug}/next-task/").status_code == 401
     token_client.credentials(HTTP_AUTHORIZATION=f"Token {fresh.key}")
     assert token_client.post(f"/api/v1/projects/{project.slug}/next-task/").status_code == 200

@@ -12,7 +12,7 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from core.models import AuditEvent
-from feedback import services, services_tokens
+from feedback import services
 from feedback.models import Membership
 from tests.feedback.factories import ProjectFactory, UserFactory, make_member
 
@@ -115,8 +115,8 @@ def test_add_member_command_refuses_demoting_the_last_admin(team):
 
 def test_a_revoked_token_is_not_brought_back_by_any_door(team):
     project, admin, annotator, root = team
-    services_tokens.create_token(actor=admin, user=annotator, project=project)
-    services_tokens.revoke_token(actor=admin, user=annotator, project=project)
+    services.create_token(actor=admin, user=annotator, project=project)
+    services.revoke_token(actor=admin, user=annotator, project=project)
     mine = membership(project, annotator)
     signed_in(admin).post(f"/p/{project.slug}/members/{mine.pk}/role/", {"role": "reviewer"})
     signed_in(root).post(f"/admin/feedback/membership/{mine.pk}/change/", {"role": "annotator"})

@@ -10,7 +10,7 @@ from django.test import Client
 from core.models import AuditEvent
 from feedback import services
 from feedback.models import LABELS, Adjudication
-from feedback.review_queue import PAGE_SIZE
+from feedback.selectors.review import PAGE_SIZE
 from tests.feedback.factories import ProjectFactory, make_member, make_tasks
 
 pytestmark = pytest.mark.django_db

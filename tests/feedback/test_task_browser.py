@@ -6,9 +6,10 @@ from django.test import Client
 from django.urls import reverse
 
 from core.models import AuditEvent
-from feedback import selectors_tasks, services
+from feedback import selectors, services
 from feedback.models import LABELS, Completion, ComparisonTask, Judgement
-from feedback.selectors_tasks import TaskFilters, task_page
+from feedback.selectors import TaskFilters, task_page
+from feedback.selectors import tasks as task_selectors
 from tests.feedback.factories import ProjectFactory, make_member, make_tasks
 
 pytestmark = pytest.mark.django_db
@@ -107,8 +108,8 @@ def test_keyset_pages_cover_every_task_exactly_once(project, world):
 
 
 def test_agreement_pages_stop_at_their_budget_and_still_cover_every_match_once(project, world, monkeypatch):
-    monkeypatch.setattr(selectors_tasks, "AGREEMENT_BATCH", 1)
-    monkeypatch.setattr(selectors_tasks, "AGREEMENT_SCAN_LIMIT", 2)
+    monkeypatch.setattr(task_selectors, "AGREEMENT_BATCH", 1)
+    monkeypatch.setattr(task_selectors, "AGREEMENT_SCAN_LIMIT", 2)
     first = task_page(project=project, filters=TaskFilters(agreement="low"), page_size=5)
     assert first.rows == [] and first.scanned_to == world["tasks"][1]  # read tasks 1 and 2: budget spent
     forward, backward = walk(project, TaskFilters(agreement="low"), 5)
@@ -119,8 +120,8 @@ def test_filters_no_index_answers_read_a_bounded_id_range_per_page(project, worl
     cases = [TaskFilters(flag="any"), TaskFilters(model="special-model"), TaskFilters(q="question"),
              TaskFilters(status="complete", flag="any"), TaskFilters(agreement="high")]
     expected = {f: ids(project, **f.__dict__) for f in cases}  # with the default budgets: one page holds all
-    monkeypatch.setattr(selectors_tasks, "ID_WINDOW", 2)
-    monkeypatch.setattr(selectors_tasks, "SCAN_BUDGET_IDS", 2)
+    monkeypatch.setattr(task_selectors, "ID_WINDOW", 2)
+    monkeypatch.setattr(task_selectors, "SCAN_BUDGET_IDS", 2)
     t = world["tasks"]
     first = task_page(project=project, filters=TaskFilters(flag="unsafe"), page_size=5)
     assert first.rows == [] and first.scanned_to == t[1] and first.next_after == t[1]
@@ -175,12 +176,12 @@ def test_annotator_sees_only_their_own_judgement(project, world):
 
 def test_history_lists_own_judgements_newest_first_in_keyset_pages(project, world):
     mine = list(Judgement.objects.filter(annotator=world["first"]).order_by("-id").values_list("task_id", flat=True))
-    page = selectors_tasks.judgement_history(project=project, annotator=world["first"], page_size=3)
+    page = selectors.judgement_history(project=project, annotator=world["first"], page_size=3)
     assert [i["task"].pk for i in page["items"]] == mine[:3] and page["newer_after"] is None
-    older = selectors_tasks.judgement_history(project=project, annotator=world["first"], before=page["older_before"],
+    older = selectors.judgement_history(project=project, annotator=world["first"], before=page["older_before"],
                                               page_size=3)
     assert [i["task"].pk for i in older["items"]] == mine[3:] and older["older_before"] is None
-    newer = selectors_tasks.judgement_history(project=project, annotator=world["first"], after=older["newer_after"],
+    newer = selectors.judgement_history(project=project, annotator=world["first"], after=older["newer_after"],
                                               page_size=3)
     assert [i["task"].pk for i in newer["items"]] == mine[:3]
     response = client_for(world["first"]).get(reverse("feedback:history", args=[project.slug]))

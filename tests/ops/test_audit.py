@@ -27,7 +27,9 @@ def test_who_did_what_is_recorded_and_cannot_be_changed(project):
     assert client.post(f"/api/v1/training-runs/{run_id}/cancel/").status_code == 200
     events = list(AuditEvent.objects.order_by("id").values_list("event_type", "actor__username"))[already:]
     assert [e for e, _ in events] == ["prompts_imported", "preferences_exported", "run_started", "version_registered",
-                                      "policy_rolled_back", "run_cancelled"]
+                                      "policy_activated", "run_cancelled"]
+    activated = AuditEvent.objects.get(event_type=AuditEvent.Type.POLICY_ACTIVATED)
+    assert activated.extra["to"] == version.pk and activated.extra["why"] == "by_hand"  # and from whom: none here
     assert all(actor == admin.username for e, actor in events if e != "version_registered")
 
     event = AuditEvent.objects.first()

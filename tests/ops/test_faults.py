@@ -2,7 +2,7 @@
 leaves every stored judgement intact, and the system recovers by itself.
 
 (The worker killed mid-run: tests/training/test_worker.py; the disk filling up while a model is saved:
-tests/training/test_faults.py; a client leaving a streamed export: tests/feedback/test_exports.py.)
+tests/training/test_faults.py; a client leaving a streamed export: tests/feedback/exports/test_rows.py.)
 """
 
 import sqlite3

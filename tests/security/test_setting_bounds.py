@@ -24,7 +24,7 @@ from core.models import AuditEvent
 from feedback.models import PROJECT_SETTING_RANGES, Project
 from tests.feedback.factories import ProjectFactory, make_member
 from training.models import DPORound, TrainingRun
-from training.pipeline.config import Range
+from training.pipeline.fields import Range
 from training.run_configs import CONFIG_CLASSES, validate_config
 
 pytestmark = pytest.mark.django_db

@@ -17,7 +17,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from core.models import AuditEvent, TokenScope
-from feedback import services, services_tokens
+from feedback import services
 from feedback.models import Membership, Project
 from tests.feedback.factories import ProjectFactory, UserFactory, make_member, make_tasks
 from tests.security.tenant_walk import (
@@ -173,7 +173,7 @@ def test_the_owner_signing_in_replaces_a_key_someone_else_minted(alpha, beta, pe
 def test_keys_made_by_a_superuser_the_operator_or_the_owner_have_no_scope(alpha, beta, people):
     user = people["user"]
     for make in (
-        lambda: services_tokens.create_token(actor=people["root"], user=user, project=alpha),
+        lambda: services.create_token(actor=people["root"], user=user, project=alpha),
         lambda: call_command("add_member", user.username, "--project", "alpha", "--role", "admin", "--new-token",
                              stdout=io.StringIO()),
     ):

@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from feedback import services, services_tokens
+from feedback import services
 from feedback.models import Membership, Project
 
 TOKEN_WAS_REVOKED = ("{username}'s API token was revoked; nothing changed. Pass --new-token to issue a new one, "
@@ -31,7 +31,7 @@ class Command(BaseCommand):
             raise CommandError(f"No project with slug {opts['project']!r}.") from None
         user = get_user_model().objects.filter(username=opts["username"]).first()
         if (user is not None and not (opts["new_token"] or opts["no_token"]) and not hasattr(user, "auth_token")
-                and services_tokens.was_revoked(user=user)):
+                and services.was_revoked(user=user)):
             # Refused before any write: the contract's last line is the token, and a revoked one stays revoked.
             raise CommandError(TOKEN_WAS_REVOKED.format(username=user.username))
         try:
@@ -41,7 +41,7 @@ class Command(BaseCommand):
                     issue_token=not (opts["no_token"] or opts["new_token"]),
                 )
                 if opts["new_token"]:
-                    token = services_tokens.issue_operator_token(user=membership.user, project=project)
+                    token = services.issue_operator_token(user=membership.user, project=project)
         except services.LastAdmin as refusal:
             raise CommandError(refusal.message) from None
         except ValidationError as exc:

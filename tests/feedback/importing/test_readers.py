@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 
 from core.models import AuditEvent
 from feedback import importing, services
+from feedback.importing import readers
 from feedback.models import ComparisonTask, Completion, Prompt
 from feedback.services import prompts as prompt_services
 
@@ -130,7 +131,7 @@ VARIED_CSV = [
 def _reference_rows(records):
     """The per-row path: csv.DictReader, then _tabular_to_raw and clean_row, row by row (hashes via json.dumps)."""
     reader = csv.DictReader(io.StringIO(_csv_text(records)))
-    return [importing.clean_row(importing._tabular_to_raw(r), reader.line_num) for r in reader]
+    return [importing.clean_row(readers._tabular_to_raw(r), reader.line_num) for r in reader]
 
 
 def _csv_text(records) -> str:
@@ -304,7 +305,7 @@ def test_a_repeated_id_across_batches_of_a_streamed_file_names_both_lines_and_im
 @pytest.mark.parametrize("text", ["plain words", "", "quote \" inside", "back\\slash", "tab\tand\nnewline", "\x1f unit",
                                   "é 模型 🙂", "\u2028 line separator", "\x7f delete", "\u00a0 no-break"])
 def test_content_hashes_are_the_sha256_of_the_json_the_orm_path_hashes(text):
-    from feedback.import_rows import completion_hash, text_hash
+    from feedback.importing.rows import completion_hash, text_hash
 
     assert text_hash(text) == _sha(text)
     assert completion_hash(text, text) == _sha({"text": text, "model": text})

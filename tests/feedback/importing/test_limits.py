@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from feedback import importing
-from feedback.import_limits import ImportLimits
+from feedback.importing.limits import ImportLimits
 from feedback.models import Prompt
 
 LIMITS = ImportLimits.from_settings()

@@ -1,36 +1,12 @@
-import json
+"""A snapshot's judgements → TRL preference rows: consensus, trust, confidence, adjudication, filters, the
+split by prompt, one shape per export, and the API's stream."""
 
-import pytest
-from django.core.exceptions import ValidationError
-from django.core.management import call_command
+import json
 
 from feedback import exports, quality, services
 from feedback.models import Membership, PreferenceSnapshot
 from feedback.services import snapshots
-from tests.feedback.factories import make_member, make_tasks
-
-
-def judge(project, person, ranking_by_model, flags=()):
-    """Lease the next task for `person` and rank its completions by model name (e.g. [["m0"], ["m1", "m2"]])."""
-    held = services.next_task(project=project, annotator=person)
-    by_id = dict(held.task.completions.values_list("id", "model_name"))
-    label_of = {by_id[cid]: label for label, cid in held.label_map().items()}
-    ranking = [[label_of[m] for m in group] for group in ranking_by_model]
-    services.submit_judgement(task=held.task, annotator=person, ranking=ranking, flags=flags)
-    return held.task
-
-
-@pytest.fixture
-def judged(project):
-    """Two tasks of 3 completions (m0, m1, m2), each judged by two annotators."""
-    make_tasks(project, 2, k=3)
-    alice, bob = make_member(project), make_member(project)
-    for person in (alice, bob):
-        judge(project, person, [["m0"], ["m1"], ["m2"]])
-    # Second task: alice prefers m1 over m0, bob the reverse; both put m2 last, tied by bob with m1.
-    judge(project, alice, [["m1"], ["m0"], ["m2"]])
-    judge(project, bob, [["m0"], ["m1", "m2"]])
-    return project
+from tests.feedback.factories import judge, make_member, make_tasks
 
 
 def rows_of(snapshot):
@@ -118,28 +94,6 @@ def test_split_is_by_prompt():
     assert splits == {k: quality.split_of(k, test_fraction=0.2) for k in keys}  # stable
 
 
-def test_command_writes_files_card_and_snapshot(judged, tmp_path):
-    out = tmp_path / "export"
-    call_command("export_preferences", "--project", judged.slug, "--out", str(out), "--test-fraction", "0.5", verbosity=0)
-    train = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
-    test = [json.loads(line) for line in (out / "test.jsonl").read_text().splitlines()]
-    assert len(train) + len(test) == 5
-    assert not {r["prompt_id"] for r in train} & {r["prompt_id"] for r in test}
-    card = (out / "README.md").read_text()
-    snapshot = PreferenceSnapshot.objects.get()
-    assert snapshot.sha256 in card and "| pairs (train / test) | 5 " in card
-    assert snapshot.counts["pairs"] == 5 and snapshot.path == str(out)
-
-
-def test_parquet_export(judged, tmp_path):
-    import pyarrow.parquet as pq
-
-    call_command("export_preferences", "--project", judged.slug, "--out", str(tmp_path), "--format", "parquet",
-                 "--test-fraction", "0", verbosity=0)
-    table = pq.read_table(tmp_path / "train.parquet")
-    assert table.num_rows == 5 and {"prompt", "chosen", "rejected", "margin"} <= set(table.column_names)
-
-
 class TestExportApi:
     def test_admin_streams_jsonl(self, judged, project_admin):
         from rest_framework.test import APIClient
@@ -192,82 +146,3 @@ def test_client_disconnecting_mid_stream_leaves_everything_intact(judged, projec
     again = client.get(f"/api/v1/projects/{judged.slug}/export/")
     assert len(b"".join(again.streaming_content).splitlines()) == 5
     assert PreferenceSnapshot.objects.filter(judgements_sha256=snapshot.judgements_sha256).count() == 2
-
-
-class TestFileExportSnapshots:
-    """A file export's snapshot commits first, and covers its judgements only once its files were written whole."""
-
-    def test_written_export_is_complete_and_announced(self, judged, tmp_path):
-        snapshot, stats = services.export_preferences(project=judged, out_dir=tmp_path / "out")
-        snapshot.refresh_from_db()
-        assert snapshot.state == PreferenceSnapshot.State.COMPLETE and snapshot.path == str(tmp_path / "out")
-        assert snapshot.counts["pairs"] == stats.counts()["pairs"] == 5
-        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["README.md", "test.jsonl", "train.jsonl"]
-
-    def test_full_disk_marks_it_failed_and_leaves_no_partial_files(self, judged, tmp_path, monkeypatch):
-        def full_disk(rows, out_dir):
-            (out_dir / ".train.jsonl.partial").write_text(json.dumps(next(iter(rows))) + "\n")
-            raise OSError(28, "No space left on device")
-
-        monkeypatch.setattr(exports, "_write_jsonl", full_disk)
-        with pytest.raises(OSError):
-            services.export_preferences(project=judged, out_dir=tmp_path)
-        snapshot = PreferenceSnapshot.objects.get()
-        assert snapshot.state == PreferenceSnapshot.State.FAILED and "No space left" in snapshot.error
-        assert list(tmp_path.iterdir()) == []
-
-    def test_since_snapshot_accepts_complete_snapshots_only(self, judged, tmp_path, monkeypatch):
-        monkeypatch.setattr(exports, "_write_jsonl", lambda rows, out_dir: (_ for _ in ()).throw(OSError("disk")))
-        with pytest.raises(OSError):
-            services.export_preferences(project=judged, out_dir=tmp_path)
-        failed = PreferenceSnapshot.objects.get()
-        with pytest.raises(ValidationError) as excinfo:
-            services.create_snapshot(project=judged, filters=exports.ExportFilters(since_snapshot=failed.pk))
-        assert "since_snapshot" in excinfo.value.message_dict
-        complete = services.create_snapshot(project=judged)
-        newer = services.create_snapshot(project=judged, filters=exports.ExportFilters(since_snapshot=complete.pk))
-        assert newer.counts["judgements"] == 0
-
-    def test_rows_for_training_come_from_the_database_and_from_complete_files_alike(self, judged, tmp_path):
-        from_db = snapshots.split_rows(services.create_snapshot(project=judged))
-        snapshot, _ = services.export_preferences(project=judged, out_dir=tmp_path)
-        from_files = snapshots.split_rows(snapshot)
-        strip = lambda rows: sorted((r["prompt_id"], r["chosen_model"], r["rejected_model"]) for r in rows)  # noqa: E731
-        assert [strip(rows) for rows in from_db] == [strip(rows) for rows in from_files]
-        assert sum(map(len, from_files)) == 5
-
-
-@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
-def test_card_load_command_works_with_an_empty_test_split(judged, tmp_path, monkeypatch, fmt):
-    """Every format writes a file per split (an empty test split too), and the command in the card's code
-    block, run as it is from the export directory, loads what was written."""
-    import re
-
-    out = tmp_path / fmt
-    call_command("export_preferences", "--project", judged.slug, "--out", str(out), "--format", fmt,
-                 "--test-fraction", "0", verbosity=0)
-    ext = "parquet" if fmt == "parquet" else "jsonl"
-    assert (out / f"train.{ext}").exists() and (out / f"test.{ext}").exists()
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        empty = pq.read_table(out / "test.parquet")
-        assert empty.num_rows == 0 and empty.schema == pq.read_table(out / "train.parquet").schema
-    card = (out / "README.md").read_text()
-    code = re.search(r"```python\n(.*?)```", card, re.S).group(1)
-    assert "data_files" in code and '"test"' not in code
-    monkeypatch.chdir(out)
-    namespace: dict = {}
-    exec(code, namespace)  # noqa: S102  (the card's own text)
-    assert set(namespace["ds"]) == {"train"} and namespace["ds"]["train"].num_rows == 5
-    assert {"prompt", "chosen", "rejected"} <= set(namespace["ds"]["train"].column_names)
-    if fmt == "hf":
-        assert namespace["ds_saved"]["train"].num_rows == 5
-
-
-def test_card_names_both_splits_when_both_have_rows(judged, tmp_path):
-    snapshot, stats = services.export_preferences(project=judged, out_dir=tmp_path, fmt="parquet",
-                                                  filters=exports.ExportFilters(test_fraction=0.5))
-    code = (tmp_path / "README.md").read_text().split("```python\n")[1].split("```")[0]
-    for split in ("train", "test"):
-        assert (f'"{split}": "{split}.parquet"' in code) == bool(stats.pairs[split])

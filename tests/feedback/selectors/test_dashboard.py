@@ -1,9 +1,9 @@
 import pytest
 from django.test import Client
 
-from feedback import services
+from feedback import selectors, services
 from tests.feedback.factories import make_member, make_tasks
-from tests.feedback.test_exports import judge
+from tests.feedback.factories import judge
 
 
 # Completion lengths by model: m0 is mid-length, m1 the longest, m2 the shortest.
@@ -28,9 +28,7 @@ def busy_project(project):
 
 
 def test_dashboard_figures(busy_project):
-    from feedback import dashboard
-
-    data = dashboard.build(project=busy_project)
+    data = selectors.dashboard_figures(project=busy_project)
     by_name = {a["annotator"]: a for a in data["annotators"]}
     assert by_name["alice"]["judgements"] == 4 and by_name["bob"]["judgements"] == 4
     assert by_name["alice"]["gold_accuracy"] == 1.0 and by_name["bob"]["gold_accuracy"] == 0.0
@@ -62,10 +60,9 @@ def test_dashboard_page_for_reviewers_only(busy_project):
 
 
 def test_pairwise_agreement_alpha_per_day_and_review(busy_project):
-    from feedback import dashboard
     from feedback.models import Adjudication
 
-    data = dashboard.build(project=busy_project)
+    data = selectors.dashboard_figures(project=busy_project)
     assert [(p["a"], p["b"], p["shared_pairs"]) for p in data["annotator_pairs"]] == [("alice", "bob", 9)]
     assert data["annotator_pairs"][0]["agreement"] == pytest.approx(6 / 9)
     assert len(data["alpha_by_day"]) == 1 and data["alpha_by_day"][0][1] is not None
@@ -101,9 +98,7 @@ def test_gold_is_never_revealed_through_the_api(busy_project):
 
 def test_leaderboard_chart_data_is_on_the_elo_scale_with_intervals(busy_project):
     """The chart gets Elo scores (around 1000, not 0…1) with their bootstrap intervals, and an axis spanning them."""
-    from feedback import dashboard
-
-    charts = dashboard.build(project=busy_project)["charts"]
+    charts = selectors.dashboard_figures(project=busy_project)["charts"]
     board, axis = charts["leaderboard"], charts["leaderboard_axis"]
     assert board[0]["model"] == "m0"  # m0 wins every judgement
     assert all(m["lower"] <= m["score"] <= m["upper"] for m in board)
