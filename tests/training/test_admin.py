@@ -44,4 +44,5 @@ def test_rolling_back_to_the_default_policy_asks_for_the_project(project, superu
         "action": "roll_back_to", "_selected_action": [default.pk], "project": project.pk}, follow=True)
     assert response.status_code == 200 and b"is now the active policy of" in response.content
     assert selectors.active_policy(project=project) == default
-    assert AuditEvent.objects.filter(event_type=AuditEvent.Type.POLICY_ROLLED_BACK, project=project).exists()
+    rolled_back = AuditEvent.objects.filter(event_type=AuditEvent.Type.POLICY_ACTIVATED, project=project).latest("id")
+    assert (rolled_back.extra["from"], rolled_back.extra["to"]) == (own.pk, default.pk)

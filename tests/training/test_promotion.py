@@ -81,6 +81,7 @@ def test_a_candidate_annotators_prefer_is_promoted_on_the_evidence_of_tasks(duel
     audit = AuditEvent.objects.filter(target=f"model_version:{candidate.pk}",
                                       event_type=AuditEvent.Type.POLICY_PROMOTED).get()
     assert audit.extra["promoted_by"] == "human_judgements" and audit.extra["human/e_value"] >= 40
+    assert audit.extra["from"] == active.pk
     assert decide_promotions(project=project) == []  # idempotent: nothing left to decide
 
 
@@ -90,6 +91,8 @@ def test_a_candidate_annotators_reject_is_rejected_when_a_worthwhile_gain_is_rul
     judge(project, "llllw" * 8)  # 20%
     [(version, verdict)] = decide_promotions(project=project)
     assert verdict == "reject" and version.status == ModelVersion.Status.REJECTED
+    assert AuditEvent.objects.filter(target=f"model_version:{version.pk}",
+                                     event_type=AuditEvent.Type.VERSION_REJECTED).count() == 1
     assert version.metrics["human/win_high"] < 0.5 + version.metrics["human/min_gain"]
     assert "ruled out" in version.metrics["human/verdict_words"]
     assert selectors.active_policy(project=project) == active
@@ -238,7 +241,7 @@ def test_prompts_drawn_again_are_held_out_cost_k_minus_one_policy_answers_and_ev
     candidate (nothing thrown away), dealt in turn to every waiting candidate, not only the newest; the reward model
     does not choose them."""
     from training import execution
-    from training.pipeline import generate
+    from training.pipeline.sampling import generate
     from training.pipeline.models import manifest_sha256
 
     sha = manifest_sha256(tiny_llama_dir)

@@ -32,6 +32,8 @@ class TestRegisterVersion:
         rows = AuditEvent.objects.filter(event_type=AuditEvent.Type.VERSION_REGISTERED).order_by("id")
         assert [r.target for r in rows] == [f"model_version:{old.pk}", f"model_version:{new.pk}"]
         assert rows.last().extra["activate"] is True
+        activations = AuditEvent.objects.filter(event_type=AuditEvent.Type.POLICY_ACTIVATED).order_by("id")
+        assert [(a.extra["from"], a.extra["to"]) for a in activations] == [(None, old.pk), (old.pk, new.pk)]
 
     def test_reward_models_stay_active_side_by_side(self, project):
         first = register(project, "r1", kind=ModelVersion.Kind.REWARD, activate=True)

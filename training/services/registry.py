@@ -54,12 +54,29 @@ def register_version(
                  target=f"model_version:{version.pk}",
                  extra={"name": version.name, "kind": version.kind, "status": status, "activate": activate})
     if activate:
+        previous = _active_policy_of(project) if kind == ModelVersion.Kind.POLICY else None
         version = _activate(version=version, project=project)
+        if kind == ModelVersion.Kind.POLICY:
+            _audit_activation(actor=actor, project=project, version=version, previous=previous, why="registered")
     announce(event="model_version.registered", project=project, payload={
         "model_version": version.pk, "name": version.name, "kind": version.kind, "sha256": version.sha256,
         "status": version.status, "snapshot": snapshot.pk if snapshot else None, "parent": parent.pk if parent else None,
     })
     return version
+
+
+def _active_policy_of(project) -> ModelVersion | None:
+    scope = {"project": project} if project is not None else {"project__isnull": True}
+    return ModelVersion.objects.filter(**scope, kind=ModelVersion.Kind.POLICY, status=ModelVersion.Status.ACTIVE).first()
+
+
+def _audit_activation(*, actor, project, version: ModelVersion, previous: ModelVersion | None, why: str) -> None:
+    """One `policy_activated` row per change of a project's active policy: from which version to which, and why
+    (registered with auto-promotion, made active by hand — a roll back or forward)."""
+    record_audit(actor=actor, event_type=AuditEvent.Type.POLICY_ACTIVATED, project=project,
+                 target=f"model_version:{version.pk}",
+                 extra={"from": previous.pk if previous else None, "from_name": previous.name if previous else None,
+                        "to": version.pk, "to_name": version.name, "why": why})
 
 
 def _activate(*, version: ModelVersion, project) -> ModelVersion:
@@ -93,9 +110,9 @@ def activate_policy(*, version: ModelVersion, project=None, actor=None) -> Model
         raise ValidationError(NAME_THE_PROJECT)
     if version.project_id not in (None, project.pk):
         raise ValidationError(OTHER_PROJECTS_POLICY)
+    previous = _active_policy_of(project)
     version = _activate(version=version, project=project)
-    record_audit(actor=actor, event_type=AuditEvent.Type.POLICY_ROLLED_BACK, project=project,
-                 target=f"model_version:{version.pk}", extra={"name": version.name})
+    _audit_activation(actor=actor, project=project, version=version, previous=previous, why="by_hand")
     return version
 
 
@@ -123,8 +140,8 @@ def decide_candidate(*, version: ModelVersion, verdict: str, metrics: dict, acto
     the activation (the project's active policy retires), with "reject" the rejection, with "wait" nothing
     more. One transaction; the row is locked and must still be a candidate (two ticks decide once).
 
-    Audit: a promotion is a `policy_promoted` row (`extra.promoted_by` "human_judgements" and the human
-    metrics); a rejection a `version_registered` row with the new status."""
+    Audit: a promotion is a `policy_promoted` row (from which active policy, `extra.promoted_by`
+    "human_judgements" and the human metrics); a rejection a `version_rejected` row."""
     from core.db import lock_rows
 
     locked = lock_rows(ModelVersion.objects.filter(pk=version.pk)).first()
@@ -133,14 +150,17 @@ def decide_candidate(*, version: ModelVersion, verdict: str, metrics: dict, acto
     locked.metrics = json_safe({**(locked.metrics or {}), **metrics})
     locked.save(update_fields=["metrics"])
     if verdict == "promote":
+        previous = _active_policy_of(locked.project)
         locked = _activate(version=locked, project=locked.project)
         record_audit(actor=actor, event_type=AuditEvent.Type.POLICY_PROMOTED, project=locked.project,
                      target=f"model_version:{locked.pk}",
-                     extra={"name": locked.name, "promoted_by": "human_judgements", **metrics})
+                     extra={"name": locked.name, "from": previous.pk if previous else None,
+                            "from_name": previous.name if previous else None, "promoted_by": "human_judgements",
+                            **metrics})
     elif verdict == "reject":
         ModelVersion.objects.filter(pk=locked.pk).update(status=ModelVersion.Status.REJECTED)
         locked.refresh_from_db()
-        record_audit(actor=actor, event_type=AuditEvent.Type.VERSION_REGISTERED, project=locked.project,
+        record_audit(actor=actor, event_type=AuditEvent.Type.VERSION_REJECTED, project=locked.project,
                      target=f"model_version:{locked.pk}",
                      extra={"name": locked.name, "kind": locked.kind, "status": locked.status,
                             "rejected_by": "human_judgements", **metrics})
