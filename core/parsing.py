@@ -139,3 +139,20 @@ def validate_finite(value) -> None:
 
     if isinstance(value, float) and not math.isfinite(value):
         raise ModelValidationError(NOT_FINITE, code="not_finite")
+
+
+def ascii_int(text: str) -> int:
+    """A command-line integer written in ASCII digits (argparse `type=`): `int()` alone reads "٣٠٠" as 300."""
+    if not (text.isascii() and text.lstrip("+-").isdigit()) or len(text.lstrip("+-")) > MAX_JSON_INT_DIGITS:
+        raise ValueError(f"{text!r} is not a whole number written in ASCII digits")
+    return int(text)
+
+
+def ascii_float(text: str) -> float:
+    """A finite command-line number written in ASCII (argparse `type=`): refuses "inf", "nan", "1e400" and "٠٫٥"."""
+    if not text.isascii():
+        raise ValueError(f"{text!r} is not a number written in ASCII digits")
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value

@@ -338,9 +338,19 @@ def test_the_database_refuses_an_out_of_range_setting_that_skips_validation(proj
 
 def test_a_command_refuses_a_nan_project_setting(db):
     """NaN passes every Min/Max validator (each comparison is False): the fields also state they are finite."""
-    with pytest.raises(CommandError, match="gold_rate"):
+    with pytest.raises(CommandError, match="gold.rate"):
         call_command("create_project", "nan-project", "--gold-rate", "nan")
     assert not Project.objects.filter(slug="nan-project").exists()
+
+
+@pytest.mark.parametrize("option, value", [("--lease-seconds", "٣٠٠"), ("--overlap", "３"), ("--gold-rate", "inf"),
+                                           ("--gold-rate", "1e400"), ("--agreement-threshold", "٠٫٥")])
+def test_a_command_refuses_non_ascii_digits_and_infinities(db, option, value):
+    """argparse's int() and float() read Arabic-Indic and full-width digits and "inf": the command refuses them,
+    naming the option, and creates nothing."""
+    with pytest.raises(CommandError, match=option.lstrip("-")):
+        call_command("create_project", "digits-project", option, value)
+    assert not Project.objects.filter(slug="digits-project").exists()
 
 
 @pytest.mark.django_db(transaction=True)

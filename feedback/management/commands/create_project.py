@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from core.parsing import ascii_float, ascii_int
 from feedback import services
 
 
@@ -11,12 +12,12 @@ class Command(BaseCommand):
         parser.add_argument("slug")
         parser.add_argument("--name", default="")
         parser.add_argument("--instructions", default="")
-        parser.add_argument("--completions-per-task", type=int, default=2)
-        parser.add_argument("--overlap", type=int, default=3)
-        parser.add_argument("--lease-seconds", type=int, default=600)
-        parser.add_argument("--gold-rate", type=float, default=0.0)
-        parser.add_argument("--max-overlap", type=int, default=None, help="adaptive overlap: up to this many judgements")
-        parser.add_argument("--agreement-threshold", type=float, default=0.75)
+        parser.add_argument("--completions-per-task", type=ascii_int, default=2)
+        parser.add_argument("--overlap", type=ascii_int, default=3)
+        parser.add_argument("--lease-seconds", type=ascii_int, default=600)
+        parser.add_argument("--gold-rate", type=ascii_float, default=0.0)
+        parser.add_argument("--max-overlap", type=ascii_int, default=None, help="adaptive overlap: up to this many judgements")
+        parser.add_argument("--agreement-threshold", type=ascii_float, default=0.75)
 
     def handle(self, *args, **opts):
         try:
