@@ -1,6 +1,6 @@
 """Humans decide promotion: a candidate policy becomes active only when annotators prefer it to the active one.
 
-A policy that passes its automatic gate (PPO's bootstrap test, DPO's held-out accuracy) is registered as a
+A policy that passes its automatic gate (PPO's one-sided t bound, DPO's clustered accuracy on people's pairs) is registered as a
 CANDIDATE unless its project has `auto_promote`. Publishing then pits every candidate against the project's
 active policy in ordinary, blind comparison tasks on held-out prompts drawn at random (`training.runners.publish`).
 `decide_promotions` reads those head-to-head tasks:

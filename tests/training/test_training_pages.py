@@ -10,7 +10,7 @@ from django.test import Client
 from tests.feedback.factories import ProjectFactory, make_member
 from training import services
 from training.models import TrainingRun
-from training.pipeline.config import RewardConfig
+from training.pipeline.reward.config import RewardConfig
 
 pytestmark = pytest.mark.django_db
 
@@ -130,7 +130,7 @@ def finished_run(project):
     services.finish_run(run_id=run.pk, state=TrainingRun.State.SUCCEEDED, summary={
         "eval_after/reward": 0.987654321, "path": str(model_dir / "ppo-demo-run1"),
         "gate/passed": True, "gate/effect": 0.2345678, "gate/lower": 0.0123456, "gate/upper": 0.45678901,
-        "gate/n": 8, "gate/verdict": "better than the parent: reward gain 0.235."})
+        "gate/n": 8, "gate/alpha": 0.0038, "gate/verdict": "better than the parent: reward gain 0.235."})
     return run
 
 
@@ -144,7 +144,8 @@ def test_run_page_reads_well(project, finished_run):
     assert "0.9877" in html and "0.987654321" not in html  # 4 significant digits
     assert "step 1 · objective/kl 0.1235 · objective/reward 1" in html  # per-iteration lines
     assert 'id="run-gate"' in html and "Gate: passed" in html and "better than the parent" in html
-    assert "Effect 0.2346, 95% interval [0.01235, 0.4568] over 8 prompts" in html
+    # the second gate of the project spent 0.38%: the bound is one-sided at 99.62%, not a 95% interval
+    assert "Effect 0.2346, one-sided 99.62% lower bound 0.01235 over 8 prompts" in html
     assert "training/run.css" in html and 'class="wrap" id="run-log"' in html
 
 
@@ -189,7 +190,7 @@ def test_cancelling_a_queued_run_says_cancelled(project):
 
 
 def test_a_model_outside_model_dir_is_the_policy_fields_error(project):
-    from training.pipeline.config import PPOConfig
+    from training.pipeline.ppo.config import PPOConfig
 
     admin = client_for(make_member(project, "admin"))
     response = admin.post(start_url(project), form_data(PPOConfig, "ppo", policy="/etc/elsewhere/model"))

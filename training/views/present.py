@@ -74,14 +74,16 @@ def summary_rows(run: TrainingRun) -> list[tuple[str, str]]:
 
 
 def gate(run: TrainingRun) -> dict | None:
-    """The gate's verdict in words, with the effect and its 95% interval, when the run reported one."""
+    """The gate's verdict in words, with the effect and its one-sided bound at the level this gate spent (alpha_k:
+    the k-th gate of a project on the same held-out prompts spends less), when the run reported one."""
     summary = run.summary or {}
     if not summary.get("gate/verdict"):
         return None
-    effect, lower, upper = (summary.get(f"gate/{k}") for k in ("effect", "lower", "upper"))
+    effect, lower, alpha = (summary.get(f"gate/{k}") for k in ("effect", "lower", "alpha"))
     return {"passed": bool(summary.get("gate/passed")), "verdict": relative_paths(str(summary["gate/verdict"])),
             "effect": figure(effect) if effect is not None else None,
-            "interval": f"[{figure(lower)}, {figure(upper)}]" if lower is not None and upper is not None else None,
+            "lower": figure(lower) if lower is not None else None,
+            "level": f"{100 * (1 - alpha):.4g}%" if isinstance(alpha, (int, float)) else "97.5%",
             "n": figure(summary["gate/n"]) if summary.get("gate/n") is not None else None}
 
 
