@@ -140,8 +140,8 @@ def weighting_cost(args) -> None:
     """Seconds per DPO step with per-pair weights (one forward per pair) and without (one batch forward)."""
     import tempfile
 
-    from training.pipeline.config import DPOConfig
-    from training.pipeline.dpo import train_dpo
+    from training.pipeline.dpo.config import DPOConfig
+    from training.pipeline.dpo.trainer import train_dpo
     from training.pipeline.bootstrap import bootstrap_default_models
     from training.pipeline.models import DEFAULT_POLICY
 

@@ -216,7 +216,7 @@ def reward_figures(stage, slug: str, probe_n: int, seed: int) -> dict:
     from feedback.quality import wilson_interval
     from feedback.services import snapshots
     from training.models import TrainingRun
-    from training.pipeline.reward_scoring import RewardScorer
+    from training.pipeline.reward.scoring import RewardScorer
 
     run = TrainingRun.objects.filter(project__slug=slug, kind="reward").order_by("-pk").first()
     version = run.produced_version

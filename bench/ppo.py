@@ -64,7 +64,7 @@ def sft_steps(model, batch, repeats: int) -> tuple[list[float], list[float]]:
     mode as PPO's updates run: (wall seconds, CPU seconds) of each step after one warm-up step."""
     import torch
 
-    from training.pipeline.ppo_model import forward_logprobs
+    from training.pipeline.ppo.model import forward_logprobs
 
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
@@ -82,7 +82,7 @@ def sft_steps(model, batch, repeats: int) -> tuple[list[float], list[float]]:
 
 
 def ppo_config(args, mode: str, path: Path):
-    from training.pipeline.config import PPOConfig
+    from training.pipeline.ppo.config import PPOConfig
 
     return PPOConfig(policy=str(path), use_lora=mode == "lora", num_iterations=args.iterations, batch_size=args.batch,
                      mini_batch_size=max(1, args.batch // 2), ppo_epochs=args.epochs, max_new_tokens=args.new_tokens,
@@ -95,7 +95,7 @@ def time_ppo(args, mode: str, path: Path, tokenizer, train_prompts, eval_prompts
     An iteration's CPU seconds run from the end of the one before (the first includes the evaluation before
     training and is dropped as warm-up anyway)."""
     from training.pipeline.models import load_causal_lm
-    from training.pipeline.ppo import train_ppo
+    from training.pipeline.ppo.loop import train_ppo
 
     cfg = ppo_config(args, mode, path)
     history, marks = [], [cpu_seconds()]
@@ -116,9 +116,9 @@ def run_mode(args, mode: str) -> None:
     from transformers.utils import logging as hf_logging
 
     from training.pipeline.devices import apply_torch_threads
-    from training.pipeline.generate import sample_ids
+    from training.pipeline.sampling.generate import sample_ids
     from training.pipeline.models import load_causal_lm, load_tokenizer, lora_config
-    from training.pipeline.ppo_model import make_batch
+    from training.pipeline.ppo.model import make_batch
 
     hf_logging.disable_progress_bar()
     threads = apply_torch_threads()

@@ -33,13 +33,13 @@ from pathlib import Path
 
 import _env  # noqa: E402,F401  (the project root on sys.path; the hub off)
 
-from training.pipeline.config import RewardConfig  # noqa: E402
+from training.pipeline.reward.config import RewardConfig  # noqa: E402
 from training.pipeline.data import input_format_for, preference_dataset  # noqa: E402
 from training.pipeline.bootstrap import DEFAULT_POLICY, DEFAULT_REWARD_BACKBONE, bootstrap_default_models  # noqa: E402
 from training.pipeline.callbacks import quiet_progress_bars  # noqa: E402
 from training.pipeline.models import load_reward_model, load_tokenizer, lora_config  # noqa: E402
-from training.pipeline.reward import train_reward_model, trl_reward_args  # noqa: E402
-from training.pipeline.reward_scoring import RewardScorer  # noqa: E402
+from training.pipeline.reward.trainer import train_reward_model, trl_reward_args  # noqa: E402
+from training.pipeline.reward.scoring import RewardScorer  # noqa: E402
 
 BACKBONES = {
     "minilm": {"name": DEFAULT_REWARD_BACKBONE, "use_lora": False, "learning_rate": 1e-4},

@@ -184,11 +184,11 @@ def run_method(method: str, args) -> dict:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from training.pipeline.config import PPOConfig
-    from training.pipeline.config_online import GRPOConfig, RLOOConfig
+    from training.pipeline.ppo.config import PPOConfig
+    from training.pipeline.online.config import GRPOConfig, RLOOConfig
     from training.pipeline.models import load_causal_lm, load_tokenizer
-    from training.pipeline.online import train_grpo, train_rloo
-    from training.pipeline.ppo import train_ppo
+    from training.pipeline.online.trainer import train_grpo, train_rloo
+    from training.pipeline.ppo.loop import train_ppo
 
     hf_logging.disable_progress_bar()
     torch.set_num_threads(1)

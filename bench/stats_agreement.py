@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Agreement, leaderboard intervals and iterative-DPO weights, by seeded simulation through the product's own
-functions (`feedback.quality`, `training.pipeline.dpo_weighted`, `training.pipeline.agreement_model`).
+functions (`feedback.quality`, `training.pipeline.rounds.weights`
+
+, `training.pipeline.agreement_model`).
 
     .venv/bin/python bench/stats_agreement.py [--quick]
 
@@ -27,7 +29,7 @@ except ModuleNotFoundError:  # imported as bench.stats_agreement from the projec
     pass
 
 from feedback import quality
-from training.pipeline.dpo_weighted import round_pair_weights
+from training.pipeline.rounds.weights import round_pair_weights
 
 TRUTH = np.array([-0.4, -0.1, 0.15, 0.35])
 

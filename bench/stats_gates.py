@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
 
 from training.pipeline.gate import alpha_for_look, gate_samples  # noqa: E402
-from training.pipeline.reward_eval import (  # noqa: E402
+from training.pipeline.reward.eval import (  # noqa: E402
     acceptance_verdict,
     clustered_difference,
     pair_scores,
@@ -208,7 +208,7 @@ def dpo_lines(quick: bool) -> list[str]:
     import django
 
     django.setup()
-    from training.pipeline.dpo import held_out_accuracy
+    from training.pipeline.dpo.trainer import held_out_accuracy
     from training.runners.policy import dpo_gate
 
     class Result:

@@ -28,6 +28,9 @@ class TrainingProjectAdmin(ProjectAdmin):
             except ValidationError as exc:
                 self.message_user(request, f"{project.slug}: {' '.join(exc.messages)}", messages.ERROR)
                 continue
+            except ApplicationError as exc:  # e.g. the project's queue is full
+                self.message_user(request, f"{project.slug}: {exc.message}", messages.ERROR)
+                continue
             self.message_user(request, f"{project.slug}: queued {kind} run {run.pk} (see /training/runs/{run.pk}/)")
 
     @admin.action(description="Train a reward model (in the worker)")

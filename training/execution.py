@@ -22,7 +22,7 @@ from core.db import retry_transient
 from training import services
 from training.models import TrainingRun
 from training.pipeline.callbacks import Budget, counting_tokens
-from training.pipeline.config import config_from_dict
+from training.pipeline.fields import config_from_dict
 from training.pipeline.devices import apply_torch_threads, choose_device
 from training.run_kinds import run_kind
 from training.runners.base import RunCancelled, RunContext

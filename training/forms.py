@@ -2,7 +2,7 @@
 
 One input per field, with the field's `help` as its help text, typed by the field's declaration: a bool is a
 checkbox, an int or a float a number, a str a text box, a dict or a list a JSON text area; a None-able field may
-be left blank (None). Values are parsed with `pipeline.config.parse_field_value`, so "3e-4" is the float 3e-4,
+be left blank (None). Values are parsed with `pipeline.fields.parse_field_value`, so "3e-4" is the float 3e-4,
 and a setting the run's own checks refuse (a ValueError or ValidationError naming it) is that field's error. A
 number's stated range (its field's `range`) is the input's min and max and is named in its help; "inf", "nan" and
 non-ASCII digits ("٣") are refused by the same parse as the API's and the commands'.
@@ -20,7 +20,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from core.parsing import loads_bounded
-from training.pipeline.config import parse_field_value
+from training.pipeline.fields import parse_field_value
 from training.run_kinds import RUN_KINDS
 
 MARKER = "settings_form"  # present when the full form was submitted (else: the kind's defaults)
@@ -56,7 +56,8 @@ def _form_field(cls: type, field: dataclasses.Field) -> forms.Field:
                                widget=forms.Textarea(attrs={"rows": 2}))
     if kinds and kinds[0] in (int, float):
         attrs = {"step": "1" if kinds[0] is int else "any"}
-        bounds = field.metadata.get("range")  # the setting's stated range (pipeline.config.Range)
+        bounds = field.metadata.get("range")  # the setting's stated range (pipeline.fields.Range)
+
         if bounds is not None:
             attrs.update(min=_plain(bounds.lo), max=_plain(bounds.hi))
             help_text = f"{help_text} Range: {bounds.interval()}.".strip()

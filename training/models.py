@@ -152,7 +152,8 @@ class RetrainSchedule(models.Model):
 
 
 class DPORound(models.Model):
-    """One round of iterative DPO with people in the loop (`training.rounds`): the policy's K answers per prompt,
+    """One round of iterative DPO with people in the loop (`training.pipeline.rounds`):
+ the policy's K answers per prompt,
     every pair scored by the reward model; the `budget` most uncertain pairs went to annotators as `tasks`, the
     reward model labelled the rest (JSONL rows in `rows_path`); DPO trains on both once the human share is judged."""
 

@@ -1,6 +1,7 @@
 """The settings of every kind of run, as dataclasses (TRL style: a default and a `help` per field).
 
-The trainers' own settings live in `training.pipeline.config`; publishing and the retrain chain have
+The trainers' own settings live beside each trainer (`training.pipeline.<trainer>.config`); publishing
+ and the retrain chain have
 theirs here. `validate_config` is how a run's settings are checked before the run is queued, so a bad
 setting is a 400 (or a command error) naming it, never a failure inside the worker.
 """
@@ -12,12 +13,14 @@ import re
 from pathlib import Path
 
 from training.models import ModelVersion, TrainingRun
-from training.pipeline.config import (
-    PROMPTS_PER_RUN, ROW_ID, SHARE, DPOConfig, PPOConfig, Range, RewardConfig, check_ranges, config_from_dict,
-)
-from training.pipeline.config_sampling import SamplingSettings
-from training.pipeline.config_online import GRPOConfig, RLOOConfig
-from training.rounds.config import DPORoundConfig
+from training.pipeline.dpo.config import DPOConfig
+from training.pipeline.fields import PROMPTS_PER_RUN, ROW_ID, SHARE, Range, check_ranges, config_from_dict
+from training.pipeline.online.config import GRPOConfig, RLOOConfig
+from training.pipeline.ppo.config import PPOConfig
+from training.pipeline.reward.config import RewardConfig
+from training.pipeline.rounds.config import DPORoundConfig
+from training.pipeline.sampling.config import SamplingSettings
+
 
 STEP_KINDS = (TrainingRun.Kind.REWARD, TrainingRun.Kind.PPO, TrainingRun.Kind.DPO, TrainingRun.Kind.RLOO,
               TrainingRun.Kind.GRPO, TrainingRun.Kind.PUBLISH)

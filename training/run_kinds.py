@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from training.models import TrainingRun
-from training.pipeline.config import DPOConfig, PPOConfig, RewardConfig
-from training.pipeline.config_online import GRPOConfig, RLOOConfig
-from training.rounds.config import DPORoundConfig
+from training.pipeline.dpo.config import DPOConfig
+from training.pipeline.online.config import GRPOConfig, RLOOConfig
+from training.pipeline.ppo.config import PPOConfig
+from training.pipeline.reward.config import RewardConfig
+from training.pipeline.rounds.config import DPORoundConfig
+
 from training.run_configs import PublishConfig, RetrainConfig
 from training.runners import policy, publish, retrain, reward, rounds
 from training.runners.base import Gate, RunContext, no_gate
@@ -34,7 +37,8 @@ RUN_KINDS: dict[str, RunKind] = {
     TrainingRun.Kind.GRPO: RunKind(config_class=GRPOConfig, runner=policy.run_grpo, gate=policy.ppo_gate),
     TrainingRun.Kind.PUBLISH: RunKind(config_class=PublishConfig, runner=publish.run_publish),
     TrainingRun.Kind.RETRAIN: RunKind(config_class=RetrainConfig, runner=retrain.run_retrain),
-    # Its DPO gate (`policy.dpo_gate`) is applied by the training half itself (training.rounds.train).
+    # Its DPO gate (`policy.dpo_gate`) is applied by the training half itself (training.runners.rounds.train).
+
     TrainingRun.Kind.DPO_ROUND: RunKind(config_class=DPORoundConfig, runner=rounds.run_dpo_round),
 }
 

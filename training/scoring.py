@@ -13,7 +13,7 @@ _SCORERS: dict[str, object] = {}
 def score_with_reward_model(*, version: ModelVersion, items: list[dict]) -> list[float]:
     """Rewards for `items` ({"prompt", "completion"}), after checking the files are the ones registered."""
     from training.pipeline.models import TamperedModelError, manifest_sha256
-    from training.pipeline.reward import RewardScorer
+    from training.pipeline.reward.scoring import RewardScorer
 
     if version.kind != ModelVersion.Kind.REWARD:
         raise ApplicationError(ONLY_REWARD_MODELS_SCORE)

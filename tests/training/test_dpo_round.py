@@ -18,7 +18,7 @@ from tests.feedback.factories import make_member
 from training import execution, selectors, services, tasks
 from training.models import DPORound, ModelVersion, TrainingRun
 from training.pipeline.models import manifest_sha256
-from training.pipeline.reward import RewardScorer
+from training.pipeline.reward.scoring import RewardScorer
 
 pytestmark = pytest.mark.django_db
 
@@ -228,7 +228,7 @@ def test_a_round_cannot_finish_before_its_human_share_and_others_cannot_touch_it
 
 def test_the_settings_form_starts_a_round_and_refuses_a_second_one(project, models):
     from tests.training.test_training_pages import form_data
-    from training.rounds.config import DPORoundConfig
+    from training.pipeline.rounds.config import DPORoundConfig
 
     web = Client()
     web.force_login(make_member(project, "admin"))

@@ -129,3 +129,20 @@ def test_starts_racing_for_the_last_places_never_pass_the_limit(default_policy, 
             thread.join()
         assert sorted(outcomes) == ["queued"] * 2 + ["refused"] * 4, outcomes
         assert TrainingRun.objects.filter(project=project, state=TrainingRun.State.QUEUED).count() == 2
+
+
+def test_a_full_queue_is_a_message_in_the_command_and_the_django_admin(default_policy, settings, admin_client):
+    """Every door that starts a run says why it refused: the command's --queue and the Django admin's action give the
+    rule's sentence, never a traceback or a 500, and write nothing."""
+    from django.core.management import CommandError, call_command
+
+    settings.TRAINING_MAX_QUEUED_PER_PROJECT = 1
+    alpha = ProjectFactory()
+    publish(alpha)
+    with pytest.raises(CommandError, match="TRAINING_MAX_QUEUED_PER_PROJECT"):
+        call_command("publish_samples", "--project", alpha.slug, "--queue")
+    response = admin_client.post("/admin/feedback/project/", {"action": "publish_samples", "_selected_action": [alpha.pk]},
+                                 follow=True)
+    assert response.status_code == 200
+    assert "TRAINING_MAX_QUEUED_PER_PROJECT" in response.content.decode()
+    assert TrainingRun.objects.filter(project=alpha).count() == 1

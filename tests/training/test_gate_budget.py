@@ -6,7 +6,7 @@ import pytest
 from tests.feedback.factories import ProjectFactory
 from training import services
 from training.models import ModelVersion, TrainingRun
-from training.pipeline.config import PPOConfig
+from training.pipeline.ppo.config import PPOConfig
 from training.pipeline.gate import alpha_for_look
 from training.runners.policy import earlier_gates, register_policy_result, set_gate_budget
 

@@ -80,7 +80,8 @@ def test_the_loop_closes(judged_through_the_api, default_policy, tiny_backbone):
                                                          # Plumbing, not learning: two iterations of a random tiny
                                                          # policy cannot show a significant gain, so the gate's margin
                                                          # is opened here; the gate's verdicts have their own tests
-                                                         # (tests/training/pipeline/test_gate.py, test_ppo_learning.py).
+                                                         # (tests/training/pipeline/test_gate.py, ppo/test_loop_learning.py).
+
                                                          "gate_margin": -1e6, "gate_min_prompts": 1, "kl_bound": 1e6})
     assert ppo_run.state == TrainingRun.State.SUCCEEDED, ppo_run.error
     policy = ppo_run.produced_version
@@ -123,7 +124,8 @@ def test_the_loop_closes(judged_through_the_api, default_policy, tiny_backbone):
 def test_a_ppo_run_its_safeguard_stops_publishes_nothing(judged_through_the_api, default_policy, tiny_backbone):
     project = judged_through_the_api
     train_accepted_reward_model(project, tiny_backbone)
-    # Settings no longer admit a learning rate that turns the weights to NaN (tests/training/pipeline/test_ppo.py
+    # Settings no longer admit a learning rate that turns the weights to NaN (tests/training/pipeline/ppo/test_loop.py
+
     # drives that safeguard directly); the KL bound is the same stop through the product: the largest learning rate
     # the settings allow moves a full fine-tune past a bound this tight in its first iteration.
     run = run_inline(project, TrainingRun.Kind.PPO, {"num_iterations": 3, "batch_size": 4, "mini_batch_size": 2,

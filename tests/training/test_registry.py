@@ -10,6 +10,7 @@ from core.models import AuditEvent
 from tests.feedback.factories import ProjectFactory
 from training import selectors, services
 from training.models import ModelVersion, TrainingRun
+from training.pipeline.ppo.verdict import GateVerdict
 from training.run_configs import CONFIG_CLASSES, validate_config
 from training.run_kinds import RUN_KINDS
 from training.runners.policy import dpo_gate, ppo_gate
@@ -82,11 +83,14 @@ class TestRunKinds:
             assert dataclasses.is_dataclass(declared.config_class)
 
     def test_gates_say_why(self):
-        ok = type("R", (), {"passes_gate": True, "status": "completed", "message": ""})()
-        nan = type("R", (), {"passes_gate": False, "status": "nan", "message": "iteration 1: NaN loss"})()
+        ok = GateVerdict(status="completed", passes_gate=True)
+        nan = GateVerdict(status="nan", passes_gate=False, message="iteration 1: NaN loss")
         assert ppo_gate(ok) == (True, "")
         passed, message = ppo_gate(nan)
         assert not passed and "'nan'" in message and "NaN loss" in message
+        refused = GateVerdict(status="completed", passes_gate=False, verdict="the gain's lower bound is below 0")
+        assert "lower bound is below 0" in ppo_gate(refused)[1]  # the test's own words when there is no message
+
         def dpo(accuracy, low, pairs=30, tasks=10):
             return type("R", (), {"metrics": {"eval/accuracy": accuracy, "eval/human_accuracy": accuracy,
                                               "eval/human_accuracy_low": low, "eval/human_n_pairs": pairs,

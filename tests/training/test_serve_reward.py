@@ -22,9 +22,9 @@ from django.db import connection
 
 from training import services
 from training.models import ModelVersion
-from training.pipeline import reward_client, reward_server
+from training.pipeline.reward import client as reward_client, server as reward_server
 from training.pipeline.registry_files import manifest_sha256
-from training.pipeline.reward_scoring import RewardScorer
+from training.pipeline.reward.scoring import RewardScorer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "a-long-enough-test-token-0123456789"
@@ -162,7 +162,8 @@ def load_like_verl(path: Path, name: str):
 
 @pytest.mark.ml
 def test_verl_compute_score(served, oracle, monkeypatch):
-    client_file = REPO_ROOT / "training" / "pipeline" / "reward_client.py"
+    client_file = REPO_ROOT / "training" / "pipeline" / "reward" / "client.py"
+
     compute_score = load_like_verl(client_file, "compute_score")
     prompts, responses = pairs(4)
     expected = oracle.score(prompts, responses)

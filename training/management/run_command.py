@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from tqdm import tqdm
 
+from core.exceptions import ApplicationError
 from feedback.models import Project
 from training import execution, services
 from training.models import TrainingRun
@@ -69,6 +70,8 @@ class RunCommand(BaseCommand):
             run = services.start_training(project=project, kind=kind, config=config, enqueue=opts["queue"])
         except ValidationError as exc:
             raise CommandError(f"bad settings: {' '.join(exc.messages)}") from None
+        except ApplicationError as exc:  # e.g. the project's queue is full
+            raise CommandError(exc.message) from None
         for line in run.log.splitlines():
             self.stderr.write(line)
         if opts["queue"]:

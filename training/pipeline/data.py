@@ -176,8 +176,8 @@ def preference_dataset(
 
 
 def preference_dataset_for(tokenizer, rows: Iterable[dict[str, Any]], *, with_margin: bool = False) -> Dataset:
-    """`preference_dataset` in the format that suits `tokenizer` (for reward.py with the reward backbone's
-    tokenizer, for dpo.py with the policy's)."""
+    """`preference_dataset` in the format that suits `tokenizer` (for the reward trainer with the reward
+    backbone's tokenizer, for the DPO trainer with the policy's)."""
     return preference_dataset(rows, input_format_for(tokenizer), with_margin=with_margin)
 
 

@@ -14,8 +14,8 @@ JOB.json is written by whoever runs the job (the Django worker's `training.runne
 
 The main process appends one JSON line per step to `progress` ({"step": n, "metrics": {…}}); every process
 stops, together, once the file `cancel` exists; only the main process saves weights and writes `result`
-(JSON: "status", "metrics"/"summary", "path", "manifest_sha256", and for PPO, RLOO and GRPO the gate's
-"passes_gate" and "message": the gate is computed once, on the main process). No Django here: the runner
+(JSON: "status", "metrics"/"summary", "path", "manifest_sha256", and for PPO, RLOO and GRPO the fields of the gate's
+`ppo.verdict.GateVerdict`: the gate is computed once, on the main process). No Django here: the runner
 registers the version from the result.
 """
 
@@ -23,13 +23,23 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from .callbacks import TrainingCancelled
 from .devices import PROCESS_GROUP_HOURS, apply_torch_threads, choose_device, is_main_process, world_size
+from .dpo.config import DPOConfig
+from .fields import config_from_dict
+from .online.config import GRPOConfig, RLOOConfig
+from .ppo.config import PPOConfig
 from .process_lifetime import dies_with_parent
+from .reward.config import RewardConfig
+
+# The trainers (and torch, TRL, accelerate with them) are imported inside each job's function: the Django worker
+# imports this module for `launch_command` and must not load torch to do so.
 
 
 class Reporter:
@@ -66,8 +76,6 @@ class Reporter:
 
 def _run_offline_job(job: dict[str, Any], reporter: Reporter, config_class, train) -> dict[str, Any]:
     """Reward model or DPO: TRL's trainer on the job's preference rows; the main process saves."""
-    from .config import config_from_dict
-
     cfg = config_from_dict(config_class, job["config"])
     result = train(cfg, job["train_rows"], job.get("eval_rows") or None, Path(job["output_dir"]),
                    on_step=reporter.on_step, should_stop=reporter.should_stop_together)
@@ -76,26 +84,21 @@ def _run_offline_job(job: dict[str, Any], reporter: Reporter, config_class, trai
 
 
 def run_reward_job(job: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
-    from .config import RewardConfig
-    from .reward import train_reward_model
+    from .reward.trainer import train_reward_model
 
     return _run_offline_job(job, reporter, RewardConfig, train_reward_model)
 
 
 def run_dpo_job(job: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
-    from .config import DPOConfig
-    from .dpo import train_dpo
+    from .dpo.trainer import train_dpo
 
     return _run_offline_job(job, reporter, DPOConfig, train_dpo)
 
 
 def run_ppo_job(job: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
-    from datetime import timedelta
-
     from accelerate import Accelerator, InitProcessGroupKwargs
 
-    from .config import PPOConfig, config_from_dict
-    from .ppo import train_ppo
+    from .ppo.loop import train_ppo
 
     cfg = config_from_dict(PPOConfig, job["config"])
     choice = choose_device()
@@ -111,9 +114,7 @@ def run_ppo_job(job: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
 
 def run_online_job(job: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     """RLOO or GRPO: TRL's trainer sets up the process group and shares every batch among the processes."""
-    from .config import config_from_dict
-    from .config_online import GRPOConfig, RLOOConfig
-    from .online import train_online
+    from .online.trainer import train_online
 
     cfg = config_from_dict(RLOOConfig if job["kind"] == "rloo" else GRPOConfig, job["config"])
     tokenizer, policy, reward_fn, judge, base = _policy_job_models(job, cfg)
@@ -126,7 +127,7 @@ def run_online_job(job: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
 def _policy_job_models(job: dict[str, Any], cfg) -> tuple:
     """(tokenizer, policy, reward function, held-out judge or None, original base or None) of a policy job."""
     from .models import load_causal_lm, load_tokenizer
-    from .reward_scoring import RewardScorer
+    from .reward.scoring import RewardScorer
 
     policy_dir = Path(job["policy"])
     tokenizer = load_tokenizer(policy_dir)
@@ -138,11 +139,10 @@ def _policy_job_models(job: dict[str, Any], cfg) -> tuple:
 
 def _policy_job_result(job: dict[str, Any], result, tokenizer) -> dict[str, Any]:
     """What a PPO, RLOO or GRPO job reports; the main process alone saves a result that passed the gate."""
-    from .ppo_save import save_policy
+    from .ppo.save import save_policy
 
-    out = {"status": result.status, "summary": result.summary(), "passes_gate": result.passes_gate,
-           "message": result.message, "verdict": result.gate.verdict if result.gate is not None else "",
-           "history": result.history, "path": None, "manifest_sha256": None}
+    out = {**result.gate_verdict().as_dict(), "summary": result.summary(), "history": result.history, "path": None,
+           "manifest_sha256": None}
     if is_main_process() and result.status != "cancelled" and result.passes_gate:
         out["manifest_sha256"] = save_policy(result, tokenizer, Path(job["output_dir"]), job.get("manifest_extra") or {})
         out["path"] = job["output_dir"]
@@ -154,8 +154,6 @@ JOBS = {"reward": run_reward_job, "dpo": run_dpo_job, "ppo": run_ppo_job, "rloo"
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -22,13 +22,14 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable
 
 from django.conf import settings
 
-from training.pipeline.config import launches
+from training.pipeline.callbacks import TrainedModel, TrainingCancelled
 from training.pipeline.devices import choose_device, torch_threads
+from training.pipeline.fields import launches
+
 from training.pipeline.launch import launch_command
 from training.pipeline.process_lifetime import dies_with_parent
 from training.runners.base import RunCancelled, RunContext, registry_dir
@@ -150,17 +151,17 @@ def device_summary(cfg) -> dict[str, object]:
     return choose_device().summary(getattr(cfg, "processes", 1) if launches(cfg) else 1)
 
 
-def trained_model(result: dict[str, Any]) -> SimpleNamespace:
-    """A launched reward or DPO job's result in the shape of `TrainedModel` (what the gates and runners read)."""
-    return SimpleNamespace(path=Path(result["path"]), manifest_sha256=result["manifest_sha256"],
-                           metrics=result["metrics"])
+def trained_model(result: dict[str, Any]) -> TrainedModel:
+    """A launched reward or DPO job's result as the `TrainedModel` the in-process path returns (what the gates and
+    runners read)."""
+    return TrainedModel(path=Path(result["path"]), manifest_sha256=result["manifest_sha256"], metrics=result["metrics"])
+
 
 
 def train_here_or_launched(ctx: RunContext, kind: str, train_fn: Callable, train_rows: list, test_rows: list):
     """A reward or DPO run's training: under `accelerate launch` when its settings ask for it (`processes` > 1 or an
     accelerate config), else in the worker's process through `train_fn(cfg, train_rows, eval_rows, output_dir, …)`.
     Either way the model is written to the run's registry directory; returns the trained model's description."""
-    from training.pipeline.reward import TrainingCancelled
 
     cfg, output_dir = ctx.config, registry_dir(kind, ctx.run)
     if launches(cfg):

@@ -20,8 +20,9 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from training import selectors, services
-from training.pipeline.config import launches
 from training.models import ModelVersion, TrainingRun
+from training.pipeline.fields import launches
+from training.pipeline.ppo.verdict import GateVerdict
 from training.runners.base import RunCancelled, RunContext, failed, registry_dir
 from training.runners.launched import device_summary, run_launched, train_here_or_launched, trained_model
 from training.runners.reward import snapshot_rows
@@ -32,18 +33,20 @@ NO_PROMPTS = "the project has no prompts to train on"
 ONLINE_KINDS = (TrainingRun.Kind.PPO, TrainingRun.Kind.RLOO, TrainingRun.Kind.GRPO)
 
 
-def ppo_gate(result) -> tuple[bool, str]:
-    """The gate of PPO, RLOO and GRPO (the same test: `pipeline.ppo_report.conclude`): True also for an unjudged
-    result whose test passed (registered as a CANDIDATE only, see `register_policy_result`)."""
-    if result.passes_gate:
+def ppo_gate(verdict: GateVerdict) -> tuple[bool, str]:
+    """The gate of PPO, RLOO and GRPO (the same test: `pipeline.ppo.report.conclude`), on what it concluded in the
+    worker's process or under `accelerate launch` alike: True also for an unjudged result whose test passed
+    (registered as a CANDIDATE only, see `register_policy_result`)."""
+    if verdict.passes_gate:
         return True, ""
-    why = result.message or (result.gate.verdict if result.gate is not None else "")
-    return False, f"the run ended with status '{result.status}' and did not pass the gate: {why} Nothing was registered."
+    why = verdict.message or verdict.verdict
+    return False, f"the run ended with status '{verdict.status}' and did not pass the gate: {why} Nothing was registered."
 
 
 def dpo_gate(result) -> tuple[bool, str]:
     """DPO's gate: held-out pairs labelled by people (never the reward model's), the one-sided 97.5% lower bound of
-    the accuracy clustered by task (`pipeline.reward_eval.clustered_accuracy`) above 0.5. No human pair: refused."""
+    the accuracy clustered by task (`pipeline.reward.eval.clustered_accuracy`
+) above 0.5. No human pair: refused."""
     metrics = result.metrics
     n_human = int(metrics.get("eval/human_n_pairs") or 0)
     low = metrics.get("eval/human_accuracy_low")
@@ -113,8 +116,8 @@ def _base_policy(run: TrainingRun, cfg_policy: str, default_name: str) -> tuple[
 
 def _prompt_split(project, snapshot) -> tuple[list, list]:
     """Training and held-out prompts by the same split as the reward model's snapshot (one split function,
-    `feedback.quality.split_of`, with the snapshot's fraction and seed): PPO's held-out prompts are exactly
-    the export's test prompts, which the reward model never trained on."""
+    `feedback.quality.split_of` of `Prompt.split_key`, with the snapshot's fraction and seed): PPO's held-out
+    prompts are exactly the export's test prompts, which the reward model never trained on."""
     from feedback.models import Prompt
     from feedback.quality import split_of
 
@@ -122,15 +125,15 @@ def _prompt_split(project, snapshot) -> tuple[list, list]:
     fraction, seed = filters.get("test_fraction", 0.1), filters.get("split_seed", 0)
     train, held_out = [], []
     for prompt in Prompt.objects.filter(project=project).order_by("id").iterator(chunk_size=2000):
-        key = prompt.external_id or f"prompt-{prompt.pk}"
-        (held_out if split_of(key, test_fraction=fraction, seed=seed) == "test" else train).append(prompt.payload)
+        (held_out if split_of(prompt.split_key, test_fraction=fraction, seed=seed) == "test" else train).append(
+            prompt.payload)
     return train, held_out
 
 
 def _held_out_judge(ctx: RunContext, reward: ModelVersion):
     """A judge PPO does not optimise (the project's previous active reward model), or None: the gate and the
     reward-hacking flag use it, so a policy that games its own reward model is caught."""
-    from training.pipeline.reward import RewardScorer
+    from training.pipeline.reward.scoring import RewardScorer
 
     holdout = selectors.newest_reward_model(project=ctx.run.project, exclude=reward)
     if holdout is None:
@@ -158,8 +161,8 @@ def _train_online(ctx: RunContext, method: str) -> dict:
     """PPO, RLOO or GRPO against the project's newest reward model, on the reward model's training prompts, judged on
     its held-out prompts by the gate; registered (as a CANDIDATE, or active under auto_promote) only when it passes."""
     from training.pipeline.models import load_causal_lm, load_tokenizer
-    from training.pipeline.ppo_save import save_policy
-    from training.pipeline.reward import RewardScorer
+    from training.pipeline.ppo.save import save_policy
+    from training.pipeline.reward.scoring import RewardScorer
 
     run, cfg, (default_policy, train, total_steps) = ctx.run, ctx.config, _online_method(method, ctx.config)
     base, policy_path = _base_policy(run, cfg.policy, default_policy)
@@ -187,13 +190,14 @@ def _train_online(ctx: RunContext, method: str) -> dict:
     summary = result.summary()
     if result.status == "cancelled":
         raise RunCancelled()
-    passed, message = ctx.gate(result)
+    verdict = result.gate_verdict()
+    passed, message = ctx.gate(verdict)
     if not passed:
         ctx.log(f"not published: {message}")
         return failed({**summary, **device_summary(cfg)}, message)
     dest = registry_dir(method, run)
     sha = save_policy(result, tokenizer, dest, _policy_manifest(method, base, policy_path, reward))
-    judged = bool(result.gate.judged)
+    judged = verdict.judged
     version = register_policy_result(run, path=str(dest), sha256=sha, metrics=summary, parent=base,
                                      reward_model=reward, snapshot=reward.snapshot, judged=judged)
     ctx.log(_registered_as(version, judged))
@@ -207,8 +211,6 @@ def _policy_manifest(method: str, base, policy_path, reward) -> dict:
 def _launched_policy(ctx: RunContext, method: str, base, policy_path, reward, train_prompts, eval_prompts) -> dict:
     """PPO, RLOO or GRPO under `accelerate launch`: the job loads the same models by path, the main process
     computes the gate and saves a result that passed it, and this registers it as the in-process path does."""
-    from types import SimpleNamespace
-
     run, cfg = ctx.run, ctx.config
     judge = selectors.newest_reward_model(project=run.project, exclude=reward)
     if judge is not None:
@@ -220,13 +222,13 @@ def _launched_policy(ctx: RunContext, method: str, base, policy_path, reward, tr
         "judge": judge.path if judge else None, "base_model": root.path if root and root.pk != base.pk else None,
         "train_prompts": train_prompts, "eval_prompts": eval_prompts, "output_dir": str(registry_dir(method, run)),
         "manifest_extra": _policy_manifest(method, base, policy_path, reward)})
-    summary = out["summary"]
-    passed, message = ctx.gate(SimpleNamespace(passes_gate=out["passes_gate"], message=out["message"],
-                                               status=out["status"], gate=SimpleNamespace(verdict=out["verdict"])))
+    summary, verdict = out["summary"], GateVerdict.from_dict(out)
+    passed, message = ctx.gate(verdict)
     if not passed or not out["path"]:
         ctx.log(f"not published: {message}")
         return failed({**summary, **device_summary(cfg)}, message)
-    judged = bool(summary.get("gate/judged", True))
+    judged = verdict.judged
+
     version = register_policy_result(run, path=out["path"], sha256=out["manifest_sha256"], metrics=summary,
                                      parent=base, reward_model=reward, snapshot=reward.snapshot, judged=judged)
     ctx.log(_registered_as(version, judged))
@@ -236,12 +238,12 @@ def _launched_policy(ctx: RunContext, method: str, base, policy_path, reward, tr
 def _online_method(method: str, cfg):
     """(the config class's default policy, the trainer, the number of steps) of an online method."""
     if method == "ppo":
-        from training.pipeline.config import PPOConfig
-        from training.pipeline.ppo import train_ppo
+        from training.pipeline.ppo.config import PPOConfig
+        from training.pipeline.ppo.loop import train_ppo
 
         return PPOConfig.policy, train_ppo, cfg.num_iterations
-    from training.pipeline.config_online import OnlineConfig
-    from training.pipeline.online import train_grpo, train_rloo
+    from training.pipeline.online.config import OnlineConfig
+    from training.pipeline.online.trainer import train_grpo, train_rloo
 
     return OnlineConfig.policy, train_rloo if method == "rloo" else train_grpo, cfg.max_steps
 
@@ -259,8 +261,8 @@ def run_grpo(ctx: RunContext) -> dict:
 
 
 def run_dpo(ctx: RunContext) -> dict:
-    from training.pipeline.config import DPOConfig
-    from training.pipeline.dpo import train_dpo
+    from training.pipeline.dpo.config import DPOConfig
+    from training.pipeline.dpo.trainer import train_dpo
 
     run, cfg = ctx.run, ctx.config
     base, cfg.policy = _base_policy(run, cfg.policy, DPOConfig.policy)

@@ -39,13 +39,13 @@ class _Uncertainty:
 
 def held_out_test(project, reward: ModelVersion | None):
     """A function prompt → True when the prompt is held out: the reward model's snapshot split (its fraction and
-    seed; 0.1 and 0 without one), keyed like every split (`external_id or f"prompt-{pk}"`, `feedback.quality.split_of`),
+    seed; 0.1 and 0 without one), keyed like every split (`Prompt.split_key`, `feedback.quality.split_of`),
     so duels are on prompts no reward model or policy trained on."""
     from feedback.quality import split_of
 
     filters = ((reward.snapshot.filters if reward is not None and reward.snapshot is not None else {}) or {})
     fraction, seed = filters.get("test_fraction", 0.1), filters.get("split_seed", 0)
-    return lambda prompt: split_of(prompt.external_id or f"prompt-{prompt.pk}", test_fraction=fraction, seed=seed) == "test"
+    return lambda prompt: split_of(prompt.split_key, test_fraction=fraction, seed=seed) == "test"
 
 
 def _prompt_pool(project, cfg, reward: ModelVersion | None, resample: int = 0, seed: int = 0,
@@ -76,7 +76,7 @@ def sampler(version: ModelVersion, cfg, should_stop=None):
     """A function (payloads, k, seed, on_batch) → k texts per payload from `version`, loaded once. Sampling stops
     between decode steps when the run is cancelled (RunCancelled)."""
     from training.pipeline.callbacks import TrainingCancelled
-    from training.pipeline.generate import sample_completions
+    from training.pipeline.sampling.generate import sample_completions
     from training.pipeline.models import load_causal_lm, load_tokenizer
 
     model, tokenizer = load_causal_lm(version.path), load_tokenizer(version.path)
@@ -127,7 +127,7 @@ def run_publish(ctx: RunContext) -> dict:
     there is always something to compare: each gets K−1 answers of the policy and one of a candidate, nothing more
     is sampled. Plain tasks are queued by the reward model's uncertainty; duel tasks take random places among them.
     Publishing ends by deciding promotions (`training.promotion.decide_promotions`)."""
-    from training.pipeline.reward import RewardScorer
+    from training.pipeline.reward.scoring import RewardScorer
     from training.promotion import decide_promotions
 
     run, cfg, project = ctx.run, ctx.config, ctx.run.project

@@ -5,6 +5,7 @@ from __future__ import annotations
 from training import selectors, services
 from training.models import ModelVersion
 from training.runners.base import RunContext, failed
+from training.runners.launched import device_summary, train_here_or_launched
 
 NO_PAIRS = "the snapshot holds no preference pairs yet: collect judgements first"
 
@@ -30,8 +31,9 @@ def snapshot_rows(ctx: RunContext) -> tuple[object, list, list]:
 def reward_gate(result) -> tuple[bool, str]:
     """A reward model becomes active only when, on the held-out pairs and with the pairs of one task counted as
     correlated, it is above chance, beats the length-only baseline and beats the project's active reward model
-    (`pipeline.reward_eval.acceptance_verdict`). Otherwise it is registered as rejected and PPO never uses it."""
-    from training.pipeline.reward_eval import acceptance_verdict
+    (`pipeline.reward.eval.acceptance_verdict`
+). Otherwise it is registered as rejected and PPO never uses it."""
+    from training.pipeline.reward.eval import acceptance_verdict
 
     accepted, why = acceptance_verdict(result.metrics)
     return (True, "") if accepted else (False, f"{why}: registered as rejected, not active.")
@@ -41,8 +43,8 @@ def versus_previous(project, path, test_rows: list, log) -> dict:
     """The paired comparison with the project's active reward model on the same held-out pairs (both scored the
     same way, by `RewardScorer`): `eval/vs_previous`, `eval/vs_previous_low`, `eval/previous_accuracy`; {} when
     the project has no active reward model or no held-out pairs."""
-    from training.pipeline.reward_eval import clustered_difference, rows_scored_by, task_clusters
-    from training.pipeline.reward_scoring import RewardScorer
+    from training.pipeline.reward.eval import clustered_difference, rows_scored_by, task_clusters
+    from training.pipeline.reward.scoring import RewardScorer
 
     previous = selectors.newest_reward_model(project=project)
     if previous is None or not test_rows:
@@ -57,8 +59,8 @@ def versus_previous(project, path, test_rows: list, log) -> dict:
 
 
 def run_reward(ctx: RunContext) -> dict:
-    from training.pipeline.reward import train_reward_model
-    from training.runners.launched import device_summary, train_here_or_launched
+    from training.pipeline.reward.trainer import train_reward_model
+
 
     run, cfg = ctx.run, ctx.config
     snapshot, train_rows, test_rows = snapshot_rows(ctx)

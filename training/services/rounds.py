@@ -1,5 +1,6 @@
 """Iterative-DPO rounds: start one, record what it sampled and published, finish it once people have judged
-their share (queueing its DPO run), and end it. The runs do the work (`training.rounds`); these are the writes.
+their share (queueing its DPO run), and end it. The runs do the work (`training.runners.rounds`); these are the writes.
+
 
 A project has at most one open round (sampling, waiting for judgements or training) at a time. Opening a round,
 finishing it (its DPO run queued), a refused finish, abandoning it and its end each write an audit row (target

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from core.exceptions import ApplicationError
 from core.permissions import ADMIN, require_project_role
 from feedback import selectors as feedback_selectors
-from training import services
+from training import selectors, services
 from training.views.present import relative_paths
 
 
@@ -37,8 +37,6 @@ def dpo_round_advance(request, slug):
 def dpo_round_abandon(request, round_id):
     """The "Abandon round" button beside a waiting round: 404 for a round of a project the user does not review,
     403 for a reviewer, the refusal's page (409) for a round that is not waiting."""
-    from training import selectors
-
     dpo_round = selectors.round_for_reviewer(user=request.user, round_id=round_id)
     require_project_role(user=request.user, project=dpo_round.project, role=ADMIN)
     try:
@@ -58,7 +56,6 @@ def _refused(request, project, message: str, status: int):
 
 def round_context(run) -> dict:
     """What the run page shows of the round a `dpo_round` run belongs to (empty for other runs)."""
-    from training import selectors
 
     dpo_round = selectors.round_of_run(run=run)
     if dpo_round is None:

@@ -25,5 +25,7 @@ def test_importing_every_pipeline_module_loads_no_django():
     )
     assert completed.returncode == 0, completed.stderr
     report = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert {"training.pipeline.models", "training.pipeline.data", "training.pipeline.reward"} <= set(report["modules"])
+    assert {"training.pipeline.models", "training.pipeline.data", "training.pipeline.reward.trainer",
+            "training.pipeline.ppo.loop", "training.pipeline.rounds.config"} <= set(report["modules"])
+
     assert report["django"] == []

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from feedback.models import Project
 from training.models import ModelVersion
+from training.pipeline.reward import server as reward_server
 from training.selectors import newest_reward_model
 
 
@@ -58,7 +59,6 @@ class Command(BaseCommand):
         parser.add_argument("--device", default=None, help="torch device (default: where the model loads)")
 
     def handle(self, *args, **opts):
-        from training.pipeline import reward_server
 
         try:
             project = Project.objects.get(slug=opts["project"])
@@ -102,7 +102,7 @@ class Command(BaseCommand):
         """Load once, after checking the files are the ones registered (the manifest's sha256 against the row,
         then every file against the manifest), as `training.scoring` does before scoring."""
         from training.pipeline.registry_files import TamperedModelError, manifest_sha256
-        from training.pipeline.reward_scoring import RewardScorer
+        from training.pipeline.reward.scoring import RewardScorer
 
         try:
             if manifest_sha256(version.path) != version.sha256:
