@@ -11,6 +11,7 @@ from core.exceptions import ApplicationError
 from feedback.admin import ProjectAdmin
 from feedback.models import Project
 from training import services
+from training.services.schedule import check_schedule_config
 from training.models import DPORound, ModelVersion, RetrainSchedule, TrainingRun, TrainingRunMetric
 
 TRAINING_ACTIONS = ["train_reward_model", "train_policy_ppo", "train_policy_dpo", "publish_samples"]
@@ -113,8 +114,26 @@ class TrainingRunAdmin(SuperuserOnlyAdmin):
                 continue
 
 
+class RetrainScheduleForm(forms.ModelForm):
+    """A schedule's step settings are checked when it is saved (each step's stated ranges), not when it fires."""
+
+    class Meta:
+        model = RetrainSchedule
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            check_schedule_config(method=cleaned.get("method") or RetrainSchedule.Method.PPO,
+                                  steps=cleaned.get("config") or {})
+        except ValidationError as exc:
+            self.add_error("config", exc)
+        return cleaned
+
+
 @admin.register(RetrainSchedule)
 class RetrainScheduleAdmin(SuperuserOnlyAdmin):
+    form = RetrainScheduleForm
     list_display = ["project", "is_enabled", "method", "min_new_judgements", "max_hours", "min_agreement", "last_triggered_at"]
     list_filter = ["is_enabled", "method"]
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+
+from core.parsing import validate_finite
 
 
 class ModelVersion(models.Model):
@@ -140,9 +143,14 @@ class RetrainSchedule(models.Model):
     project = models.OneToOneField("feedback.Project", on_delete=models.CASCADE, related_name="retrain_schedule")
     is_enabled = models.BooleanField(default=False)
     method = models.CharField(max_length=8, choices=Method.choices, default=Method.PPO)
-    min_new_judgements = models.PositiveIntegerField(default=500)
-    max_hours = models.FloatField(default=24.0, help_text="Retrain at least this often when new judgements exist.")
-    min_agreement = models.FloatField(default=0.6, help_text="Do not retrain below this pairwise agreement.")
+    min_new_judgements = models.PositiveIntegerField(default=500, validators=[
+        MinValueValidator(1), MaxValueValidator(10_000_000)], help_text="Retrain after this many new judgements (1 to 10,000,000).")
+    max_hours = models.FloatField(default=24.0, validators=[MinValueValidator(0.01), MaxValueValidator(8760.0),
+                                                            validate_finite],
+                                  help_text="Retrain at least this often when new judgements exist (0.01 to 8760 hours).")
+    min_agreement = models.FloatField(default=0.6, validators=[MinValueValidator(0.0), MaxValueValidator(1.0),
+                                                               validate_finite],
+                                      help_text="Do not retrain below this pairwise agreement (0 to 1).")
     last_triggered_at = models.DateTimeField(null=True, blank=True)
     last_judgement_id = models.BigIntegerField(default=0, help_text="Judgements after this id count as new.")
     config = models.JSONField(default=dict, blank=True, help_text="Settings for each step: {'reward': {…}, 'ppo': {…}}.")

@@ -86,6 +86,32 @@ class TestRetrainIfDue:
         later = timezone.now() + timedelta(hours=25)
         assert len(services.retrain_if_due(now=later, agreement_fn=lambda project: 1.0)) == 1
 
+    def test_a_stored_schedule_with_settings_out_of_range_starts_nothing_and_keeps_its_place(self, scheduled):
+        """A schedule written before its settings had ranges (or by a raw update) is refused when it fires — no run,
+        and its judgements still count as new once it is fixed — instead of failing inside the chain."""
+        RetrainSchedule.objects.update(config={"reward": {"learning_rate": "inf"}})
+        assert services.retrain_if_due(agreement_fn=lambda project: 1.0) == []
+        assert not TrainingRun.objects.exists()
+        RetrainSchedule.objects.update(config={"reward": {"learning_rate": 1e-4}})
+        assert [r.kind for r in services.retrain_if_due(agreement_fn=lambda project: 1.0)] == [TrainingRun.Kind.RETRAIN]
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"min_new_judgements": 0}, "min_new_judgements"), ({"max_hours": "inf"}, "max_hours"),
+    ({"max_hours": 0}, "max_hours"), ({"min_agreement": 1.5}, "min_agreement"), ({"min_agreement": "nan"}, "min_agreement"),
+    ({"config": '{"ppo": {"max_steps": 1000000000000000}}'}, "config"), ({"config": '{"reward": {"learning_rate": "inf"}}'}, "config"),
+])
+def test_the_admin_refuses_a_schedule_out_of_range_naming_the_field(project, admin_client, changes, field):
+    form = {"project": project.pk, "is_enabled": "on", "method": "ppo", "min_new_judgements": 500, "max_hours": 24,
+            "min_agreement": 0.6, "last_judgement_id": 0, "config": "{}", **changes}
+    response = admin_client.post("/admin/training/retrainschedule/add/", form)
+    assert response.status_code == 200  # the form again, with its errors, not a redirect
+    assert field in response.context["adminform"].form.errors
+    assert not RetrainSchedule.objects.exists()
+    assert admin_client.post("/admin/training/retrainschedule/add/", {**form, **{
+        "min_new_judgements": 500, "max_hours": 24, "min_agreement": 0.6, "config": "{}"}}).status_code == 302
+    assert RetrainSchedule.objects.count() == 1
+
 
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_at_once_start_one_retrain(project):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -13,8 +15,18 @@ from training.models import RetrainSchedule, TrainingRun
 from training.run_configs import validate_config
 from training.services.runs import create_run
 
+logger = logging.getLogger(__name__)
+
 
 # --- the retraining schedule ------------------------------------------------------------------------------------
+
+
+def check_schedule_config(*, method: str, steps: dict) -> dict:
+    """The retrain settings a schedule would start, validated now (ValidationError naming the step and setting)."""
+    try:
+        return validate_config(TrainingRun.Kind.RETRAIN, {"method": method, "steps": steps})
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def retrain_if_due(*, now=None, agreement_fn=None) -> list[TrainingRun]:
@@ -50,6 +62,11 @@ def retrain_if_due(*, now=None, agreement_fn=None) -> list[TrainingRun]:
                 continue
             agreement = (agreement_fn or project_pairwise_agreement)(project=project)
             if agreement is not None and agreement < schedule.min_agreement:
+                continue
+            try:  # a schedule stored before its settings had ranges (or by a raw write): refused here, not mid-chain
+                check_schedule_config(method=schedule.method, steps=schedule.config)
+            except ValidationError as exc:
+                logger.warning("retrain schedule of project %s not started: %s", project.slug, " ".join(exc.messages))
                 continue
             max_id = new.order_by("-pk").values_list("pk", flat=True).first()
             advanced = RetrainSchedule.objects.filter(pk=schedule.pk, last_judgement_id=schedule.last_judgement_id).update(
