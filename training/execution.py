@@ -175,7 +175,7 @@ def execute(run_id: int, *, budget: Budget | None = None) -> str:
     if not connection.in_atomic_block:  # a worker's connection may have gone stale; a caller's transaction is theirs
         close_old_connections()
     services.fail_stale_runs()
-    if not services.start_run(run_id=run_id):
+    if not services.claim_run(run_id=run_id):
         return TrainingRun.objects.filter(pk=run_id).values_list("state", flat=True).first() or "missing"
     run = TrainingRun.objects.select_related("project", "snapshot", "base_version", "created_by").get(pk=run_id)
     state, outcome = _run(run, budget or run_budget())

@@ -24,6 +24,7 @@ from tests.feedback.factories import ProjectFactory, make_member, make_tasks
 from training import services as training_services
 from training.runners.base import RunContext
 from training.runners.reward import snapshot_rows as training_snapshot_rows
+from tests.training.factories import make_run
 
 
 def judge(project, person, models_best_first):
@@ -124,7 +125,7 @@ def page_download(scene, snapshot_id, name="rows.jsonl"):
 
 def training_rows(scene, snapshot_id):
     snapshot = PreferenceSnapshot.objects.get(pk=snapshot_id)
-    run = training_services.create_run(project=scene["project"], kind="reward", snapshot=snapshot, enqueue=False)
+    run = make_run(project=scene["project"], kind="reward", snapshot=snapshot)
     _, train, test = training_snapshot_rows(RunContext(run=run, config=None))
     return train, test
 

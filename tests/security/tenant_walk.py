@@ -21,6 +21,7 @@ from ops.models import Webhook
 from tests.feedback.factories import make_member, make_tasks
 from training import services as training_services
 from training.models import DPORound, ModelVersion, RetrainSchedule, TrainingRun
+from tests.training.factories import make_run
 
 SECRET_SLUG = "zz-secret-tenant"
 SECRET_TEXT = "SECRET-PROMPT-7c1e9"
@@ -56,11 +57,11 @@ def build_foreign_project(tmp_path) -> Foreign:
     snapshot = PreferenceSnapshot.objects.create(project=project, sha256="f" * 64, path=str(tmp_path / "snap"))
     version = ModelVersion.objects.create(project=project, name=f"reward-{SECRET_SLUG}-run1", kind=ModelVersion.Kind.REWARD,
                                           path=str(tmp_path / "reward"), sha256="e" * 64, snapshot=snapshot)
-    run = training_services.create_run(project=project, kind=TrainingRun.Kind.REWARD, enqueue=False)
+    run = make_run(project=project, kind=TrainingRun.Kind.REWARD)
     policy = ModelVersion.objects.create(project=project, name=f"policy-{SECRET_SLUG}-run1", kind=ModelVersion.Kind.POLICY,
                                          path=str(tmp_path / "policy"), sha256="d" * 64)
     # A waiting round (shown in the Django admin, the API and the /training/ page's rounds table) with its run.
-    round_run = training_services.create_run(project=project, kind=TrainingRun.Kind.DPO_ROUND, enqueue=False)
+    round_run = make_run(project=project, kind=TrainingRun.Kind.DPO_ROUND)
     dpo_round = DPORound.objects.create(project=project, policy=policy, reward_model=version, k=2, budget=1,
                                         state=DPORound.State.WAITING, sample_run=round_run,
                                         counts={"human_pairs": 1, "model_pairs": 3})

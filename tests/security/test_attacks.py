@@ -17,6 +17,7 @@ from feedback.models import Judgement, Project, Prompt
 from tests.feedback.factories import ProjectFactory, make_member, make_tasks
 from training import services as training_services
 from training.models import TrainingRun
+from tests.training.factories import make_run
 
 pytestmark = pytest.mark.django_db
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
@@ -31,7 +32,7 @@ def api(user):
 def test_idor_every_endpoint_refuses_other_projects(project):
     other = ProjectFactory()
     other_task = make_tasks(other, 1)[0]
-    other_run = training_services.create_run(project=other, kind=TrainingRun.Kind.REWARD, enqueue=False)
+    other_run = make_run(project=other, kind=TrainingRun.Kind.REWARD)
     intruder = api(make_member(project, "admin"))  # an admin, but of another project
     checks = [
         ("post", f"/api/v1/projects/{other.pk}/next-task/", None),

@@ -19,6 +19,7 @@ from training import execution, selectors, services, tasks
 from training.models import DPORound, ModelVersion, TrainingRun
 from training.pipeline.models import manifest_sha256
 from training.pipeline.reward.scoring import RewardScorer
+from tests.training.factories import make_run
 
 pytestmark = pytest.mark.django_db
 
@@ -251,7 +252,7 @@ def test_maintenance_fails_a_round_whose_run_died(project, tiny_llama_dir):
     policy = services.register_version(project=None, name="tiny-policy", kind=ModelVersion.Kind.POLICY,
                                        path=str(tiny_llama_dir), sha256=manifest_sha256(tiny_llama_dir), config={},
                                        metrics={}, activate=True)
-    run = services.create_run(project=project, kind=TrainingRun.Kind.DPO_ROUND, enqueue=False)
+    run = make_run(project=project, kind=TrainingRun.Kind.DPO_ROUND)
     dpo_round = DPORound.objects.create(project=project, policy=policy, k=2, budget=1, sample_run=run)
     assert services.finish_judged_rounds() == {"finished": [], "failed": []}  # its run is still queued
     services.finish_run(run_id=run.pk, state=TrainingRun.State.FAILED, error="the worker stopped")

@@ -20,6 +20,7 @@ from tests.feedback.factories import ProjectFactory, UserFactory, make_member, m
 from tests.training.test_dpo_round import ROUND, judge_everything, models  # noqa: F401  (`models` is a fixture)
 from training import services, tasks
 from training.models import DPORound, ModelVersion, TrainingRun
+from tests.training.factories import make_run
 
 pytestmark = pytest.mark.django_db
 T = AuditEvent.Type
@@ -141,7 +142,7 @@ def test_a_failed_round_makes_dpo_round_exit_with_an_error(project, models, tmp_
 def a_round(project, tmp_path, state=DPORound.State.WAITING, **counts) -> DPORound:
     policy = ModelVersion.objects.create(project=project, name=f"policy-{project.slug}", kind=ModelVersion.Kind.POLICY,
                                          path=str(tmp_path / project.slug), sha256="d" * 64)
-    run = services.create_run(project=project, kind=TrainingRun.Kind.DPO_ROUND, enqueue=False)
+    run = make_run(project=project, kind=TrainingRun.Kind.DPO_ROUND)
     return DPORound.objects.create(project=project, policy=policy, k=2, budget=4, state=state, counts=counts,
                                    sample_run=run)
 

@@ -18,13 +18,14 @@ from tests.training.test_worker import judged_project, run_state, wait_for, work
 from training import execution, services, tasks
 from training.models import ModelVersion, TrainingRun
 from training.pipeline.models import manifest_sha256
+from tests.training.factories import make_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def running_run(project, *, heartbeat_age: float = 0.0) -> TrainingRun:
-    run = services.create_run(project=project, kind=TrainingRun.Kind.REWARD, enqueue=False)
-    assert services.start_run(run_id=run.pk)
+    run = make_run(project=project, kind=TrainingRun.Kind.REWARD)
+    assert services.claim_run(run_id=run.pk)
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=heartbeat_age))
     return run
 
@@ -197,7 +198,7 @@ def test_leftover_registry_directory_of_an_old_database_is_kept_and_the_run_succ
 
     # Most prompts held out: acceptance needs enough held-out tasks (a task-clustered bound) on this small project.
     snapshot = feedback_services.create_snapshot(project=judged_project, filters=ExportFilters(test_fraction=0.6))
-    run = services.create_run(project=judged_project, kind=TrainingRun.Kind.REWARD, enqueue=False, snapshot=snapshot,
+    run = make_run(project=judged_project, kind=TrainingRun.Kind.REWARD, snapshot=snapshot,
                               config={"backbone": str(tiny_backbone), "max_steps": 8, "batch_size": 8,
                                       "learning_rate": 1e-3, "logging_steps": 1, "max_length": 128})
     leftover = Path(settings.MODEL_DIR) / "registry" / f"reward-{judged_project.slug}-run{run.pk}"
@@ -212,8 +213,8 @@ def test_leftover_registry_directory_of_an_old_database_is_kept_and_the_run_succ
 
 def test_cancelling_a_chain_reaches_its_running_step(project):
     parent = running_run(project)
-    child = services.create_run(project=project, kind=TrainingRun.Kind.REWARD, parent_run=parent, enqueue=False)
-    assert services.start_run(run_id=child.pk)
+    child = make_run(project=project, kind=TrainingRun.Kind.REWARD, parent_run=parent)
+    assert services.claim_run(run_id=child.pk)
     assert services.beat(run_id=child.pk) is False
     services.request_cancel(run=parent)
     assert services.beat(run_id=child.pk) is True

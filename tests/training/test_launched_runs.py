@@ -12,6 +12,7 @@ from feedback.exports import ExportFilters
 from tests.feedback.factories import make_member
 from training import execution, selectors, services
 from training.models import ModelVersion, TrainingRun
+from tests.training.factories import make_run
 
 pytestmark = [pytest.mark.django_db, pytest.mark.ml]
 
@@ -32,7 +33,7 @@ def test_a_reward_run_on_two_processes_registers_one_version(judged_project, tin
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_THREADS", "2")
     snapshot = feedback_services.create_snapshot(project=judged_project, filters=ExportFilters(test_fraction=0.35))
-    run = services.create_run(project=judged_project, kind=TrainingRun.Kind.REWARD, snapshot=snapshot, enqueue=False,
+    run = make_run(project=judged_project, kind=TrainingRun.Kind.REWARD, snapshot=snapshot,
                               config={"backbone": str(tiny_backbone), "max_steps": 4, "batch_size": 4,
                                       "learning_rate": 1e-3, "logging_steps": 1, "max_length": 128, "processes": 2})
     assert run.config["processes"] == 2

@@ -15,6 +15,7 @@ from tests.feedback.factories import make_member
 from training import execution, selectors, services
 from training.models import ModelVersion, TrainingRun
 from training.pipeline.models import manifest_sha256
+from tests.training.factories import make_run
 
 pytestmark = pytest.mark.django_db
 
@@ -58,7 +59,7 @@ def train_accepted_reward_model(project, backbone) -> TrainingRun:
     acceptance can be decided on this small project: its accuracy's lower bound, clustered by task, can clear
     0.5 only from 7 tasks on, and it must beat "the longer answer wins" (here the evasions are the longer ones)."""
     snapshot = feedback_services.create_snapshot(project=project, filters=ExportFilters(test_fraction=0.6))
-    run = services.create_run(project=project, kind=TrainingRun.Kind.REWARD, snapshot=snapshot, enqueue=False,
+    run = make_run(project=project, kind=TrainingRun.Kind.REWARD, snapshot=snapshot,
                               config={"backbone": str(backbone), "max_steps": 8, "learning_rate": 1e-3,
                                       "max_length": 128})
     execution.execute(run.pk)

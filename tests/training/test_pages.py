@@ -4,14 +4,15 @@ from django.test import Client
 from tests.feedback.factories import ProjectFactory, make_member
 from training import services
 from training.models import TrainingRun
+from tests.training.factories import make_run
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def run(project):
-    run = services.create_run(project=project, kind=TrainingRun.Kind.REWARD, config={"max_steps": 3}, enqueue=False)
-    services.start_run(run_id=run.pk)
+    run = make_run(project=project, kind=TrainingRun.Kind.REWARD, config={"max_steps": 3})
+    services.claim_run(run_id=run.pk)
     services.record_step(run_id=run.pk, step=1, metrics={"loss": 0.7, "accuracy": 0.5}, progress=0.33)
     services.record_step(run_id=run.pk, step=2, metrics={"loss": 0.6, "accuracy": 0.6}, progress=0.66)
     services.append_log(run_id=run.pk, line="step 2 <script>alert(1)</script>")

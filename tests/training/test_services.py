@@ -10,6 +10,7 @@ from feedback import services as feedback_services
 from tests.feedback.factories import make_member, make_tasks
 from training import selectors, services
 from training.models import RetrainSchedule, TrainingRun
+from tests.training.factories import make_run
 
 
 def judge_all(project, people):
@@ -24,17 +25,17 @@ class TestRunLifecycle:
         from django_tasks_db.models import DBTaskResult
 
         with django_capture_on_commit_callbacks(execute=True):
-            run = services.create_run(project=project, kind=TrainingRun.Kind.REWARD, config={})
+            run = services.start_training(project=project, kind=TrainingRun.Kind.REWARD, config={})
         assert run.state == TrainingRun.State.QUEUED
         job = DBTaskResult.objects.get()
         assert job.args_kwargs["args"] == [run.pk]
 
     def test_cancel_queued_and_running(self, project):
-        queued = services.create_run(project=project, kind=TrainingRun.Kind.REWARD, enqueue=False)
+        queued = make_run(project=project, kind=TrainingRun.Kind.REWARD)
         assert services.request_cancel(run=queued).state == TrainingRun.State.CANCELLED
-        running = services.create_run(project=project, kind=TrainingRun.Kind.REWARD, enqueue=False)
-        assert services.start_run(run_id=running.pk)
-        assert not services.start_run(run_id=running.pk)  # a second worker cannot claim it
+        running = make_run(project=project, kind=TrainingRun.Kind.REWARD)
+        assert services.claim_run(run_id=running.pk)
+        assert not services.claim_run(run_id=running.pk)  # a second worker cannot claim it
         assert services.request_cancel(run=running).cancel_requested
         assert services.beat(run_id=running.pk) is True
         services.finish_run(run_id=running.pk, state=TrainingRun.State.CANCELLED)
@@ -42,16 +43,16 @@ class TestRunLifecycle:
             services.request_cancel(run=TrainingRun.objects.get(pk=running.pk))
 
     def test_stale_heartbeat_fails_the_run(self, project):
-        run = services.create_run(project=project, kind=TrainingRun.Kind.REWARD, enqueue=False)
-        services.start_run(run_id=run.pk)
+        run = make_run(project=project, kind=TrainingRun.Kind.REWARD)
+        services.claim_run(run_id=run.pk)
         TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=600))
         assert services.fail_stale_runs(stale_after_seconds=120) == 1
         run.refresh_from_db()
         assert run.state == TrainingRun.State.FAILED and "heartbeat" in run.error
 
     def test_metrics_keep_nan_as_text(self, project):
-        run = services.create_run(project=project, kind=TrainingRun.Kind.PPO, enqueue=False)
-        services.start_run(run_id=run.pk)
+        run = make_run(project=project, kind=TrainingRun.Kind.PPO)
+        services.claim_run(run_id=run.pk)
         services.record_step(run_id=run.pk, step=1, metrics={"objective/kl": float("nan"), "loss": 0.5}, progress=0.5)
         services.record_step(run_id=run.pk, step=1, metrics={"objective/reward": 1.5})  # merged into step 1
         services.record_step(run_id=run.pk, step=2, metrics={"loss": 0.25})
@@ -75,6 +76,20 @@ class TestRetrainIfDue:
         assert runs[0].config["trigger"]["new_judgements"] == 8
         TrainingRun.objects.update(state=TrainingRun.State.SUCCEEDED)
         assert services.retrain_if_due(agreement_fn=lambda project: 1.0) == []
+
+    def test_a_scheduled_retrain_starts_through_the_one_way_in(self, scheduled, settings):
+        """Audited like any start, and held to the project's queue limit: a full queue leaves the schedule where it
+        was (due again next tick), other projects' schedules unharmed."""
+        from core.models import AuditEvent
+
+        settings.TRAINING_MAX_QUEUED_PER_PROJECT = 1
+        blocker = services.start_training(project=scheduled, kind=TrainingRun.Kind.PUBLISH, config={})
+        assert services.retrain_if_due(agreement_fn=lambda project: 1.0) == []
+        assert RetrainSchedule.objects.get().last_judgement_id == 0
+        services.request_cancel(run=blocker)
+        [run] = services.retrain_if_due(agreement_fn=lambda project: 1.0)
+        audit = AuditEvent.objects.get(event_type=AuditEvent.Type.RUN_STARTED, target=f"run:{run.pk}")
+        assert audit.extra["kind"] == TrainingRun.Kind.RETRAIN and audit.actor is None
 
     def test_low_agreement_blocks(self, scheduled):
         RetrainSchedule.objects.update(min_agreement=0.5)

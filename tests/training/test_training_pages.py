@@ -11,6 +11,7 @@ from tests.feedback.factories import ProjectFactory, make_member
 from training import services
 from training.models import TrainingRun
 from training.pipeline.reward.config import RewardConfig
+from tests.training.factories import make_run
 
 pytestmark = pytest.mark.django_db
 
@@ -95,8 +96,8 @@ def test_every_kind_has_a_form(project):
 
 
 def test_reviewer_sees_no_form_or_buttons_and_is_refused(project):
-    run = services.create_run(project=project, kind="reward", config={}, enqueue=False)
-    services.start_run(run_id=run.pk)
+    run = make_run(project=project, kind="reward", config={})
+    services.claim_run(run_id=run.pk)
     reviewer = client_for(make_member(project, "reviewer"))
     registry = reviewer.get("/training/").content.decode()
     assert "Settings…" not in registry and "Retrain now" not in registry and "run-start" not in registry
@@ -121,9 +122,9 @@ def test_non_members_get_404(project):
 @pytest.fixture
 def finished_run(project):
     model_dir = settings.MODEL_DIR
-    run = services.create_run(project=project, kind="ppo", enqueue=False, config={
+    run = make_run(project=project, kind="ppo", config={
         "policy": str(model_dir / "ppo-demo-run1"), "learning_rate": 0.0001234567, "num_iterations": 3})
-    services.start_run(run_id=run.pk)
+    services.claim_run(run_id=run.pk)
     services.record_step(run_id=run.pk, step=1, metrics={"objective/kl": 0.123456789, "objective/reward": 1.0},
                          progress=0.5)
     services.append_log(run_id=run.pk, line=f"saved to {model_dir / 'ppo-demo-run1'} " + "x" * 600)
@@ -150,8 +151,8 @@ def test_run_page_reads_well(project, finished_run):
 
 
 def test_progress_without_a_total_shows_the_step(project):
-    run = services.create_run(project=project, kind="reward", config={}, enqueue=False)
-    services.start_run(run_id=run.pk)
+    run = make_run(project=project, kind="reward", config={})
+    services.claim_run(run_id=run.pk)
     reviewer = client_for(make_member(project, "reviewer"))
     assert "no step yet" in reviewer.get(f"/training/runs/{run.pk}/live/").content.decode()
     services.record_step(run_id=run.pk, step=7, metrics={"loss": 0.5, "epoch": 0.25})
@@ -163,8 +164,8 @@ def test_progress_without_a_total_shows_the_step(project):
 
 
 def test_cancel_answers_at_once_and_the_run_ends_cancelled(project):
-    run = services.create_run(project=project, kind="reward", config={}, enqueue=False)
-    services.start_run(run_id=run.pk)
+    run = make_run(project=project, kind="reward", config={})
+    services.claim_run(run_id=run.pk)
     admin = client_for(make_member(project, "admin"))
     page = admin.get(f"/training/runs/{run.pk}/").content.decode()
     assert 'id="cancel-run"' in page and "hx-post=" in page
@@ -182,7 +183,7 @@ def test_cancel_answers_at_once_and_the_run_ends_cancelled(project):
 
 
 def test_cancelling_a_queued_run_says_cancelled(project):
-    run = services.create_run(project=project, kind="reward", config={}, enqueue=False)
+    run = make_run(project=project, kind="reward", config={})
     response = client_for(make_member(project, "admin")).post(f"/training/runs/{run.pk}/cancel/", HTTP_HX_REQUEST="true")
     assert response.status_code == 200 and ">cancelled<" in response.content.decode()
     run.refresh_from_db()

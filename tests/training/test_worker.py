@@ -98,7 +98,7 @@ def test_worker_trains_and_registers_a_reward_model(judged_project, tiny_backbon
 
     # Most prompts held out: acceptance needs enough held-out tasks (a task-clustered bound) on this small project.
     snapshot = feedback_services.create_snapshot(project=judged_project, filters=ExportFilters(test_fraction=0.6))
-    run = services.create_run(project=judged_project, kind=TrainingRun.Kind.REWARD, snapshot=snapshot, config={
+    run = services.start_training(project=judged_project, kind=TrainingRun.Kind.REWARD, snapshot=snapshot, config={
         "backbone": str(tiny_backbone), "max_steps": 8, "batch_size": 8, "learning_rate": 1e-3, "logging_steps": 1,
         "max_length": 128,
     })

@@ -18,14 +18,12 @@ from training.services.runs import (  # noqa: F401
     append_log,
     attach_snapshot,
     beat,
-    create_run,
     fail_stale_runs,
     finish_run,
     json_safe,
     record_step,
     request_cancel,
-    record_run_start,
-    start_run,
+    claim_run,
 )
 from training.services.scratch import remove_orphaned_scratch  # noqa: F401
 from training.services.starting import start_training  # noqa: F401

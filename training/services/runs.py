@@ -49,13 +49,12 @@ class RunQueueFull(Conflict):
 # --- starting and stopping runs ----------------------------------------------------------------------------------
 
 
-def create_run(
+def _insert_run(
     *, project, kind: str, config: dict | None = None, created_by=None, snapshot: PreferenceSnapshot | None = None,
     base_version: ModelVersion | None = None, parent_run: TrainingRun | None = None, enqueue: bool = True,
 ) -> TrainingRun:
-    """Record a queued run and (unless `enqueue` is off) hand it to the worker once the row is committed.
-
-    The settings are stored as given: `start_training` is the entry point that validates them first."""
+    """Insert a queued run and (unless `enqueue` is off) hand it to the worker once the row is committed. The
+    settings are stored as given: only `record_run_start`, which validates and audits them first, calls this."""
     with transaction.atomic():
         run = TrainingRun.objects.create(
             project=project, kind=kind, config=config or {}, created_by=created_by, snapshot=snapshot,
@@ -68,8 +67,10 @@ def create_run(
 
 def record_run_start(
     *, project, kind: str, config: dict | None, created_by=None, enqueue: bool = True, parent_run=None,
+    snapshot: PreferenceSnapshot | None = None,
 ) -> TrainingRun:
-    """Start a run (`training.services.start_training` is the way in: it also moves iterative-DPO rounds on).
+    """Record the start of a run, for the services package only: every door calls `start_training` (which also
+    moves iterative-DPO rounds on), never this.
 
     Validates the settings now (ValidationError naming the setting), records the run, its settings'
     warnings (in its log) and an audit row in one transaction, then queues it after commit (or leaves
@@ -85,8 +86,8 @@ def record_run_start(
     with transaction.atomic():
         if enqueue and parent_run is None:  # a chain's steps run inside their parent, not in the queue
             check_queue_room(project=project)
-        run = create_run(project=project, kind=kind, config=normalised, created_by=created_by, enqueue=enqueue,
-                         parent_run=parent_run)
+        run = _insert_run(project=project, kind=kind, config=normalised, created_by=created_by, enqueue=enqueue,
+                          parent_run=parent_run, snapshot=snapshot)
         for message in messages:
             append_log(run_id=run.pk, line=f"warning: {message}")
         record_audit(actor=created_by, event_type=AuditEvent.Type.RUN_STARTED, project=project,
@@ -180,7 +181,7 @@ def reprioritise_queue() -> int:
 # --- the worker's writes on its run ------------------------------------------------------------------------------
 
 
-def start_run(*, run_id: int) -> bool:
+def claim_run(*, run_id: int) -> bool:
     """Claim a queued run for this worker; False if another worker has it or it was cancelled. The waiting jobs are
     reordered (`reprioritise_queue`): the project just served goes behind the others."""
     now = timezone.now()

@@ -10,10 +10,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.db import lock_rows
+from core.exceptions import ApplicationError
 from feedback import selectors as feedback_selectors
 from training.models import RetrainSchedule, TrainingRun
 from training.run_configs import validate_config
-from training.services.runs import create_run
+from training.services.starting import start_training
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +70,18 @@ def retrain_if_due(*, now=None, agreement_fn=None) -> list[TrainingRun]:
                 logger.warning("retrain schedule of project %s not started: %s", project.slug, " ".join(exc.messages))
                 continue
             max_id = new.order_by("-pk").values_list("pk", flat=True).first()
-            advanced = RetrainSchedule.objects.filter(pk=schedule.pk, last_judgement_id=schedule.last_judgement_id).update(
-                last_judgement_id=max_id, last_triggered_at=now
-            )
-            if advanced:
-                started.append(create_run(
-                    project=project, kind=TrainingRun.Kind.RETRAIN,
-                    config=validate_config(TrainingRun.Kind.RETRAIN, {
-                        "method": schedule.method, "steps": schedule.config, "trigger": {
-                            "new_judgements": new_count, "agreement": agreement, "hours_passed": bool(hours_passed)}}),
-                ))
+            try:
+                with transaction.atomic():  # the schedule advances only together with the run it started
+                    advanced = RetrainSchedule.objects.filter(
+                        pk=schedule.pk, last_judgement_id=schedule.last_judgement_id,
+                    ).update(last_judgement_id=max_id, last_triggered_at=now)
+                    if advanced:  # through the one way in: validated, audited, held to the project's queue limit
+                        started.append(start_training(project=project, kind=TrainingRun.Kind.RETRAIN, config={
+                            "method": schedule.method, "steps": schedule.config, "trigger": {
+                                "new_judgements": new_count, "agreement": agreement,
+                                "hours_passed": bool(hours_passed)}}))
+            except ApplicationError as exc:  # e.g. the project's queue is full: due again at the next tick
+                logger.warning("retrain schedule of project %s not started: %s", project.slug, exc.message)
     return started
 
 
