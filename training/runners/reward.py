@@ -59,6 +59,7 @@ def versus_previous(project, path, test_rows: list, log) -> dict:
 
 
 def run_reward(ctx: RunContext) -> dict:
+    from training.pipeline.reward.eval import with_judge_agreement
     from training.pipeline.reward.trainer import train_reward_model
 
 
@@ -67,6 +68,7 @@ def run_reward(ctx: RunContext) -> dict:
     ctx.total_steps = cfg.max_steps if cfg.max_steps > 0 else None
     result = train_here_or_launched(ctx, "reward", train_reward_model, train_rows, test_rows)
     result.metrics.update(versus_previous(run.project, result.path, test_rows, ctx.log))
+    result.metrics.update(with_judge_agreement(result.metrics, test_rows, snapshot.agreement))
     passed, message = ctx.gate(result)
     version = services.register_version(
         project=run.project, name=f"reward-{run.project.slug}-run{run.pk}", kind=ModelVersion.Kind.REWARD,

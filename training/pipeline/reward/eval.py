@@ -294,6 +294,21 @@ def rows_scored_by(score, rows: Sequence[dict[str, Any]]) -> list[float]:
     return pair_scores([c - r for c, r in zip(chosen, rejected)])
 
 
+def with_judge_agreement(metrics: dict, rows: Sequence[dict[str, Any]], judge_agreement: float | None, *,
+                         prefix: str = "eval/") -> dict[str, float | None]:
+    """`label_ceiling` and `accuracy_vs_label_ceiling` again, with the judges' accuracy fitted from the snapshot's
+    agreement (every pair judged twice, ties included) instead of the held-out rows' own: those rows are the pairs
+    the judges did not tie on, so at overlap 2 with equal trust their agreement is 1 whatever the judges do."""
+    if judge_agreement is None or not rows:
+        return {}
+    ceiling = agreement_ceiling([row.get("agreement") for row in rows],
+                                [int(row.get("n_judgements") or 1) for row in rows],
+                                [float(row.get("margin") or 0.0) for row in rows], judge_agreement=judge_agreement)
+    accuracy = metrics.get(f"{prefix}accuracy")
+    return {f"{prefix}label_ceiling": ceiling,
+            f"{prefix}accuracy_vs_label_ceiling": accuracy / ceiling if accuracy is not None and ceiling else None}
+
+
 def evaluate_reward_model(
     model,
     tokenizer,

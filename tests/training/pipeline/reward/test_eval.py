@@ -14,6 +14,7 @@ rows' prompt) and `acceptance_verdict` (what the registry's gate reads):
 import itertools
 
 import numpy as np
+import pytest
 
 from training.pipeline.reward.eval import (
     acceptance_verdict,
@@ -152,3 +153,19 @@ def test_a_few_pairs_that_differ_all_one_way_are_not_evidence():
         _, low, _ = clustered_difference(new, old, clusters)
         assert (low > 0) is clears, (differing, low)
     assert clustered_difference([1.0, 1.0], [1.0, 1.0], [1, 2])[1] == 0.0  # they never differ: no evidence
+
+
+def test_the_label_ceiling_comes_from_the_snapshots_agreement_not_from_the_pairs_left_after_ties():
+    """Coin-flip judges at overlap 2 with equal trust: every disagreement is a tie and is left out, so each held-out
+    pair shows agreement 1. Fitted from those rows the ceiling reads 1.0; fitted from the snapshot's agreement
+    (ties included, about 0.5 for coin flips) it reads what a model that knows the truth can expect: about 0.5."""
+    from training.pipeline.reward.eval import with_judge_agreement
+
+    rows = [{"agreement": 1.0, "n_judgements": 2, "margin": 1.0} for _ in range(40)]
+    metrics = {"eval/accuracy": 0.55, "eval/label_ceiling": 1.0}
+    fixed = with_judge_agreement(metrics, rows, 0.5)
+    assert fixed["eval/label_ceiling"] == pytest.approx(0.5, abs=0.01)
+    assert fixed["eval/accuracy_vs_label_ceiling"] == pytest.approx(0.55 / fixed["eval/label_ceiling"])
+    judges_right_80 = with_judge_agreement(metrics, rows, 0.8 ** 2 + 0.2 ** 2)  # 0.68: each judge right 80%
+    assert 0.8 < judges_right_80["eval/label_ceiling"] < 1.0
+    assert with_judge_agreement(metrics, rows, None) == {}  # no snapshot agreement: the trainer's figure stands
