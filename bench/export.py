@@ -24,38 +24,13 @@ def build_database(url: str, pairs: int) -> None:
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "config.settings.base"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     code = f"""
-import django, datetime
+import sys
+sys.path.insert(0, "bench")
+import django
 django.setup()
-from django.db import connection, transaction
-from django.utils import timezone
-from feedback import services
-from feedback.services.prompts import _insert_many
-from feedback.models import Assignment, ComparisonTask, Completion, Judgement, Prompt
-from tests.feedback.factories import UserFactory
-project = services.create_project(slug="bench", overlap=1)
-user = UserFactory()
-now = connection.ops.adapt_datetimefield_value(timezone.now())
-n = {pairs}
-with transaction.atomic():
-    _insert_many(Prompt, ["project", "external_id", "text", "messages", "content_hash", "metadata", "created_at"],
-        [(project.pk, f"p{{i}}", f"Question number {{i}}?", None, f"h{{i}}", {{}}, now) for i in range(n)])
-    first_prompt = Prompt.objects.order_by("id").values_list("id", flat=True).first()
-    _insert_many(Completion, ["prompt", "text", "model_name", "generation", "content_hash", "created_at"],
-        [(first_prompt + i, f"Answer {{j}} to question {{i}}, " + "words " * (5 + j * 7), f"model-{{j}}", {{}}, f"c{{i}}-{{j}}", now)
-         for i in range(n) for j in range(2)])
-    _insert_many(ComparisonTask, ["project", "prompt", "status", "judgements_needed", "judgements_done", "slots_taken",
-        "priority", "is_gold", "created_at"], [(project.pk, first_prompt + i, "complete", 1, 1, 1, 0, False, now) for i in range(n)])
-    first_task = ComparisonTask.objects.order_by("id").values_list("id", flat=True).first()
-    first_completion = Completion.objects.order_by("id").values_list("id", flat=True).first()
-    _insert_many(ComparisonTask.completions.through, ["comparisontask", "completion"],
-        [(first_task + i, first_completion + 2 * i + j) for i in range(n) for j in range(2)])
-    _insert_many(Assignment, ["task", "annotator", "project", "state", "label_order", "leased_at", "leased_until", "finished_at"],
-        [(first_task + i, user.pk, project.pk, "submitted", [first_completion + 2 * i, first_completion + 2 * i + 1], now, now, now) for i in range(n)])
-    first_assignment = Assignment.objects.order_by("id").values_list("id", flat=True).first()
-    _insert_many(Judgement, ["task", "annotator", "assignment", "ranking", "ranking_labels", "flags", "confidence",
-        "comment", "seconds_spent", "idempotency_key", "created_at"],
-        [(first_task + i, user.pk, first_assignment + i, [[first_completion + 2 * i + (i % 2)], [first_completion + 2 * i + 1 - (i % 2)]],
-          [["a"], ["b"]], [], 3, "", 5.0, "", now) for i in range(n)])
+from _judged_pairs import insert_judged_pairs
+insert_judged_pairs({pairs}, prompt_text=lambda i: f"Question number {{i}}?",
+                    answer_text=lambda i, j: f"Answer {{j}} to question {{i}}, " + "words " * (5 + j * 7))
 """
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, check=True)
 

@@ -20,41 +20,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 BUILD = """
+import sys
+sys.path.insert(0, "bench")
 import django, random
 django.setup()
-from django.db import connection, transaction
-from django.utils import timezone
-from feedback import services
-from feedback.models import Assignment, ComparisonTask, Completion, Judgement, Prompt
-from feedback.services.prompts import _insert_many
-from tests.feedback.factories import UserFactory
+from _judged_pairs import insert_judged_pairs
 rng = random.Random(0)
 vocab = [''.join(rng.choice('abcdefghijklmnopqrstuvwxyz') for _ in range(rng.randint(2, 9))) for _ in range(5000)]
 def text(words):
     return ' '.join(rng.choice(vocab) for _ in range(words)) + '.'
-project = services.create_project(slug="bench", overlap=1)
-user = UserFactory()
-now = connection.ops.adapt_datetimefield_value(timezone.now())
-n, prompt_words, answer_words = {n}, {prompt_words}, {answer_words}
-with transaction.atomic():
-    _insert_many(Prompt, ["project", "external_id", "text", "messages", "content_hash", "metadata", "created_at"],
-        [(project.pk, f"p{{i}}", text(prompt_words), None, f"h{{i}}", {{}}, now) for i in range(n)])
-    first_prompt = Prompt.objects.order_by("id").values_list("id", flat=True).first()
-    _insert_many(Completion, ["prompt", "text", "model_name", "generation", "content_hash", "created_at"],
-        [(first_prompt + i, text(answer_words), f"model-{{j}}", {{}}, f"c{{i}}-{{j}}", now) for i in range(n) for j in range(2)])
-    _insert_many(ComparisonTask, ["project", "prompt", "status", "judgements_needed", "judgements_done", "slots_taken",
-        "priority", "is_gold", "created_at"], [(project.pk, first_prompt + i, "complete", 1, 1, 1, 0, False, now) for i in range(n)])
-    first_task = ComparisonTask.objects.order_by("id").values_list("id", flat=True).first()
-    first_completion = Completion.objects.order_by("id").values_list("id", flat=True).first()
-    _insert_many(ComparisonTask.completions.through, ["comparisontask", "completion"],
-        [(first_task + i, first_completion + 2 * i + j) for i in range(n) for j in range(2)])
-    _insert_many(Assignment, ["task", "annotator", "project", "state", "label_order", "leased_at", "leased_until", "finished_at"],
-        [(first_task + i, user.pk, project.pk, "submitted", [first_completion + 2 * i, first_completion + 2 * i + 1], now, now, now) for i in range(n)])
-    first_assignment = Assignment.objects.order_by("id").values_list("id", flat=True).first()
-    _insert_many(Judgement, ["task", "annotator", "assignment", "ranking", "ranking_labels", "flags", "confidence",
-        "comment", "seconds_spent", "idempotency_key", "created_at"],
-        [(first_task + i, user.pk, first_assignment + i, [[first_completion + 2 * i + (i % 2)], [first_completion + 2 * i + 1 - (i % 2)]],
-          [["a"], ["b"]], [], 3, "", 5.0, "", now) for i in range(n)])
+insert_judged_pairs({n}, prompt_text=lambda i: text({prompt_words}), answer_text=lambda i, j: text({answer_words}))
 """
 
 
